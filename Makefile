@@ -1,0 +1,32 @@
+# Everything a fresh machine needs lives here: `make demo` and `make test` set up first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Pinned framework: the release this project is built and checked against.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.senet-installed
+
+.PHONY: setup demo test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PINS)
+	$(PY) -m pip install --quiet -e ".[test]" $(TORCH_PINS)
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m senet demo
+
+test: setup
+	$(PY) -m ruff check senet tests benchmarks
+	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check senet tests benchmarks
+	$(PY) -m ruff format --check senet tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

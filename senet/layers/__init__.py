@@ -1,0 +1,43 @@
+"""Attention building blocks: plain nn.Modules, configured only through their constructors."""
+
+from senet.layers.activations import Clamp01, activation_names, create_act
+from senet.layers.cbam import CBAM, ChannelGate, SpatialGate
+from senet.layers.create_attn import attention_names, create_attn, get_attn
+from senet.layers.eca import ECA, eca_kernel_size
+from senet.layers.gather_excite import GatherExcite
+from senet.layers.pooling import GlobalPool2d
+from senet.layers.residual_attention import (
+    PreActUnit,
+    ResidualAttention,
+    ResidualAttentionModule,
+    SoftMaskBranch,
+)
+from senet.layers.scse import SCSE, SpatialSE
+from senet.layers.spatial_transformer import SpatialTransformer
+from senet.layers.squeeze_excite import SqueezeExcite, hidden_width, make_divisible
+
+__all__ = [
+    "CBAM",
+    "ECA",
+    "SCSE",
+    "ChannelGate",
+    "Clamp01",
+    "GatherExcite",
+    "GlobalPool2d",
+    "PreActUnit",
+    "ResidualAttention",
+    "ResidualAttentionModule",
+    "SoftMaskBranch",
+    "SpatialGate",
+    "SpatialSE",
+    "SpatialTransformer",
+    "SqueezeExcite",
+    "activation_names",
+    "attention_names",
+    "create_act",
+    "create_attn",
+    "eca_kernel_size",
+    "get_attn",
+    "hidden_width",
+    "make_divisible",
+]
