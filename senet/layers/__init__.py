@@ -3,6 +3,7 @@
 from senet.layers.activations import Clamp01, activation_names, create_act
 from senet.layers.cbam import CBAM, ChannelGate, SpatialGate
 from senet.layers.create_attn import attention_names, create_attn, get_attn
+from senet.layers.detect import SENET_ATTENTION, is_attention_module
 from senet.layers.eca import ECA, eca_kernel_size
 from senet.layers.gather_excite import GatherExcite
 from senet.layers.pooling import GlobalPool2d
@@ -20,6 +21,7 @@ __all__ = [
     "CBAM",
     "ECA",
     "SCSE",
+    "SENET_ATTENTION",
     "ChannelGate",
     "Clamp01",
     "GatherExcite",
@@ -39,5 +41,6 @@ __all__ = [
     "eca_kernel_size",
     "get_attn",
     "hidden_width",
+    "is_attention_module",
     "make_divisible",
 ]
