@@ -1,0 +1,80 @@
+"""Training and evaluation with the paper's recipe: config, loops, optimiser, checkpoints, logs."""
+
+from senet.train.batchnorm import batchnorm_modules, drop_batchnorm_grads, freeze_batchnorm
+from senet.train.checkpoint import (
+    atomic_write,
+    load_checkpoint,
+    read_weights,
+    restore_training_state,
+    save_checkpoint,
+    save_weights,
+    training_state,
+)
+from senet.train.config import (
+    Config,
+    ConfigError,
+    DataConfig,
+    LogConfig,
+    ModelConfig,
+    OptimConfig,
+    ScheduleConfig,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+    parse_overrides,
+    save_config,
+    valid_keys,
+)
+from senet.train.ema import create_ema
+from senet.train.fit import fit
+from senet.train.loop import NonFiniteLossError, evaluate, topk_correct, train_one_epoch
+from senet.train.optim import (
+    LRSchedule,
+    create_optimizer,
+    create_scheduler,
+    param_groups,
+    scaled_lr,
+)
+from senet.train.run import train
+from senet.train.seed import rng_state, seed_everything, set_rng_state
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "LRSchedule",
+    "LogConfig",
+    "ModelConfig",
+    "NonFiniteLossError",
+    "OptimConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "atomic_write",
+    "batchnorm_modules",
+    "config_from_dict",
+    "create_ema",
+    "create_optimizer",
+    "create_scheduler",
+    "drop_batchnorm_grads",
+    "evaluate",
+    "fit",
+    "freeze_batchnorm",
+    "load_checkpoint",
+    "load_config",
+    "param_groups",
+    "parse_overrides",
+    "read_weights",
+    "restore_training_state",
+    "rng_state",
+    "save_checkpoint",
+    "save_config",
+    "save_weights",
+    "scaled_lr",
+    "seed_everything",
+    "set_rng_state",
+    "topk_correct",
+    "train",
+    "train_one_epoch",
+    "training_state",
+    "valid_keys",
+]

@@ -1,0 +1,371 @@
+"""Training configuration: dataclasses loaded from YAML and overridden by ``key=value`` strings.
+
+A config is plain data. ``load_config(path, overrides)`` reads the YAML file, applies the
+overrides (``optim.lr=0.2``, ``model.attn_kwargs.reduction=8``, ``output_dir=/tmp/run``), checks
+every key and type against the dataclasses below, and returns a ``Config``. Anything wrong fails
+here, before a model is built or a file is written, with the list of valid keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "se_resnet20_cifar"  # registry name, as in senet.list_models()
+    num_classes: int | None = None  # None: the dataset's class count
+    in_chans: int | None = None  # None: the dataset's channel count
+    attn: str | None = None  # attention name ("se", "cbam", ..., "none"); None: model default
+    attn_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {reduction: 8, gate: tanh}
+    strategy: str | None = None  # standard|pre|post|identity|conv3x3; None: model default
+    attn_stages: list[int] | None = None  # stages that get attention (paper Table 13); None: all
+    stride_in_1x1: bool | None = None  # ImageNet ResNets: Caffe layout (True) or torchvision
+    kwargs: dict[str, Any] = field(default_factory=dict)  # any other builder keyword argument
+    weights: str | None = None  # initial weights (file path), loaded before training
+
+
+@dataclass
+class DataConfig:
+    name: Literal["fashion_mnist", "cifar10", "cifar100", "imagefolder", "synthetic"] = (
+        "fashion_mnist"
+    )
+    root: str | None = None  # dataset folder; None: the dataset's usual place (see senet.data)
+    download: bool = False  # allow torchvision to download a missing dataset
+    train_size: int | None = None  # use only the first N training images (quick runs)
+    val_size: int | None = None  # use only the first N validation images
+    batch_size: int = 128  # images per step per process (global batch = this x world size)
+    eval_batch_size: int | None = None  # None: 2 x batch_size
+    workers: int | None = None  # loader processes; None: chosen per dataset and machine
+    image_size: int | None = None  # training crop side; None: the dataset's native size
+    eval_resize: int | None = None  # eval: resize shorter side to this, then centre crop
+    augment: bool = True  # the paper's training augmentation for this dataset
+    mean: list[float] | None = None  # normalisation; None: the dataset's statistics
+    std: list[float] | None = None
+    num_classes: int = 10  # synthetic only: number of classes
+    channels: int = 3  # synthetic only: image channels
+    synthetic_train: int = 512  # synthetic only: training images
+    synthetic_val: int = 256  # synthetic only: validation images
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.1  # LR for a global batch of lr_base_batch images
+    lr_base_batch: int | None = 256  # linear scaling: lr * global_batch / lr_base_batch; None: off
+    momentum: float = 0.9  # SGD momentum (paper: 0.9)
+    nesterov: bool = False
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW only
+    weight_decay: float = 1e-4
+    no_wd_bn_bias: bool = False  # no weight decay on BatchNorm affine params and biases
+    grad_clip: float | None = None  # clip the global grad norm to this; None: off
+
+
+@dataclass
+class ScheduleConfig:
+    name: Literal["step", "multistep", "cosine", "constant"] = "step"
+    step_size: float = 30  # step: divide by 1/gamma every step_size epochs (paper: 30)
+    milestones: list[float] = field(default_factory=list)  # multistep: epochs where LR drops
+    gamma: float = 0.1  # LR factor at each drop
+    warmup_epochs: float = 0  # linear warm-up length (epochs, fractions allowed)
+    warmup_start: float = 0.1  # warm-up starts at this fraction of the LR
+    min_lr_ratio: float = 0.0  # cosine: final LR as a fraction of the peak LR
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    seed: int = 0
+    device: str = "auto"  # auto (cuda when present), cpu, cuda, cuda:1, ...
+    amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision (fp16 only on CUDA)
+    channels_last: bool = False  # NHWC memory layout (faster convs on CUDA / some CPUs)
+    compile: bool = False  # torch.compile the model (slow start, faster steps)
+    label_smoothing: float = 0.0  # epsilon of label-smoothed cross-entropy
+    freeze_bn_epochs: int = 0  # last K epochs: BatchNorm running stats and affine params fixed
+    ema: bool = False  # keep an exponential moving average of the weights, evaluate it too
+    ema_decay: float = 0.9998  # EMA: ema = decay * ema + (1 - decay) * weights, per step
+    deterministic: bool = False  # deterministic kernels (slower); seeding is always on
+    eval_every: int = 1  # validate every N epochs (and always after the last one)
+
+
+@dataclass
+class LogConfig:
+    progress: Literal["auto", "bar", "plain", "none"] = "auto"  # auto: bar on a terminal
+    log_every: int = 50  # plain mode: one line every N steps
+    tensorboard: bool = True  # TensorBoard events (skipped with a notice if not installed)
+    plots: bool = True  # loss / accuracy / LR curves as PNG at the end
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    output_dir: str | None = None  # run folder; None: runs/<model>-<data>-<time>
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every dotted key the schema accepts, e.g. ``optim.lr``."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        tp = _hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            keys += valid_keys(tp, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["optim.lr=0.2", "model.attn_kwargs.reduction=8"]`` -> nested dict of YAML values."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not key=value (e.g. optim.lr=0.2)")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text  # not YAML: keep the raw string, the type check decides
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with an earlier one for {part!r}")
+        node[parts[-1]] = _RawOverride(value, text)
+    return nested
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML recipe (or the defaults if ``path`` is None), apply overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist (see configs/*.yaml)")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    _merge(data, parse_overrides(overrides or []))
+    return config_from_dict(data)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build and validate a ``Config`` from a nested dict (a YAML file's content)."""
+    config = _build(Config, data, "")
+    check_values(config)
+    return config
+
+
+def check_values(config: Config) -> None:
+    """Range checks the types cannot express; raise ConfigError naming the key."""
+    d, o, s, t = config.data, config.optim, config.schedule, config.train
+    checks = [
+        ("train.epochs", t.epochs >= 1, "an integer >= 1"),
+        ("data.batch_size", d.batch_size >= 1, "an integer >= 1"),
+        ("data.eval_batch_size", d.eval_batch_size is None or d.eval_batch_size >= 1, ">= 1"),
+        ("data.train_size", d.train_size is None or d.train_size >= 1, ">= 1 or null"),
+        ("data.val_size", d.val_size is None or d.val_size >= 1, ">= 1 or null"),
+        ("data.workers", d.workers is None or d.workers >= 0, ">= 0 or null"),
+        ("optim.lr", o.lr > 0, "> 0"),
+        ("optim.lr_base_batch", o.lr_base_batch is None or o.lr_base_batch >= 1, ">= 1"),
+        ("optim.weight_decay", o.weight_decay >= 0, ">= 0"),
+        ("optim.grad_clip", o.grad_clip is None or o.grad_clip > 0, "> 0 or null"),
+        ("schedule.gamma", 0 < s.gamma <= 1, "in (0, 1]"),
+        ("schedule.step_size", s.step_size > 0, "> 0"),
+        ("schedule.warmup_epochs", 0 <= s.warmup_epochs <= t.epochs, "in [0, train.epochs]"),
+        ("schedule.warmup_start", 0 <= s.warmup_start <= 1, "in [0, 1]"),
+        ("train.label_smoothing", 0 <= t.label_smoothing < 1, "in [0, 1)"),
+        ("train.freeze_bn_epochs", 0 <= t.freeze_bn_epochs < t.epochs, "in [0, train.epochs)"),
+        ("train.ema_decay", 0 < t.ema_decay < 1, "in (0, 1)"),
+        ("train.eval_every", t.eval_every >= 1, ">= 1"),
+        ("log.log_every", config.log.log_every >= 1, ">= 1"),
+    ]
+    for key, ok, expected in checks:
+        if not ok:
+            value = _lookup(config, key)
+            raise ConfigError(f"config key {key!r} must be {expected}, got {value!r}")
+    if s.name == "multistep" and not s.milestones:
+        raise ConfigError("schedule.name=multistep needs schedule.milestones, e.g. [30, 60, 90]")
+    if t.amp == "fp16" and not t.device.startswith(("cuda", "auto")):
+        raise ConfigError("train.amp=fp16 needs a CUDA device; on CPU use train.amp=bf16")
+    for key in ("data.mean", "data.std"):
+        stats = _lookup(config, key)
+        if stats is not None and len(stats) not in (1, 3):
+            raise ConfigError(f"config key {key!r} needs 1 or 3 values, got {stats!r}")
+
+
+def _lookup(config: Config, key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (the file ``load_config`` reads back unchanged)."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+# --- internals -------------------------------------------------------------------------------
+
+
+@dataclass
+class _RawOverride:
+    """A command-line value: the YAML reading and the raw text (a str field takes the text)."""
+
+    value: Any
+    text: str
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if isinstance(data, _RawOverride):
+        data = data.value
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        key = f"{prefix}{unknown[0]}"
+        close = difflib.get_close_matches(key, valid_keys(), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(
+            f"unknown config key {key!r}.{hint} Valid keys: {', '.join(valid_keys())}"
+        )
+    kwargs = {}
+    for name in names:
+        if name not in data:
+            continue
+        tp = hints[name]
+        key = f"{prefix}{name}"
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, data[name], key + ".")
+        else:
+            kwargs[name] = _coerce(data[name], tp, key)
+    return cls(**kwargs)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return f"{origin.__name__}[{args}]"
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _coerce(raw: Any, tp: Any, key: str) -> Any:
+    """Return ``raw`` converted to ``tp`` (int -> float allowed), or raise naming key and type."""
+    text = raw.text if isinstance(raw, _RawOverride) else None
+    value = raw.value if isinstance(raw, _RawOverride) else raw
+    try:
+        return _convert(value, text, tp)
+    except (TypeError, ValueError):
+        shown = text if text is not None else value
+        raise ConfigError(
+            f"config key {key!r} expects {_type_name(tp)}, got {shown!r} ({type(value).__name__})"
+        ) from None
+
+
+def _convert(value: Any, text: str | None, tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return _plain(value)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        # Prefer the non-str options first so "8" from the command line becomes an int for
+        # `int | None`, but a str option still takes the raw text.
+        for arg in sorted((a for a in args if a is not type(None)), key=lambda a: a is str):
+            try:
+                return _convert(value, text, arg)
+            except (TypeError, ValueError):
+                continue
+        raise TypeError
+    if origin is Literal:
+        choice = text if text is not None else value
+        if choice in typing.get_args(tp):
+            return choice
+        raise ValueError
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise TypeError
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(v, None, item_tp) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError
+        return {str(k): _plain(v) for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            return float(value)
+        raise TypeError
+    if tp is str:
+        if text is not None:
+            return text
+        if isinstance(value, str):
+            return value
+        raise TypeError
+    raise TypeError
+
+
+def _plain(value: Any) -> Any:
+    """Unwrap command-line values nested inside free-form dicts (``model.attn_kwargs.x=1``)."""
+    if isinstance(value, _RawOverride):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,229 @@
+"""``evaluate_weights`` (top-1/top-5, per-class accuracy, confusion matrix) and ``compare_runs``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.table import Table
+
+from senet.data import create_dataset, create_loader
+from senet.train.checkpoint import read_weights
+from senet.train.config import ConfigError
+from senet.train.loop import evaluate
+from senet.train.plots import plot_confusion, plot_overlay
+from senet.train.run import _create_model, _load_state, resolve_device
+from senet.train.run_log import read_metrics
+
+
+def preprocessing_for(model_meta: dict[str, Any], model: torch.nn.Module | None) -> dict[str, Any]:
+    """Mean, std, image size, crop and interpolation: from senet weights' metadata, else from the
+    model's ``pretrained_cfg`` (timm / Cadene ports carry their own), else empty (data default)."""
+    if model_meta:
+        size = model_meta.get("input_size")
+        return {
+            "mean": model_meta.get("mean"),
+            "std": model_meta.get("std"),
+            "image_size": size[-1] if size else None,
+        }
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if not isinstance(cfg, dict):
+        cfg = vars(cfg)
+    size = cfg.get("input_size")
+    return {
+        "mean": cfg.get("mean"),
+        "std": cfg.get("std"),
+        "image_size": size[-1] if size else None,
+        "crop_pct": cfg.get("crop_pct"),
+        "interpolation": cfg.get("interpolation"),
+    }
+
+
+def evaluate_weights(
+    model_name: str,
+    weights: str | Path,
+    data: str,
+    *,
+    root: str | None = None,
+    size: int | None = None,
+    batch_size: int = 256,
+    device: str = "auto",
+    workers: int | None = None,
+    download: bool = False,
+    output_dir: str | Path | None = None,
+    amp: str = "none",
+) -> dict[str, Any]:
+    """Evaluate ``weights`` of ``model_name`` on the val split of ``data``; write the report.
+
+    senet weight files carry the model's keyword arguments and the preprocessing they were
+    trained with; other files (timm, Cadene, torchvision layouts) go through
+    ``senet.load_weights`` and use the model's ``pretrained_cfg`` preprocessing. Writes
+    ``eval.json``, ``per_class.csv`` and ``confusion.png`` into ``output_dir`` (default: a
+    folder ``eval-<data>`` beside the weights).
+    """
+    weights = Path(weights)
+    if not weights.is_file():
+        raise ConfigError(f"weights file {weights} does not exist")
+    state, meta = read_weights(weights) if weights.suffix == ".safetensors" else ({}, {})
+    if meta and meta.get("model") != model_name:
+        raise ConfigError(
+            f"{weights} holds weights of {meta.get('model')!r}, not {model_name!r}; "
+            f"run `senet evaluate {meta.get('model')} --weights {weights} ...`"
+        )
+    dev = resolve_device(device)
+    # A first model (default head) only to read its pretrained_cfg before the data is built.
+    probe = None if meta else _create_model(model_name)
+    prep = preprocessing_for(meta, probe)
+    image_size = prep.get("image_size")
+    eval_resize = None
+    if data == "imagefolder" and image_size and prep.get("crop_pct"):
+        eval_resize = round(image_size / prep["crop_pct"])
+    same_data = meta.get("data_args", {}) if meta.get("data") == data else {}
+    dataset, info = create_dataset(
+        data,
+        "val",
+        root=root,
+        download=download,
+        size=size,
+        **{"image_size": image_size, "eval_resize": eval_resize, **same_data},
+        mean=prep.get("mean"),
+        std=prep.get("std"),
+        interpolation=prep.get("interpolation") or "bilinear",
+    )
+    if meta:
+        kwargs = dict(meta["model_kwargs"])
+        if kwargs.get("num_classes") != info.num_classes:
+            raise ConfigError(
+                f"{weights} has a {kwargs.get('num_classes')}-class head but {info.name} has "
+                f"{info.num_classes} classes"
+            )
+        model = _create_model(model_name, **kwargs)
+        _load_state(model, state, str(weights))
+    else:
+        model = _create_model(model_name, num_classes=info.num_classes, in_chans=info.in_chans)
+        try:
+            from senet import load_weights
+        except ImportError:
+            foreign, _ = read_weights(weights)
+            _load_state(model, foreign, str(weights))
+        else:
+            load_weights(model, str(weights))
+    model.to(dev)
+    loader = create_loader(dataset, batch_size=batch_size, train=False, device=dev, workers=workers)
+    result = evaluate(model, loader, device=dev, amp=amp, num_classes=info.num_classes)
+
+    out = Path(output_dir) if output_dir else weights.parent / f"eval-{info.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    classes = info.classes or [str(i) for i in range(info.num_classes)]
+    counts = result["confusion"].sum(dim=1).tolist()
+    with open(out / "per_class.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["class", "name", "images", "top1"])
+        for i, (name, n, acc) in enumerate(zip(classes, counts, result["per_class"], strict=True)):
+            writer.writerow([i, name, n, f"{acc:.4f}"])
+    plot_confusion(
+        result["confusion"].tolist(),
+        classes,
+        out / "confusion.png",
+        title=f"{model_name} on {info.name} ({result['images']:,} images): "
+        f"top-1 {result['top1']:.2f}%",
+    )
+    report = {
+        "model": model_name,
+        "weights": str(weights),
+        "data": info.name,
+        "images": result["images"],
+        "loss": result["loss"],
+        "top1": result["top1"],
+        "top5": result["top5"],
+        "per_class": dict(zip(classes, result["per_class"], strict=True)),
+        "preprocessing": {k: v for k, v in prep.items() if v is not None},
+        "output_dir": str(out),
+    }
+    (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    report["confusion"] = result["confusion"]
+    return report
+
+
+def per_class_table(report: dict[str, Any]) -> Table:
+    """Rich table of per-class accuracy of an ``evaluate_weights`` report."""
+    table = Table(
+        title=f"{report['model']} on {report['data']}: top-1 {report['top1']:.2f}%, "
+        f"top-5 {report['top5']:.2f}% ({report['images']:,} images)"
+    )
+    table.add_column("class")
+    table.add_column("top-1 %", justify="right")
+    for name, acc in report["per_class"].items():
+        table.add_row(name, f"{acc:.2f}")
+    return table
+
+
+def compare_runs(
+    run_dirs: list[str | Path], *, plot_path: str | Path | None = None
+) -> tuple[list[dict[str, Any]], Table]:
+    """One row per run (top-1, params, MACs, time) and an overlay plot of their curves."""
+    rows, curves = [], {}
+    for folder in map(Path, run_dirs):
+        summary_file = folder / "summary.json"
+        if not summary_file.is_file():
+            raise ConfigError(f"{folder} is not a finished senet run (no summary.json)")
+        summary = json.loads(summary_file.read_text())
+        label = folder.name
+        curves[label] = read_metrics(folder)
+        rows.append(
+            {
+                "run": label,
+                "model": summary["model"],
+                "data": summary["data"],
+                "final_top1": summary.get("final_top1"),
+                "best_top1": summary.get("best_top1"),
+                "best_epoch": summary.get("best_epoch"),
+                "params": summary.get("params"),
+                "macs": summary.get("macs"),
+                "epochs": summary.get("epochs"),
+                "train_seconds": summary.get("train_seconds"),
+                "wall_seconds": summary.get("wall_seconds"),
+                "train_img_s": summary.get("train_img_s"),
+            }
+        )
+    if plot_path is not None:
+        plot_overlay(curves, plot_path)
+    return rows, comparison_table(rows)
+
+
+def comparison_table(rows: list[dict[str, Any]], title: str = "Runs compared") -> Table:
+    table = Table(title=title)
+    for column in (
+        "run",
+        "model",
+        "data",
+        "test top-1 %",
+        "best top-1 % (epoch)",
+        "params",
+        "MACs",
+        "epochs",
+        "wall time",
+        "train img/s",
+    ):
+        table.add_column(column, justify="left" if column in ("run", "model", "data") else "right")
+    for r in rows:
+        table.add_row(
+            r["run"],
+            r["model"],
+            r["data"],
+            _pct(r["final_top1"]),
+            f"{_pct(r['best_top1'])} ({r['best_epoch']})",
+            f"{r['params']:,}",
+            f"{r['macs'] / 1e6:,.2f} M",
+            str(r["epochs"]),
+            f"{r['wall_seconds']:.0f} s",
+            f"{r['train_img_s']:,.0f}",
+        )
+    return table
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

@@ -1,0 +1,328 @@
+"""``train(config)``: build data, model, optimiser from a Config, check them, then ``fit``.
+
+Every check that can fail (config, output folder, data, model/data agreement) runs before the
+first training step, so a mistake costs seconds, not an epoch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from senet.data import DatasetInfo, create_dataset, create_loader
+from senet.train.checkpoint import read_weights
+from senet.train.config import Config, ConfigError, ModelConfig, save_config
+from senet.train.ema import create_ema
+from senet.train.fit import fit
+from senet.train.optim import create_optimizer, create_scheduler, scaled_lr
+from senet.train.progress import create_progress
+from senet.train.run_log import RunLog
+from senet.train.seed import seed_everything
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; a CUDA request without CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but CUDA is not available; use train.device=cpu")
+    return device
+
+
+def prepare_run_dir(output_dir: str | None, config: Config) -> Path:
+    """Create the run folder (default ``runs/<model>-<data>-<time>``) and prove it is writable."""
+    if output_dir is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        output_dir = f"runs/{config.model.name}-{config.data.name}-{stamp}"
+    folder = Path(output_dir)
+    probe = folder / ".senet-write-test"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(
+            f"output folder {folder} is not writable ({e.strerror}); choose another with "
+            "output_dir=PATH"
+        ) from None
+    return folder
+
+
+def create_model_from_config(
+    cfg: ModelConfig, *, num_classes: int, in_chans: int
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The registry model named ``cfg.name`` and the exact keyword arguments it was built with."""
+    kwargs: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans}
+    for key in ("attn", "strategy", "attn_stages", "stride_in_1x1"):
+        value = getattr(cfg, key)
+        if value is not None:
+            kwargs[key] = value
+    if cfg.attn_kwargs:
+        kwargs["attn_kwargs"] = dict(cfg.attn_kwargs)
+    kwargs.update(cfg.kwargs)
+    return _create_model(cfg.name, **kwargs), kwargs
+
+
+def _create_model(name: str, **kwargs: Any) -> nn.Module:
+    try:
+        from senet.models import create_model
+    except ImportError:  # before the model zoo: call the registered builder directly
+        from senet.models._registry import get_model_builder
+
+        return get_model_builder(name)(**kwargs)
+    return create_model(name, **kwargs)
+
+
+def check_model_fits_data(
+    model: nn.Module, sample: torch.Tensor, info: DatasetInfo, model_name: str
+) -> None:
+    """One forward pass on real images; fail clearly if channels or class counts disagree."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(sample)
+    except RuntimeError as e:
+        raise ConfigError(
+            f"model {model_name} cannot take the {info.name} images of shape "
+            f"{tuple(sample.shape[1:])} ({str(e).splitlines()[0]}); check model.in_chans "
+            f"(data has {info.in_chans} channels) and data.image_size"
+        ) from None
+    finally:
+        model.train(was_training)
+    if out.dim() != 2 or out.shape[1] != info.num_classes:
+        raise ConfigError(
+            f"model {model_name} outputs {tuple(out.shape[1:])} logits per image but {info.name} "
+            f"has {info.num_classes} classes; set model.num_classes={info.num_classes} (or leave "
+            "it null to follow the data)"
+        )
+
+
+def model_cost(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, Any]:
+    """Params and multiply-adds at ``input_size`` (senet.profile's convention when available)."""
+    params = sum(p.numel() for p in model.parameters())
+    try:
+        from senet import profile
+    except ImportError:  # before the profiler: conv/linear MACs from torch's flop counter
+        from torch.utils.flop_counter import FlopCounterMode
+
+        was_training = model.training
+        model.eval()
+        counter = FlopCounterMode(display=False)
+        device = next(model.parameters()).device
+        with torch.no_grad(), counter:
+            model(torch.zeros(1, *input_size, device=device))
+        model.train(was_training)
+        macs, convention = counter.get_total_flops() // 2, "torch.utils.flop_counter FLOPs / 2"
+    else:
+        report = profile(model, input_size=input_size)
+        macs, convention = int(report.macs), "senet.profile"
+    return {"params": params, "macs": int(macs), "macs_convention": convention}
+
+
+def load_initial_weights(model: nn.Module, path: str) -> None:
+    """Load ``model.weights`` (senet safetensors, a state dict, or via senet.load_weights)."""
+    if not Path(path).is_file():
+        raise ConfigError(f"model.weights={path} does not exist")
+    try:
+        from senet import load_weights
+    except ImportError:
+        state, _ = read_weights(path)
+        _load_state(model, state, path)
+    else:
+        load_weights(model, path)
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        raise ConfigError(
+            f"weights {source} do not fit the model: missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}, shape mismatches {shapes[:5]}"
+        )
+    model.load_state_dict(state)
+
+
+def train(config: Config) -> dict[str, Any]:
+    """Run one training job described by ``config``; return its summary (also summary.json)."""
+    wall_start = time.perf_counter()
+    t, d = config.train, config.data
+    device = resolve_device(t.device)
+    if t.amp == "fp16" and device.type != "cuda":
+        raise ConfigError("train.amp=fp16 needs CUDA; on CPU use train.amp=bf16 or none")
+    run_dir = prepare_run_dir(config.output_dir, config)
+    seed_everything(t.seed, deterministic=t.deterministic)
+    if device.type == "cuda" and not t.deterministic:
+        torch.backends.cudnn.benchmark = True
+
+    # Data first: a missing dataset is the commonest mistake, and the model needs its shape.
+    common = dict(
+        root=d.root,
+        download=d.download,
+        image_size=d.image_size,
+        mean=d.mean,
+        std=d.std,
+        num_classes=d.num_classes,
+        channels=d.channels,
+        seed=t.seed,
+    )
+    train_set, info = create_dataset(
+        d.name,
+        "train",
+        size=d.train_size,
+        synthetic_size=d.synthetic_train,
+        augment=d.augment,
+        **common,
+    )
+    val_set, _ = create_dataset(
+        d.name,
+        "val",
+        size=d.val_size,
+        synthetic_size=d.synthetic_val,
+        eval_resize=d.eval_resize,
+        **common,
+    )
+    train_loader = create_loader(
+        train_set,
+        batch_size=d.batch_size,
+        train=True,
+        device=device,
+        workers=d.workers,
+        seed=t.seed,
+    )
+    val_loader = create_loader(
+        val_set,
+        batch_size=d.eval_batch_size or 2 * d.batch_size,
+        train=False,
+        device=device,
+        workers=d.workers,
+    )
+
+    m = config.model
+    if m.num_classes is not None and m.num_classes != info.num_classes:
+        raise ConfigError(
+            f"model.num_classes={m.num_classes} but {info.name} has {info.num_classes} classes; "
+            f"set model.num_classes={info.num_classes} or null"
+        )
+    if m.in_chans is not None and m.in_chans != info.in_chans:
+        raise ConfigError(
+            f"model.in_chans={m.in_chans} but {info.name} images have {info.in_chans} channels; "
+            f"set model.in_chans={info.in_chans} or null"
+        )
+    model, model_kwargs = create_model_from_config(
+        m, num_classes=info.num_classes, in_chans=info.in_chans
+    )
+    if m.weights:
+        load_initial_weights(model, m.weights)
+    sample = torch.stack([val_set[i][0] for i in range(min(2, len(val_set)))])
+    check_model_fits_data(model, sample, info, m.name)
+    input_size = (info.in_chans, *sample.shape[-2:])
+    cost = model_cost(model, input_size)
+
+    model.to(device)
+    if t.channels_last:
+        model.to(memory_format=torch.channels_last)
+    ema = create_ema(model, t.ema_decay) if t.ema else None
+    if t.compile:
+        model.compile()  # in place: state_dict keys stay the same
+
+    world_size = 1  # issue 7 (DDP) multiplies by the number of processes
+    global_batch = d.batch_size * world_size
+    lr = scaled_lr(config.optim.lr, global_batch, config.optim.lr_base_batch)
+    optimizer = create_optimizer(model, config.optim, lr)
+    scheduler = create_scheduler(
+        optimizer, config.schedule, epochs=t.epochs, steps_per_epoch=len(train_loader)
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
+
+    save_config(config, run_dir / "config.yaml")
+    progress = create_progress(config.log.progress, log_every=config.log.log_every)
+    run_log = RunLog(run_dir, tensorboard=config.log.tensorboard, notice=progress.log)
+    progress.log(
+        f"training {m.name} ({cost['params']:,} params, {cost['macs'] / 1e6:,.1f} M MACs) on "
+        f"{info.name}: {len(train_set):,} train / {len(val_set):,} val images, "
+        f"{t.epochs} epochs x {len(train_loader)} steps, batch {global_batch}, lr {lr:.4g}, "
+        f"{device}{', ' + t.amp if t.amp != 'none' else ''} -> {run_dir}"
+    )
+    weights_meta = {
+        "model": m.name,
+        "model_kwargs": model_kwargs,
+        "data": info.name,
+        "classes": info.classes,
+        "mean": list(info.mean),
+        "std": list(info.std),
+        "input_size": list(input_size),
+        # Enough to rebuild the same dataset for `senet evaluate` (synthetic data needs all).
+        "data_args": {
+            "num_classes": d.num_classes,
+            "channels": d.channels,
+            "seed": t.seed,
+            "image_size": d.image_size,
+            "eval_resize": d.eval_resize,
+        },
+    }
+    try:
+        result = fit(
+            model,
+            train_loader,
+            val_loader,
+            config=config,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=scaler,
+            loss_fn=loss_fn,
+            device=device,
+            ema=ema,
+            run_dir=run_dir,
+            run_log=run_log,
+            progress=progress,
+            weights_meta=weights_meta,
+        )
+    finally:
+        run_log.close()
+    history = result.pop("history")
+    summary = {
+        "model": m.name,
+        "model_kwargs": model_kwargs,
+        "data": info.name,
+        "train_images": len(train_set),
+        "val_images": len(val_set),
+        "input_size": list(input_size),
+        **cost,
+        "global_batch": global_batch,
+        "lr": lr,
+        **result,
+        "wall_seconds": time.perf_counter() - wall_start,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "host": platform.node(),
+        "pid": os.getpid(),
+        "config": asdict(config),
+    }
+    run_log.write_summary(summary)
+    if config.log.plots:
+        run_log.rows = history
+        run_log.plot(title=f"{m.name} on {info.name}")
+    progress.log(
+        f"done in {summary['wall_seconds']:.0f} s: best val top-1 {result['best_top1']:.2f}% "
+        f"(epoch {result['best_epoch']}), final {result['final_top1']:.2f}% -> {run_dir}"
+    )
+    return summary

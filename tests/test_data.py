@@ -1,0 +1,143 @@
+"""Datasets and loaders: normalisation, the paper's augmentation, seeding, clear errors."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import pytest
+import torch
+
+from senet.data import (
+    DataError,
+    InMemoryImages,
+    create_dataset,
+    create_loader,
+    prepare_fashion_mnist,
+    set_epoch,
+)
+from senet.data.fashion_mnist import SYSTEM_DIR
+
+
+def test_normalisation_is_exact():
+    images = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1).expand(2, 3, 2, 2)
+    ds = InMemoryImages(images.clone(), torch.tensor([0, 1]), mean=(0.5,), std=(0.25,))
+    assert torch.equal(ds[0][0], torch.full((3, 2, 2), -2.0))
+    assert torch.equal(ds[1][0], torch.full((3, 2, 2), 2.0))
+    assert ds[1][1] == 1
+
+
+def test_augmentation_is_a_flip_and_a_padded_crop():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (1, 1, 6, 6), dtype=torch.uint8)
+    ds = InMemoryImages(images, torch.tensor([0]), mean=(0.0,), std=(1 / 255,), augment=True, pad=2)
+    plain = images[0].float()  # with this mean/std the normalised image is the raw value
+    padded = torch.nn.functional.pad(plain, (2,) * 4)
+    candidates = [
+        view[:, i : i + 6, j : j + 6]
+        for view in (padded, padded.flip(-1))
+        for i in range(5)
+        for j in range(5)
+    ]
+    outputs = [ds[0][0] for _ in range(200)]
+    for out in outputs:
+        assert any(torch.equal(out, c) for c in candidates)
+    distinct = {tuple(o.flatten().tolist()) for o in outputs}
+    assert len(distinct) > 20  # it really varies (50 possible views)
+
+
+def test_synthetic_is_seeded_and_splits_share_classes():
+    a, info = create_dataset("synthetic", "train", size=40, num_classes=4, image_size=8, seed=1)
+    b, _ = create_dataset("synthetic", "train", size=40, num_classes=4, image_size=8, seed=1)
+    c, _ = create_dataset("synthetic", "train", size=40, num_classes=4, image_size=8, seed=2)
+    assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
+    assert (info.num_classes, info.in_chans, info.image_size) == (4, 3, 8)
+    assert torch.bincount(a.targets).tolist() == [10, 10, 10, 10]
+
+
+def test_train_loader_order_depends_on_seed_and_epoch_only():
+    ds = torch.utils.data.TensorDataset(torch.arange(20).float(), torch.arange(20))
+    loader = create_loader(ds, batch_size=4, train=True, seed=5)
+
+    def order(epoch):
+        set_epoch(loader, epoch)
+        return torch.cat([y for _, y in loader]).tolist()
+
+    assert order(1) == order(1) and order(1) != order(2)
+    assert sorted(order(3)) == list(range(20))
+    val = create_loader(ds, batch_size=6, train=False)
+    assert torch.cat([y for _, y in val]).tolist() == list(range(20))  # ordered, no drop
+
+
+def test_train_loader_drops_the_partial_last_batch():
+    ds = torch.utils.data.TensorDataset(torch.zeros(10, 1), torch.zeros(10))
+    assert len(create_loader(ds, batch_size=4, train=True)) == 2
+    assert len(create_loader(ds, batch_size=16, train=True)) == 1  # keep one batch rather than 0
+
+
+def _write_idx(path, array: torch.Tensor) -> None:
+    magic = 0x0800 + array.dim()
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", s) for s in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.to(torch.uint8).numpy().tobytes())
+
+
+def test_fashion_mnist_is_arranged_from_debian_files(tmp_path):
+    system = tmp_path / "system"
+    system.mkdir()
+    images = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
+    labels = torch.tensor([3, 1, 4, 1, 5], dtype=torch.uint8)
+    for prefix in ("train", "t10k"):
+        _write_idx(system / f"{prefix}-images-idx3-ubyte.gz", images)
+        _write_idx(system / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    root = prepare_fashion_mnist(tmp_path / "cache", system_dir=system)
+    from torchvision.datasets import FashionMNIST
+
+    ds = FashionMNIST(str(root), train=True)
+    assert torch.equal(ds.data, images) and ds.targets.tolist() == [3, 1, 4, 1, 5]
+    assert not list((root / "FashionMNIST" / "raw").glob(".*"))  # no temporary files left
+
+
+def test_missing_fashion_mnist_names_both_ways(tmp_path):
+    with pytest.raises(DataError) as err:
+        prepare_fashion_mnist(tmp_path / "empty", system_dir=tmp_path / "nowhere")
+    message = str(err.value)
+    assert "apt-get install dataset-fashion-mnist" in message and "data.download=true" in message
+
+
+def test_missing_cifar_says_where_and_how(tmp_path):
+    with pytest.raises(DataError, match=r"cifar10 not found.*data.download=true"):
+        create_dataset("cifar10", "train", root=tmp_path)
+
+
+def test_unknown_dataset():
+    with pytest.raises(DataError, match="expected one of fashion_mnist, cifar10"):
+        create_dataset("mnist", "train")
+
+
+def test_imagefolder_missing_and_corrupt_image(tmp_path):
+    from PIL import Image
+
+    with pytest.raises(DataError, match=r"needs data\.root"):
+        create_dataset("imagefolder", "val")
+    with pytest.raises(DataError, match="does not exist"):
+        create_dataset("imagefolder", "val", root=tmp_path)
+    for cls in ("cat", "dog"):
+        (tmp_path / "val" / cls).mkdir(parents=True)
+        Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "val" / cls / "ok.png")
+    bad = tmp_path / "val" / "dog" / "broken.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    ds, info = create_dataset("imagefolder", "val", root=tmp_path, image_size=16)
+    assert info.classes == ["cat", "dog"] and info.num_classes == 2
+    assert ds[0][0].shape == (3, 16, 16)
+    with pytest.raises(DataError, match=r"cannot read image .*broken\.jpg"):
+        for i in range(len(ds)):
+            ds[i]
+
+
+@pytest.mark.skipif(not SYSTEM_DIR.is_dir(), reason=f"Fashion-MNIST not installed in {SYSTEM_DIR}")
+def test_real_fashion_mnist_subset(tmp_path):
+    ds, info = create_dataset("fashion_mnist", "val", root=tmp_path, size=100)
+    x, y = ds[0]
+    assert len(ds) == 100 and x.shape == (1, 28, 28) and info.classes[0] == "T-shirt/top"
+    assert y == 9  # the first test image is an ankle boot

@@ -1,0 +1,245 @@
+"""train(config) end to end: the run folder, the checks before training, the CLI commands."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from senet.cli import app
+from senet.data import DataError
+from senet.data.fashion_mnist import SYSTEM_DIR
+from senet.models._registry import list_models
+from senet.train import ConfigError, load_checkpoint, load_config, read_weights, train
+from senet.train.report import compare_runs, evaluate_weights
+import _tiny_models  # noqa: F401  (registers _test_tinynet)
+
+QUICK = [
+    "model.name=_test_tinynet",
+    "data.name=synthetic",
+    "data.num_classes=4",
+    "data.image_size=16",
+    "data.synthetic_train=256",
+    "data.synthetic_val=64",
+    "data.batch_size=32",
+    "optim.lr=1.6",
+    "log.progress=none",
+]
+
+
+def _config(tmp_path, *extra):
+    return load_config(None, [*QUICK, f"output_dir={tmp_path / 'run'}", *extra])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One 3-epoch run with EMA, warm-up and BN freezing in the last epoch."""
+    out = tmp_path_factory.mktemp("runs")
+    cfg = load_config(
+        None,
+        [
+            *QUICK,
+            f"output_dir={out / 'tiny'}",
+            "train.epochs=3",
+            "train.ema=true",
+            "train.ema_decay=0.9",
+            "train.freeze_bn_epochs=1",
+            "schedule.warmup_epochs=1",
+        ],
+    )
+    return out / "tiny", train(cfg)
+
+
+def test_run_folder_contents(run):
+    folder, summary = run
+    for name in (
+        "config.yaml",
+        "metrics.csv",
+        "summary.json",
+        "best.safetensors",
+        "last.safetensors",
+        "ema.safetensors",
+        "checkpoint.pt",
+        "curves.png",
+    ):
+        assert (folder / name).is_file(), name
+    assert list((folder / "tensorboard").glob("events.out.tfevents.*"))
+    with open(folder / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert [r["bn_frozen"] for r in rows] == ["0", "0", "1"]
+    assert json.loads((folder / "summary.json").read_text())["best_top1"] == summary["best_top1"]
+    assert load_config(folder / "config.yaml").train.epochs == 3
+
+
+def test_summary_numbers(run):
+    _, summary = run
+    assert summary["train_images"] == 256 and summary["val_images"] == 64
+    # TinyNet(width 8): convs 3*8*9 + 8*16*9, BN 2*(8+16), FC 16*4 + 4.
+    assert summary["params"] == 216 + 1152 + 48 + 68
+    assert summary["lr"] == pytest.approx(1.6 * 32 / 256)  # linear scaling from batch 256
+    assert 1 <= summary["best_epoch"] <= 3 and summary["best_top1"] >= summary["final_top1"]
+    assert summary["final_top1"] > 50  # 4 learnable classes: well above chance (25%)
+
+
+def test_best_weights_reproduce_the_best_score(run):
+    folder, summary = run
+    _, meta = read_weights(folder / "best.safetensors")
+    assert meta["model"] == "_test_tinynet" and meta["epoch"] == summary["best_epoch"]
+    report = evaluate_weights(
+        "_test_tinynet",
+        folder / "best.safetensors",
+        "synthetic",
+        size=64,
+        output_dir=folder / "eval",
+    )
+    assert report["top1"] == pytest.approx(summary["best_top1"])
+    assert (folder / "eval" / "confusion.png").is_file()
+    assert int(report["confusion"].sum()) == 64
+
+
+def test_checkpoint_holds_the_full_training_state(run):
+    folder, _ = run
+    state = load_checkpoint(folder / "checkpoint.pt")
+    assert state["epoch"] == 3 and state["step"] == 3 * 8
+    assert {
+        "model",
+        "optimizer",
+        "scheduler",
+        "scaler",
+        "ema",
+        "rng",
+        "config",
+        "history",
+        "best",
+    } <= set(state)
+    assert state["scheduler"]["last_epoch"] == 24
+    assert state["config"]["train"]["epochs"] == 3 and len(state["history"]) == 3
+
+
+def test_class_count_mismatch_fails_before_training(tmp_path):
+    with pytest.raises(ConfigError, match=r"model.num_classes=10 but synthetic has 4 classes"):
+        train(_config(tmp_path, "model.num_classes=10"))
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+def test_model_head_mismatch_found_by_the_forward_check(tmp_path):
+    # A builder that ignores num_classes: caught by the dry forward pass.
+    with pytest.raises(ConfigError, match=r"outputs \(7,\) logits per image but synthetic has 4"):
+        train(
+            _config(
+                tmp_path, "model.kwargs={num_classes_override: 7}", "model.name=_test_fixed_head"
+            )
+        )
+
+
+def test_in_chans_mismatch(tmp_path):
+    with pytest.raises(ConfigError, match=r"model\.in_chans=1 but synthetic images have 3"):
+        train(_config(tmp_path, "model.in_chans=1"))
+
+
+def test_output_folder_not_writable(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="is not writable"):
+        train(load_config(None, [*QUICK, f"output_dir={blocker / 'run'}"]))
+
+
+def test_missing_data_fails_before_training(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        train(_config(tmp_path, "data.name=cifar10", f"data.root={tmp_path / 'none'}"))
+
+
+def test_cli_train_evaluate_compare(tmp_path, run):
+    runner = CliRunner()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  epochs: 1\n")
+    out = tmp_path / "cli_run"
+    result = runner.invoke(app, ["train", str(recipe), *QUICK, f"output_dir={out}"])
+    assert result.exit_code == 0, result.output
+    assert (out / "summary.json").is_file()
+    bad = runner.invoke(app, ["train", str(recipe), "optim.lrr=1"])
+    assert bad.exit_code == 2 and "unknown config key 'optim.lrr'" in bad.output
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "_test_tinynet",
+            "--weights",
+            str(out / "best.safetensors"),
+            "--data",
+            "synthetic",
+            "--size",
+            "32",
+            "--output",
+            str(tmp_path / "ev"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "class_0" in result.output and (tmp_path / "ev" / "per_class.csv").is_file()
+    plot = tmp_path / "cmp.png"
+    result = runner.invoke(
+        app, ["compare", str(out), str(run[0]), "--plot", str(plot)], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "cli_run" in result.output and "tiny" in result.output and plot.is_file()
+    rows, _ = compare_runs([out, run[0]])
+    assert [r["epochs"] for r in rows] == [1, 3]
+
+
+@pytest.mark.skipif(not SYSTEM_DIR.is_dir(), reason=f"Fashion-MNIST not installed in {SYSTEM_DIR}")
+def test_short_real_run_on_fashion_mnist(tmp_path):
+    zoo = "se_resnet20_cifar" in list_models()
+    model = (
+        ["model.name=se_resnet20_cifar"]
+        if zoo
+        else ["model.name=_test_tinynet", "model.kwargs={width: 32}"]
+    )
+    cfg = load_config(
+        None,
+        [
+            *model,
+            "data.name=fashion_mnist",
+            f"data.root={tmp_path / 'data'}",
+            "data.train_size=512",
+            "data.val_size=256",
+            "data.batch_size=32",
+            "train.epochs=1",
+            "optim.lr=0.05",
+            "optim.lr_base_batch=null",
+            "data.augment=false",
+            "log.progress=none",
+            f"output_dir={tmp_path / 'run'}",
+        ],
+    )
+    summary = train(cfg)
+    assert summary["train_images"] == 512 and summary["val_images"] == 256
+    assert summary["input_size"] == [1, 28, 28]
+    # One epoch on 512 images: twice chance (10%) on real test images (5 sigma for 256 images).
+    assert summary["final_top1"] > 20
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fixed_head_model():
+    from torch import nn
+
+    from senet.models._registry import register_model
+
+    if "_test_fixed_head" not in list_models():
+
+        @register_model
+        def _test_fixed_head(
+            *, num_classes: int = 10, in_chans: int = 3, num_classes_override: int = 7
+        ) -> nn.Module:
+            return nn.Sequential(
+                nn.Conv2d(in_chans, 4, 3),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                nn.Linear(4, num_classes_override),
+            )
+
+    yield
+    torch.manual_seed(0)

@@ -1,0 +1,295 @@
+"""Each training trick has a test of its effect, with numbers worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from senet.train import (
+    LRSchedule,
+    OptimConfig,
+    ScheduleConfig,
+    batchnorm_modules,
+    create_ema,
+    create_optimizer,
+    create_scheduler,
+    param_groups,
+    scaled_lr,
+    train_one_epoch,
+)
+from _tiny_models import TinyNet
+
+
+def _batches(n: int = 4, size: int = 16, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randn(size, 3, 16, 16, generator=gen), torch.randint(0, 10, (size,), generator=gen))
+        for _ in range(n)
+    ]
+
+
+# --- learning rate -----------------------------------------------------------------------------
+
+
+def test_linear_scaling_rule_matches_the_paper():
+    # Paper: LR 0.6 at batch 1024, i.e. 0.15 per 256 images.
+    assert scaled_lr(0.6, 1024, 1024) == pytest.approx(0.6)
+    assert scaled_lr(0.6, 256, 1024) == pytest.approx(0.15)
+    assert scaled_lr(0.1, 512, 256) == pytest.approx(0.2)
+    assert scaled_lr(0.1, 512, None) == 0.1
+
+
+def test_step_schedule_divides_by_ten_every_30_epochs():
+    s = LRSchedule("step", steps_per_epoch=10, epochs=100, step_size=30, gamma=0.1)
+    factors = {e: s(e * 10) for e in (0, 29, 30, 59, 60, 90, 99)}
+    assert factors == pytest.approx({0: 1, 29: 1, 30: 0.1, 59: 0.1, 60: 0.01, 90: 1e-3, 99: 1e-3})
+    assert s(299) == 1 and s(300) == pytest.approx(0.1)  # the drop is at the epoch boundary
+
+
+def test_multistep_schedule():
+    s = LRSchedule("multistep", steps_per_epoch=5, epochs=164, milestones=(82, 123), gamma=0.1)
+    assert [s(e * 5) for e in (0, 81, 82, 122, 123, 163)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01, 0.01]
+    )
+
+
+def test_linear_warmup_then_schedule():
+    s = LRSchedule(
+        "step", steps_per_epoch=4, epochs=10, step_size=5, warmup_epochs=2, warmup_start=0.1
+    )
+    # 8 warm-up steps rising from 0.1 by 0.9/8 per step, then 1.
+    assert [s(i) for i in range(9)] == pytest.approx([0.1 + 0.9 * i / 8 for i in range(8)] + [1])
+    assert s(20) == pytest.approx(0.1)
+
+
+def test_cosine_schedule_endpoints_and_midpoint():
+    s = LRSchedule("cosine", steps_per_epoch=10, epochs=10, min_lr_ratio=0.0)
+    assert s(0) == pytest.approx(1.0)
+    assert s(50) == pytest.approx(0.5)
+    assert s(99) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.99)))  # floor after the end
+    assert s(100) == pytest.approx(0.0, abs=1e-12)
+    floor = LRSchedule("cosine", steps_per_epoch=10, epochs=10, min_lr_ratio=0.1)
+    assert floor(100) == pytest.approx(0.1)
+    assert floor(50) == pytest.approx(0.55)
+
+
+def test_scheduler_drives_the_optimizer_per_step():
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.4)
+    sched = create_scheduler(
+        opt,
+        ScheduleConfig(name="step", step_size=1, gamma=0.5, warmup_epochs=1, warmup_start=0.5),
+        epochs=3,
+        steps_per_epoch=2,
+    )
+    lrs = []
+    for _ in range(6):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # Warm-up 0.2 -> 0.3 over epoch 0; then 0.4 * 0.5^epoch.
+    assert lrs == pytest.approx([0.2, 0.3, 0.2, 0.2, 0.1, 0.1])
+
+
+# --- label smoothing ---------------------------------------------------------------------------
+
+
+def test_label_smoothing_loss_value():
+    # Logits (ln 1, ln 2, ln 1): softmax = (1/4, 1/2, 1/4); target class 1, epsilon 0.3, C = 3.
+    # Smoothed target = (0.1, 0.8, 0.1): loss = -(0.1 ln 1/4 + 0.8 ln 1/2 + 0.1 ln 1/4).
+    logits = torch.tensor([[0.0, math.log(2.0), 0.0]])
+    expected = -(0.2 * math.log(0.25) + 0.8 * math.log(0.5))
+    loss = nn.CrossEntropyLoss(label_smoothing=0.3)(logits, torch.tensor([1]))
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert nn.CrossEntropyLoss()(logits, torch.tensor([1])).item() == pytest.approx(math.log(2))
+
+
+# --- no weight decay on BN and bias --------------------------------------------------------------
+
+
+def test_no_wd_groups_hold_exactly_bn_params_and_biases():
+    model = TinyNet()
+    wd, no_wd = param_groups(model, 5e-4, no_wd_bn_bias=True)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)] for p in no_wd["params"]) == [
+        "fc.bias",
+        "features.1.bias",
+        "features.1.weight",
+        "features.4.bias",
+        "features.4.weight",
+    ]
+    assert sorted(names[id(p)] for p in wd["params"]) == [
+        "fc.weight",
+        "features.0.weight",
+        "features.3.weight",
+    ]
+    assert (wd["weight_decay"], no_wd["weight_decay"]) == (5e-4, 0.0)
+    (single,) = param_groups(model, 5e-4, no_wd_bn_bias=False)
+    assert len(single["params"]) == len(list(model.parameters()))
+
+
+def test_no_wd_effect_on_a_zero_gradient_step():
+    model = TinyNet()
+    opt = create_optimizer(
+        model, OptimConfig(weight_decay=0.1, momentum=0.0, no_wd_bn_bias=True), lr=1.0
+    )
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    after = dict(model.named_parameters())
+    # Decayed: w <- w - lr * wd * w = 0.9 w. Not decayed: unchanged.
+    torch.testing.assert_close(after["fc.weight"], 0.9 * before["fc.weight"])
+    torch.testing.assert_close(after["features.1.weight"], before["features.1.weight"])
+    torch.testing.assert_close(after["fc.bias"], before["fc.bias"])
+
+
+# --- BatchNorm freezing -------------------------------------------------------------------------
+
+
+def _bn_state(model):
+    return {
+        f"{i}.{k}": v.detach().clone()
+        for i, m in enumerate(batchnorm_modules(model))
+        for k, v in {**dict(m.named_parameters()), **dict(m.named_buffers())}.items()
+    }
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_frozen_batchnorm_keeps_stats_and_affine_fixed(frozen):
+    torch.manual_seed(0)
+    model = TinyNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    bn_before = _bn_state(model)
+    conv_before = model.features[0].weight.detach().clone()
+    train_one_epoch(
+        model, _batches(), opt, nn.CrossEntropyLoss(), device=torch.device("cpu"), freeze_bn=frozen
+    )
+    bn_after = _bn_state(model)
+    changed = [k for k in bn_before if not torch.equal(bn_before[k], bn_after[k])]
+    if frozen:
+        assert changed == []  # running mean/var, batch count, weight and bias all bit-identical
+        assert all(not m.training for m in batchnorm_modules(model))
+    else:
+        assert len(changed) == len(bn_before)  # every BN tensor moves in a normal epoch
+    assert not torch.equal(conv_before, model.features[0].weight)  # the rest still trains
+
+
+# --- EMA, clipping, mixed precision ---------------------------------------------------------------
+
+
+def test_ema_update_formula():
+    model = nn.Linear(3, 2)
+    ema = create_ema(model, decay=0.9)
+    ema.update_parameters(model)  # first update copies the weights
+    w0 = model.weight.detach().clone()
+    torch.testing.assert_close(ema.module.weight, w0)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update_parameters(model)
+    torch.testing.assert_close(ema.module.weight, 0.9 * w0 + 0.1 * (w0 + 1.0))
+    with torch.no_grad():
+        model.weight.mul_(2.0)
+    ema.update_parameters(model)
+    expected = 0.9 * (0.9 * w0 + 0.1 * (w0 + 1.0)) + 0.1 * (2 * (w0 + 1.0))
+    torch.testing.assert_close(ema.module.weight, expected)
+
+
+def test_ema_is_updated_every_training_step():
+    torch.manual_seed(0)
+    model = TinyNet()
+    ema = create_ema(model, decay=0.5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    train_one_epoch(
+        model, _batches(n=3), opt, nn.CrossEntropyLoss(), device=torch.device("cpu"), ema=ema
+    )
+    assert int(ema.n_averaged) == 3
+
+
+def test_grad_clip_bounds_the_step():
+    torch.manual_seed(0)
+    model = TinyNet()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)  # no momentum, no decay: step = lr * grad
+    before = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    train_one_epoch(
+        model, _batches(n=1), opt, nn.CrossEntropyLoss(), device=torch.device("cpu"), grad_clip=1e-3
+    )
+    after = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+    assert (after - before).norm().item() == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_bf16_autocast_on_cpu_trains():
+    torch.manual_seed(0)
+    model = TinyNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen = []
+    model.fc.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    metrics = train_one_epoch(
+        model, _batches(n=2), opt, nn.CrossEntropyLoss(), device=torch.device("cpu"), amp="bf16"
+    )
+    assert seen == [torch.bfloat16, torch.bfloat16] and math.isfinite(metrics["loss"])
+    assert model.fc.weight.dtype == torch.float32  # master weights stay fp32
+
+
+def test_fp16_on_cpu_is_refused():
+    with pytest.raises(ValueError, match="fp16' needs a CUDA device"):
+        train_one_epoch(
+            TinyNet(),
+            _batches(n=1),
+            torch.optim.SGD(TinyNet().parameters(), lr=0.1),
+            nn.CrossEntropyLoss(),
+            device=torch.device("cpu"),
+            amp="fp16",
+        )
+
+
+def test_channels_last_gives_the_same_step():
+    torch.manual_seed(0)
+    a = TinyNet()
+    b = TinyNet()
+    b.load_state_dict(a.state_dict())
+    b.to(memory_format=torch.channels_last)
+    for model, cl in ((a, False), (b, True)):
+        train_one_epoch(
+            model,
+            _batches(n=2),
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            nn.CrossEntropyLoss(),
+            device=torch.device("cpu"),
+            channels_last=cl,
+        )
+    assert b.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_non_finite_loss_stops_with_the_step():
+    model = TinyNet()
+    batches = _batches(n=3)
+    batches[1] = (torch.full_like(batches[1][0], float("nan")), batches[1][1])
+    from senet.train import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match="at step 2 of the epoch"):
+        train_one_epoch(
+            model,
+            batches,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            nn.CrossEntropyLoss(),
+            device=torch.device("cpu"),
+        )
+
+
+def test_label_smoothing_is_what_the_loop_minimises():
+    torch.manual_seed(0)
+    model = TinyNet()
+    x, y = _batches(n=1)[0]
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: measure the loss only
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    model.train()
+    expected = F.cross_entropy(model(x), y, label_smoothing=0.1).item()
+    metrics = train_one_epoch(model, [(x, y)], opt, loss_fn, device=torch.device("cpu"))
+    assert metrics["loss"] == pytest.approx(expected, rel=1e-5)
