@@ -21,12 +21,12 @@ demo: setup
 	$(PY) -m senet demo
 
 test: setup
-	$(PY) -m ruff check senet tests benchmarks
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 lint: setup
-	$(PY) -m ruff check senet tests benchmarks
-	$(PY) -m ruff format --check senet tests benchmarks
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -49,7 +49,7 @@ class ECA(nn.Module):
         """Channel weights (N, C, 1, 1)."""
         check_feature_map(type(self).__name__, self.channels, x)
         y = x.mean((2, 3)).unsqueeze(1)  # (N, 1, C): channels become the 1-D sequence
-        return self.gate(self.conv(y)).view(x.shape[0], self.channels, 1, 1)
+        return self.gate(self.conv(y).view(x.shape[0], self.channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.excitation(x)

@@ -1,0 +1,32 @@
+"""Gate analysis (paper Sec. 7): excitation per class and depth, specificity, saturation."""
+
+from senet.analysis.gates import (
+    BlockGates,
+    GateStatistics,
+    attention_blocks,
+    channel_gate_of,
+    collect_gates,
+)
+from senet.analysis.plots import plot_class_gates, plot_specificity
+from senet.analysis.saturation import (
+    ConstantGate,
+    SaturationEntry,
+    freeze_gates,
+    saturation_report,
+    saturation_table,
+)
+
+__all__ = [
+    "BlockGates",
+    "ConstantGate",
+    "GateStatistics",
+    "SaturationEntry",
+    "attention_blocks",
+    "channel_gate_of",
+    "collect_gates",
+    "freeze_gates",
+    "plot_class_gates",
+    "plot_specificity",
+    "saturation_report",
+    "saturation_table",
+]

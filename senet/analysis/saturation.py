@@ -1,0 +1,95 @@
+"""Saturated gates: blocks whose excitation is ~constant, and what replacing them costs."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from senet.analysis.gates import GateStatistics
+from senet.layers import CBAM, SCSE, SpatialGate, SpatialSE
+
+
+class ConstantGate(nn.Module):
+    """Scale by a fixed per-channel vector: an SE block replaced by its mean gate (paper Sec. 7.2)."""
+
+    def __init__(self, gate: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("gate_value", gate.detach().float().view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate_value.to(x.dtype)
+
+
+# Modules that also gate space: a channel vector alone cannot stand in for them.
+_NOT_CHANNEL_ONLY = (CBAM, SCSE, SpatialGate, SpatialSE)
+
+
+@dataclass
+class SaturationEntry:
+    """One attention block: how constant its gate is, and whether it can be frozen."""
+
+    name: str
+    mean_gate: float  # average gate value over images and channels
+    gate_std: float  # per-channel std over images, averaged over channels
+    params: int  # parameters the block holds (saved by freezing it)
+    saturated: bool  # gate_std below the threshold
+    replaceable: bool  # a channel-only gate, so ConstantGate reproduces its mean effect
+
+
+def saturation_table(
+    model: nn.Module, stats: GateStatistics, *, threshold: float = 0.02
+) -> list[SaturationEntry]:
+    """Each analysed block with its gate spread; ``saturated`` where the spread < ``threshold``."""
+    modules = dict(model.named_modules())
+    entries = []
+    for block in stats.blocks:
+        module = modules[block.name]
+        spread = float(block.std().mean())
+        entries.append(
+            SaturationEntry(
+                name=block.name,
+                mean_gate=float(block.mean().mean()),
+                gate_std=spread,
+                params=sum(p.numel() for p in module.parameters()),
+                saturated=spread < threshold,
+                replaceable=not isinstance(module, _NOT_CHANNEL_ONLY),
+            )
+        )
+    return entries
+
+
+def freeze_gates(model: nn.Module, stats: GateStatistics, names: list[str]) -> nn.Module:
+    """A copy of ``model`` whose blocks ``names`` are replaced by their mean gate vectors."""
+    frozen = copy.deepcopy(model)
+    for name in names:
+        frozen.set_submodule(name, ConstantGate(stats.block(name).mean()))
+    return frozen
+
+
+def saturation_report(
+    model: nn.Module,
+    stats: GateStatistics,
+    evaluate: Callable[[nn.Module], float],
+    *,
+    threshold: float = 0.02,
+) -> dict:
+    """Which blocks are saturated, and the accuracy before/after replacing them by constants.
+
+    ``evaluate(model) -> top-1`` is run twice: on ``model`` and on the frozen copy.
+    """
+    table = saturation_table(model, stats, threshold=threshold)
+    chosen = [e.name for e in table if e.saturated and e.replaceable]
+    report = {
+        "threshold": threshold,
+        "blocks": [asdict(e) for e in table],
+        "replaced": chosen,
+        "params_saved": sum(e.params for e in table if e.name in chosen),
+        "params_total": sum(p.numel() for p in model.parameters()),
+        "top1_before": evaluate(model),
+    }
+    report["top1_after"] = evaluate(freeze_gates(model, stats, chosen)) if chosen else None
+    return report
