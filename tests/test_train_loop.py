@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from _tiny_models import TinyNet
 from torch import nn
 
 from senet.data import create_dataset, create_loader
@@ -21,7 +22,6 @@ from senet.train import (
     training_state,
 )
 from senet.train.progress import SilentProgress
-from _tiny_models import TinyNet
 
 CPU = torch.device("cpu")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import _tiny_models  # noqa: F401  (registers _test_tinynet)
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -15,7 +16,6 @@ from senet.data.fashion_mnist import SYSTEM_DIR
 from senet.models._registry import list_models
 from senet.train import ConfigError, load_checkpoint, load_config, read_weights, train
 from senet.train.report import compare_runs, evaluate_weights
-import _tiny_models  # noqa: F401  (registers _test_tinynet)
 
 QUICK = [
     "model.name=_test_tinynet",

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from _tiny_models import TinyNet
 from torch import nn
 
 from senet.train import (
@@ -21,7 +22,6 @@ from senet.train import (
     scaled_lr,
     train_one_epoch,
 )
-from _tiny_models import TinyNet
 
 
 def _batches(n: int = 4, size: int = 16, seed: int = 0):
