@@ -62,13 +62,16 @@ def train(
     overrides: list[str] = typer.Argument(
         None, help="key=value changes, e.g. optim.lr=0.2 train.epochs=1 output_dir=/tmp/run"
     ),
+    resume: Path = typer.Option(
+        None, "--resume", help="checkpoint.pt of this run: continue after its last epoch."
+    ),
 ) -> None:
     """Train a model from a recipe; writes a run folder (config, metrics, weights, plots)."""
     from senet.train import load_config
     from senet.train import train as run_training
 
     with _clear_errors():
-        run_training(load_config(config, overrides or []))
+        run_training(load_config(config, overrides or []), resume=resume)
 
 
 @app.command()

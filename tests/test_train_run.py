@@ -120,6 +120,45 @@ def test_checkpoint_holds_the_full_training_state(run):
     assert state["config"]["train"]["epochs"] == 3 and len(state["history"]) == 3
 
 
+def test_resume_after_a_crash_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch):
+    import senet.train.fit_loop as fit_module
+
+    extra = ["train.epochs=3", "train.ema=true", "schedule.name=cosine", "data.augment=true"]
+    full = train(_config(tmp_path / "a", *extra))
+    real = fit_module.train_one_epoch
+    calls = []
+
+    def crash_in_epoch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "train_one_epoch", crash_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tmp_path / "b", *extra))
+    monkeypatch.setattr(fit_module, "train_one_epoch", real)
+    folder = tmp_path / "b" / "run"
+    assert load_checkpoint(folder / "checkpoint.pt")["epoch"] == 2
+    resumed = train(_config(tmp_path / "b", *extra), resume=folder / "checkpoint.pt")
+    a, _ = read_weights(tmp_path / "a" / "run" / "last.safetensors")
+    b, _ = read_weights(folder / "last.safetensors")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed["final_top1"] == full["final_top1"]
+    with open(folder / "metrics.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
+
+
+def test_resume_with_a_different_config_names_the_differences(tmp_path):
+    train(_config(tmp_path, "train.epochs=1"))
+    with pytest.raises(ConfigError, match=r"optim\.lr: 1\.6 -> 0\.8"):
+        train(
+            _config(tmp_path, "train.epochs=1", "optim.lr=0.8"),
+            resume=tmp_path / "run" / "checkpoint.pt",
+        )
+
+
 def test_class_count_mismatch_fails_before_training(tmp_path):
     with pytest.raises(ConfigError, match=r"model.num_classes=10 but synthetic has 4 classes"):
         train(_config(tmp_path, "model.num_classes=10"))

@@ -26,7 +26,7 @@ from senet.train.config import (
     valid_keys,
 )
 from senet.train.ema import create_ema
-from senet.train.fit import fit
+from senet.train.fit_loop import fit
 from senet.train.loop import NonFiniteLossError, evaluate, topk_correct, train_one_epoch
 from senet.train.optim import (
     LRSchedule,

@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _column(rows: Sequence[dict], key: str) -> tuple[list[float], list[float]]:
@@ -23,6 +28,7 @@ def _column(rows: Sequence[dict], key: str) -> tuple[list[float], list[float]]:
 
 def plot_curves(rows: Sequence[dict], path: str | Path, *, title: str = "") -> None:
     """Three panels over epochs: train/val loss, train/val top-1 (and EMA), learning rate."""
+    plt = _pyplot()
     fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(15, 4))
     for key, label in (("train_loss", "train"), ("val_loss", "val"), ("ema_val_loss", "EMA val")):
         xs, ys = _column(rows, key)
@@ -50,6 +56,7 @@ def plot_curves(rows: Sequence[dict], path: str | Path, *, title: str = "") -> N
 
 def plot_overlay(runs: dict[str, Sequence[dict]], path: str | Path) -> None:
     """Validation top-1 and training loss of several runs on shared axes."""
+    plt = _pyplot()
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
     for name, rows in runs.items():
         ax_acc.plot(*_column(rows, "val_top1"), marker=".", label=name)
@@ -70,6 +77,7 @@ def plot_confusion(
     """Row-normalised confusion matrix (rows: true class) with counts when it is small."""
     import numpy as np
 
+    plt = _pyplot()
     counts = np.asarray(confusion, dtype=np.int64)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     n = len(counts)

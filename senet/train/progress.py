@@ -43,7 +43,9 @@ class PlainProgress:
         self._desc, self._start = desc, time.perf_counter()
 
     def update(self, step: int, total: int, metrics: dict[str, float]) -> None:
-        if step % self.every and step != total:
+        # Every `every` steps, and at the end of phases long enough to have had a line before
+        # (a short validation pass is summed up by the epoch line instead).
+        if step % self.every and not (step == total and total >= self.every):
             return
         elapsed = time.perf_counter() - self._start
         eta = elapsed / step * (total - step)

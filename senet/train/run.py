@@ -18,14 +18,14 @@ import torch
 from torch import nn
 
 from senet.data import DatasetInfo, create_dataset, create_loader
-from senet.train.checkpoint import read_weights
+from senet.train.checkpoint import load_checkpoint, read_weights, restore_training_state
 from senet.train.config import Config, ConfigError, ModelConfig, save_config
 from senet.train.ema import create_ema
-from senet.train.fit import fit
+from senet.train.fit_loop import fit
 from senet.train.optim import create_optimizer, create_scheduler, scaled_lr
 from senet.train.progress import create_progress
 from senet.train.run_log import RunLog
-from senet.train.seed import seed_everything
+from senet.train.seed import seed_everything, set_rng_state
 
 
 def resolve_device(name: str) -> torch.device:
@@ -159,13 +159,61 @@ def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -
     model.load_state_dict(state)
 
 
-def train(config: Config) -> dict[str, Any]:
-    """Run one training job described by ``config``; return its summary (also summary.json)."""
+# Keys that may change when a run is resumed: where and how it logs and loads, not what it computes.
+RESUMABLE_CHANGES = (
+    "output_dir",
+    "log.",
+    "data.root",
+    "data.download",
+    "data.workers",
+    "data.eval_batch_size",
+    "train.device",
+    "train.compile",
+)
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts, as ``key: old -> new``."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and key not in ("attn_kwargs", "kwargs"):
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def _load_resume_state(path: str | Path, config: Config) -> dict[str, Any]:
+    try:
+        state = load_checkpoint(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"cannot resume: {e}") from None
+    changed = [
+        diff
+        for diff in config_differences(state["config"], config.to_dict())
+        if not diff.startswith(RESUMABLE_CHANGES)
+    ]
+    if changed:
+        raise ConfigError(
+            f"cannot resume from {path}: the config differs in what the run computes: "
+            + "; ".join(changed)
+        )
+    return state
+
+
+def train(config: Config, *, resume: str | Path | None = None) -> dict[str, Any]:
+    """Run one training job described by ``config``; return its summary (also summary.json).
+
+    ``resume``: a ``checkpoint.pt`` of the same run; training continues after its last
+    completed epoch and ends with the weights an uninterrupted run would have.
+    """
     wall_start = time.perf_counter()
     t, d = config.train, config.data
     device = resolve_device(t.device)
     if t.amp == "fp16" and device.type != "cuda":
         raise ConfigError("train.amp=fp16 needs CUDA; on CPU use train.amp=bf16 or none")
+    resume_state = _load_resume_state(resume, config) if resume is not None else None
     run_dir = prepare_run_dir(config.output_dir, config)
     seed_everything(t.seed, deterministic=t.deterministic)
     if device.type == "cuda" and not t.deterministic:
@@ -251,10 +299,25 @@ def train(config: Config) -> dict[str, Any]:
     )
     scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
     loss_fn = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
+    start_epoch, best, history = 0, None, []
+    if resume_state is not None:
+        restore_training_state(
+            resume_state,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=scaler,
+            ema=ema,
+        )
+        set_rng_state(resume_state["rng"])
+        start_epoch, best = resume_state["epoch"], resume_state["best"]
+        history = resume_state["history"]
 
     save_config(config, run_dir / "config.yaml")
     progress = create_progress(config.log.progress, log_every=config.log.log_every)
-    run_log = RunLog(run_dir, tensorboard=config.log.tensorboard, notice=progress.log)
+    run_log = RunLog(run_dir, tensorboard=config.log.tensorboard, rows=history, notice=progress.log)
+    if resume_state is not None:
+        progress.log(f"resuming from {resume} after epoch {start_epoch}")
     progress.log(
         f"training {m.name} ({cost['params']:,} params, {cost['macs'] / 1e6:,.1f} M MACs) on "
         f"{info.name}: {len(train_set):,} train / {len(val_set):,} val images, "
@@ -294,6 +357,8 @@ def train(config: Config) -> dict[str, Any]:
             run_log=run_log,
             progress=progress,
             weights_meta=weights_meta,
+            start_epoch=start_epoch,
+            best=best,
         )
     finally:
         run_log.close()

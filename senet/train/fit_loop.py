@@ -56,7 +56,6 @@ def fit(
     sync_every = 1 if device.type == "cpu" else 10
     rows = run_log.rows if run_log is not None else []
     step = start_epoch * len(train_loader)
-    last_val: dict[str, Any] = {}
     started = time.perf_counter()
     for epoch in range(start_epoch, t.epochs):
         set_epoch(train_loader, epoch)
@@ -103,10 +102,10 @@ def fit(
             "bn_frozen": int(frozen),
         }
         if (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs:
-            last_val = _validate(model, val_loader, device, config)
-            row.update({f"val_{k}": last_val[k] for k in ("loss", "top1", "top5")})
+            val = _validate(model, val_loader, device, config, progress, "  val")
+            row.update({f"val_{k}": val[k] for k in ("loss", "top1", "top5")})
             if ema is not None:
-                ema_val = _validate(ema.module, val_loader, device, config)
+                ema_val = _validate(ema.module, val_loader, device, config, progress, "  EMA val")
                 row.update({f"ema_val_{k}": ema_val[k] for k in ("loss", "top1", "top5")})
         row["epoch_seconds"] = time.perf_counter() - epoch_start
 
@@ -145,25 +144,43 @@ def fit(
             save_checkpoint(run_dir / "checkpoint.pt", state)
         progress.log(_epoch_line(row, t.epochs, improved))
 
+    evaluated = [r for r in rows if "val_top1" in r]
+    last = evaluated[-1] if evaluated else {}
     return {
         "epochs": t.epochs,
         "best_epoch": best["epoch"],
         "best_top1": best["top1"],
         "best_top5": best.get("top5"),
-        "final_top1": last_val.get("top1"),
-        "final_top5": last_val.get("top5"),
-        "final_loss": last_val.get("loss"),
-        "final_ema_top1": rows[-1].get("ema_val_top1") if rows else None,
+        "final_top1": last.get("val_top1"),
+        "final_top5": last.get("val_top5"),
+        "final_loss": last.get("val_loss"),
+        "final_ema_top1": last.get("ema_val_top1"),
         "train_seconds": time.perf_counter() - started,
         "train_img_s": float(np.mean([r["train_img_s"] for r in rows])) if rows else None,
         "history": rows,
     }
 
 
-def _validate(model: nn.Module, loader: DataLoader, device: torch.device, config: Config) -> dict:
-    return evaluate(
-        model, loader, device=device, amp=config.train.amp, channels_last=config.train.channels_last
-    )
+def _validate(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    config: Config,
+    progress: Any,
+    desc: str,
+) -> dict:
+    progress.start(desc, len(loader))
+    try:
+        return evaluate(
+            model,
+            loader,
+            device=device,
+            amp=config.train.amp,
+            channels_last=config.train.channels_last,
+            on_step=progress.update,
+        )
+    finally:
+        progress.stop()
 
 
 def _epoch_line(row: dict[str, Any], epochs: int, improved: bool) -> str:
