@@ -293,3 +293,35 @@ def test_label_smoothing_is_what_the_loop_minimises():
     expected = F.cross_entropy(model(x), y, label_smoothing=0.1).item()
     metrics = train_one_epoch(model, [(x, y)], opt, loss_fn, device=torch.device("cpu"))
     assert metrics["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_like_eager():
+    torch.manual_seed(0)
+    eager = TinyNet()
+    compiled = TinyNet()
+    compiled.load_state_dict(eager.state_dict())
+    compiled.compile()  # in place: the state_dict keys stay the same
+    results = []
+    for model in (eager, compiled):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        results.append(
+            train_one_epoch(
+                model, _batches(n=3), opt, nn.CrossEntropyLoss(), device=torch.device("cpu")
+            )
+        )
+    assert results[0]["loss"] == pytest.approx(results[1]["loss"], rel=1e-4)
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    torch.testing.assert_close(compiled.fc.weight, eager.fc.weight, atol=1e-5, rtol=1e-4)
+
+
+def test_plain_progress_lines(capsys):
+    from senet.train.progress import PlainProgress
+
+    progress = PlainProgress(every=2)
+    progress.start("epoch 1/1", 5)
+    for step in range(1, 6):
+        progress.update(step, 5, {"loss": 0.5, "top1": 80.0, "img_s": 1234.0, "lr": 0.1})
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[2] for line in lines] == ["2/5", "4/5", "5/5"]
+    assert "loss 0.5000  top-1 80.00%  1,234 img/s  lr 0.1  eta 0:00:00" in lines[-1]
