@@ -123,7 +123,14 @@ def test_checkpoint_holds_the_full_training_state(run):
 def test_resume_after_a_crash_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch):
     import senet.train.fit_loop as fit_module
 
-    extra = ["train.epochs=3", "train.ema=true", "schedule.name=cosine", "data.augment=true"]
+    extra = [
+        "train.epochs=3",
+        "train.ema=true",
+        "schedule.name=cosine",
+        "data.augment=true",
+        "log.tensorboard=false",
+        "log.plots=false",
+    ]
     full = train(_config(tmp_path / "a", *extra))
     real = fit_module.train_one_epoch
     calls = []
@@ -173,6 +180,13 @@ def test_model_head_mismatch_found_by_the_forward_check(tmp_path):
                 tmp_path, "model.kwargs={num_classes_override: 7}", "model.name=_test_fixed_head"
             )
         )
+
+
+def test_unknown_model_and_bad_model_argument(tmp_path):
+    with pytest.raises(ConfigError, match=r"cannot build model '_test_tinynt'.*did you mean"):
+        train(_config(tmp_path, "model.name=_test_tinynt"))
+    with pytest.raises(ConfigError, match=r"cannot build model '_test_tinynet'\(.*depth=3"):
+        train(_config(tmp_path, "model.kwargs={depth: 3}"))
 
 
 def test_in_chans_mismatch(tmp_path):

@@ -73,13 +73,20 @@ def create_model_from_config(
 
 
 def _create_model(name: str, **kwargs: Any) -> nn.Module:
+    """``senet.create_model`` with build errors turned into ConfigErrors naming the arguments."""
     try:
         from senet.models import create_model
     except ImportError:  # before the model zoo: call the registered builder directly
         from senet.models._registry import get_model_builder
 
-        return get_model_builder(name)(**kwargs)
-    return create_model(name, **kwargs)
+        def create_model(name: str, **kw: Any) -> nn.Module:
+            return get_model_builder(name)(**kw)
+
+    try:
+        return create_model(name, **kwargs)
+    except (TypeError, ValueError) as e:
+        shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ConfigError(f"cannot build model {name!r}({shown}): {e}") from e
 
 
 def check_model_fits_data(
