@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -184,9 +185,14 @@ def compare_runs(
                 "params": summary.get("params"),
                 "macs": summary.get("macs"),
                 "epochs": summary.get("epochs"),
+                "val_images": summary.get("val_images"),
                 "train_seconds": summary.get("train_seconds"),
                 "wall_seconds": summary.get("wall_seconds"),
                 "train_img_s": summary.get("train_img_s"),
+                # The median epoch is robust to an epoch slowed by other work on the machine.
+                "median_img_s": _median(
+                    [float(r["train_img_s"]) for r in curves[label] if r.get("train_img_s")]
+                ),
             }
         )
     if plot_path is not None:
@@ -220,10 +226,14 @@ def comparison_table(rows: list[dict[str, Any]], title: str = "Runs compared") -
             f"{r['macs'] / 1e6:,.2f} M",
             str(r["epochs"]),
             f"{r['wall_seconds']:.0f} s",
-            f"{r['train_img_s']:,.0f}",
+            f"{r['median_img_s']:,.0f}",
         )
     return table
 
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def _median(values: list[float]) -> float | None:
+    return float(statistics.median(values)) if values else None

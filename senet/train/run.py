@@ -118,7 +118,7 @@ def model_cost(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, 
     """Params and multiply-adds at ``input_size`` (senet.profile's convention when available)."""
     params = sum(p.numel() for p in model.parameters())
     try:
-        from senet import profile
+        from senet.profile import profile
     except ImportError:  # before the profiler: conv/linear MACs from torch's flop counter
         from torch.utils.flop_counter import FlopCounterMode
 
