@@ -173,8 +173,11 @@ def measure(
     if warmup < 0:
         raise ValueError(f"measure: warmup must be >= 0, got {warmup!r}")
     device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("timing on device='cuda' needs a CUDA GPU, and torch sees none")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"timing on device={str(device)!r} needs a CUDA GPU; torch sees none")
+        if device.index is None:  # "cuda" means the current GPU; tensors report "cuda:N"
+            device = torch.device("cuda", torch.cuda.current_device())
     x = torch.randn(batch_size, *input_size, device=device)
     if channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)

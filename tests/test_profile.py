@@ -223,6 +223,13 @@ def test_module_rows_add_up_to_the_model(caffe_pair):
     assert r.module("layer1.0.se").attention and r.module("layer1.0.se.fc1").attention
 
 
+def test_torchvision_squeeze_excitation_counts_like_senets():
+    from torchvision.ops import SqueezeExcitation
+
+    r = profile(SqueezeExcitation(16, 4), (16, 8, 8))  # adaptive_avg_pool2d, ReLU, sigmoid
+    assert r.macs == r.attention_macs == se_cost(16, 64, 4)["macs"]
+
+
 def test_foreign_se_modules_are_attention():
     timm = pytest.importorskip("timm")
     r = profile(timm.create_model("seresnet18", pretrained=False), (3, 64, 64))
@@ -369,3 +376,18 @@ def test_comparison_table_is_table2s_row(caffe_pair):
     assert base_line.split()[1:4] == ["25.6M", "-9.01%", "3.86"]
     rows = list(csv.DictReader(io.StringIO(c.render("csv"))))
     assert [int(row["params"]) for row in rows] == [28_088_024, 25_557_032]
+
+
+def test_timing_on_a_missing_gpu_says_so():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="needs a CUDA GPU; torch sees none"):
+        profile(small_net(), (3, 16, 16), timing=True, device="cuda")
+
+
+@pytest.mark.slow
+def test_compiled_timing():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), SqueezeExcite(8, 4))
+    r = profile(model, (3, 16, 16), timing=True, compile=True, warmup=2, repeats=3)
+    assert r.timing is not None and r.timing.compiled and r.timing.repeats == 3
+    assert r.macs == profile(model, (3, 16, 16)).macs  # counting never goes through compile
