@@ -61,7 +61,9 @@ def profile_command(
     repeats: Annotated[int, typer.Option(help="Timed runs per model.")] = 20,
     by_module: Annotated[bool, typer.Option(help="Add the per-module breakdown.")] = False,
     depth: Annotated[int, typer.Option(help="Module tree depth for --by-module.")] = 2,
-    format: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.table,
+    format: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = OutputFormat.table,
 ) -> None:
     """Params and MACs (the SE paper's GFLOPs), attention share, optional timings."""
     from senet.hub import resolve_model
