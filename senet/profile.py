@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from math import prod
 from typing import Any
@@ -18,12 +19,15 @@ from typing import Any
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from senet.layers._validate import check_positive_int
 from senet.layers.detect import is_attention_module
 from senet.op_costs import ACTIVATION_OPS, ELEMENTWISE_COSTS
 from senet.timing import Timing, eval_mode, measure
+
+aten = torch.ops.aten
 
 CONVENTION = (
     "MACs = multiply-adds of conv and linear layers + the attention modules' own element-wise "
@@ -166,14 +170,25 @@ class _Counter:
         for packet in ACTIVATION_OPS:
             if packet in flop_registry:
                 mapping[packet] = self._counting_outputs(flop_registry[packet])
+        # FlopCounterMode looks ops up by overload packet to count them, but by overload to
+        # decide whether to decompose them first: listing the overloads too keeps ops that
+        # the table prices whole (batch norm) from going through slow Python decompositions.
+        for packet in list(mapping):
+            for overload in packet.overloads():
+                mapping[getattr(packet, overload)] = mapping[packet]
         self.mode = FlopCounterMode(display=False, custom_mapping=mapping)
 
     def _counting_outputs(self, formula: Any) -> Any:
         """torch's FLOP formula for a conv / matmul, also adding its output size to activations."""
 
+        # Registry formulas come wrapped to turn tensors into shapes; ours get shapes already.
+        unwrapped = getattr(formula, "__wrapped__", None)
+
         def counted(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
             for parent in set(self.mode.mod_tracker.parents):
                 self.activations[parent] += prod(out_shape)
+            if unwrapped is not None:
+                return unwrapped(*args, out_shape=out_shape, **kwargs)
             return formula(*args, out_val=out_shape, **kwargs)
 
         return counted
@@ -202,6 +217,30 @@ def _dtype_and_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
     return dtype, device
 
 
+class _MetaBatchNorm(TorchDispatchMode):
+    """Eval-mode batch norm on meta tensors, answered from shapes alone.
+
+    torch's meta kernel for batch norm is a Python decomposition that costs more than the rest
+    of a ResNet's meta forward together; in eval mode BN is y = a * x + b, whose output has x's
+    shape. The channel check of the real kernel stays, so a mismatch still fails.
+    """
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        inference = func is aten._native_batch_norm_legit_no_training.default or (
+            func is aten.native_batch_norm.default and not args[5]
+        )
+        if not inference:
+            return func(*args, **kwargs)
+        x, weight, _, running_mean = args[:4]
+        for stat in (weight, running_mean):
+            if stat is not None and stat.numel() != x.shape[1]:
+                raise RuntimeError(
+                    f"batch norm over {stat.numel()} channels got input of shape {tuple(x.shape)}"
+                )
+        return torch.empty_like(x), x.new_empty((0,)), x.new_empty((0,))
+
+
 def _run_counter(
     model: nn.Module, label: str, shape: tuple[int, ...], on_meta: bool
 ) -> tuple[_Counter, str]:
@@ -209,7 +248,7 @@ def _run_counter(
     dtype, device = _dtype_and_device(model)
     counter = _Counter()
     try:
-        with torch.no_grad(), counter.mode:
+        with torch.no_grad(), _MetaBatchNorm() if on_meta else nullcontext(), counter.mode:
             if on_meta:
                 state = {
                     name: torch.empty_like(t, device="meta")

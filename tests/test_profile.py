@@ -286,6 +286,12 @@ def test_wrong_input_size_names_the_size_and_the_module():
         profile(net, (1, 32, 32))
 
 
+def test_batch_norm_channel_mismatch_is_caught():
+    net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(16))
+    with pytest.raises(ProfileError, match=r"in module '1' \(BatchNorm2d\).*16"):
+        profile(net, (3, 4, 4))
+
+
 @pytest.mark.parametrize("size", [(3, 0, 4), (), "3x224x224", (3.0, 8, 8), (True, 8, 8), None])
 def test_bad_input_size(size):
     with pytest.raises(ValueError, match="input_size must be the shape of one sample"):
