@@ -76,12 +76,20 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["resnet50", "se_resnet50"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--input-size", type=int, nargs=3, default=(3, 224, 224))
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (1 = steady on a busy box)",
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from fvcore.nn import FlopCountAnalysis  # the peer; a test-time dependency of senet
 
     size = tuple(args.input_size)
     table = Table(
-        title=f"profiling time per count, input 1 x {size}, {torch.get_num_threads()} threads"
+        title=f"profiling time per count, input 1 x {size}, torch threads: {torch.get_num_threads()}"
     )
     for column in ["model", "senet (meta)", "senet (cpu)", "fvcore (cpu)", "fvcore / senet meta",
                    "fvcore / senet cpu", "senet GMACs", "fvcore GMACs"]:  # fmt: skip

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
+from functools import cache
 from math import prod
 from typing import Any
 
@@ -161,6 +162,12 @@ def _pct(value: int, base: int) -> float:
     return 100.0 * (value - base) / base if base else 0.0
 
 
+@cache
+def _overloads(packets: tuple[Any, ...]) -> tuple[tuple[Any, Any], ...]:
+    """(overload, its packet) for every overload of ``packets``; looked up once per process."""
+    return tuple((getattr(p, name), p) for p in packets for name in p.overloads())
+
+
 class _Counter:
     """One forward pass under FlopCounterMode, with senet's op table and activation counting."""
 
@@ -173,9 +180,8 @@ class _Counter:
         # FlopCounterMode looks ops up by overload packet to count them, but by overload to
         # decide whether to decompose them first: listing the overloads too keeps ops that
         # the table prices whole (batch norm) from going through slow Python decompositions.
-        for packet in list(mapping):
-            for overload in packet.overloads():
-                mapping[getattr(packet, overload)] = mapping[packet]
+        for overload, packet in _overloads(tuple(mapping)):
+            mapping[overload] = mapping[packet]
         self.mode = FlopCounterMode(display=False, custom_mapping=mapping)
 
     def _counting_outputs(self, formula: Any) -> Any:
@@ -305,6 +311,12 @@ def _module_costs(model: nn.Module, counter: _Counter) -> list[ModuleCost]:
         # torch counts 2 FLOPs per multiply-add; senet's table counts ops, one per element.
         return (sum(per_op.values()) - elementwise) // 2, elementwise
 
+    params: defaultdict[str, int] = defaultdict(int)  # each parameter counts in every ancestor
+    for param_name, param in model.named_parameters():
+        path = param_name.split(".")[:-1]
+        for depth in range(len(path) + 1):
+            params[".".join(path[:depth])] += param.numel()
+
     rows = []
     for name, module in named:
         conv_fc, elementwise = ops(name)
@@ -321,7 +333,7 @@ def _module_costs(model: nn.Module, counter: _Counter) -> list[ModuleCost]:
                 name=name,
                 type=type(module).__name__,
                 depth=0 if name == "" else name.count(".") + 1,
-                params=sum(p.numel() for p in module.parameters()),
+                params=params[name],
                 macs=conv_fc + attention_ew,
                 attention_macs=attention,
                 conv_fc_macs=conv_fc,
