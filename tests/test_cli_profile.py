@@ -131,3 +131,16 @@ def test_senet_names_go_through_create_model(monkeypatch):
     monkeypatch.setattr(senet, "create_model", create_model, raising=False)
     assert isinstance(resolve_model("se_resnet50", num_classes=10), nn.Identity)
     assert built == {"se_resnet50": {"num_classes": 10}}
+
+
+def test_table2_row_from_the_zoo():
+    senet = pytest.importorskip("senet")
+    if not hasattr(senet, "create_model"):
+        pytest.skip("senet's model zoo is not on this checkout yet")
+    result = invoke("se_resnet50", "--compare", "resnet50")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    se = next(line for line in lines if line.strip().startswith("se_resnet50"))
+    base = next(line for line in lines if line.strip().startswith("resnet50"))
+    assert se.split()[1:4] == ["28.1M", "baseline", "3.87"]  # the paper's Table 2 row
+    assert [base.split()[1], base.split()[3]] == ["25.6M", "3.86"]
