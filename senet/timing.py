@@ -178,6 +178,11 @@ def measure(
             raise ValueError(f"timing on device={str(device)!r} needs a CUDA GPU; torch sees none")
         if device.index is None:  # "cuda" means the current GPU; tensors report "cuda:N"
             device = torch.device("cuda", torch.cuda.current_device())
+    if any(t.is_meta for m in models for t in [*m.parameters(), *m.buffers()]):
+        raise ValueError(
+            "timing needs real weights, but the model's tensors are on the meta device; "
+            "build it on the CPU (or GPU) to time it, or profile with timing=False"
+        )
     x = torch.randn(batch_size, *input_size, device=device)
     if channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -391,6 +391,14 @@ def test_timing_on_a_missing_gpu_says_so():
         profile(small_net(), (3, 16, 16), timing=True, device="cuda")
 
 
+def test_meta_models_are_counted_but_not_timed():
+    with torch.device("meta"):
+        model = small_net()
+    assert profile(model, (3, 16, 16)).macs == profile(small_net(), (3, 16, 16)).macs
+    with pytest.raises(ValueError, match="timing needs real weights"):
+        profile(model, (3, 16, 16), timing=True)
+
+
 @pytest.mark.slow
 def test_compiled_timing():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), SqueezeExcite(8, 4))
