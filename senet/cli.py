@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from enum import Enum
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(
@@ -27,6 +30,65 @@ def attention() -> None:
 
     for name in attention_names():
         typer.echo(name)
+
+
+# --- profile -------------------------------------------------------------------------------------
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+@app.command("profile")
+def profile_command(
+    model: Annotated[str, typer.Argument(help="senet model name, torchvision:NAME or timm:NAME.")],
+    compare: Annotated[
+        list[str] | None,
+        typer.Option("--compare", "-c", help="Another model to compare against (repeatable)."),
+    ] = None,
+    input_size: Annotated[tuple[int, int, int], typer.Option(help="One sample's shape: C H W.")] = (
+        3,
+        224,
+        224,
+    ),
+    batch_size: Annotated[int, typer.Option(help="Samples per batch; counts are per batch.")] = 1,
+    timing: Annotated[bool, typer.Option(help="Also time latency, throughput, memory.")] = False,
+    device: Annotated[str, typer.Option(help="Device for --timing: cpu, cuda, cuda:1.")] = "cpu",
+    compile: Annotated[bool, typer.Option(help="Time the torch.compile'd model.")] = False,
+    channels_last: Annotated[bool, typer.Option(help="Time in channels_last format.")] = False,
+    warmup: Annotated[int, typer.Option(help="Untimed runs per model.")] = 5,
+    repeats: Annotated[int, typer.Option(help="Timed runs per model.")] = 20,
+    by_module: Annotated[bool, typer.Option(help="Add the per-module breakdown.")] = False,
+    depth: Annotated[int, typer.Option(help="Module tree depth for --by-module.")] = 2,
+    format: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = OutputFormat.table,
+) -> None:
+    """Params and MACs (the SE paper's GFLOPs), attention share, optional timings."""
+    from senet.hub import resolve_model
+    from senet.profile import compare as compare_models
+    from senet.profile import profile
+
+    timing_kw = dict(
+        device=device, timing=timing, warmup=warmup, repeats=repeats, compile=compile,
+        channels_last=channels_last,
+    )  # fmt: skip
+    try:
+        if compare:
+            models = {spec: resolve_model(spec) for spec in [model, *compare]}
+            result = compare_models(models, input_size, batch_size=batch_size, **timing_kw)
+        else:
+            result = profile(
+                resolve_model(model), input_size, batch_size=batch_size, name=model, **timing_kw
+            )
+    except (ValueError, ImportError, TypeError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(result.render(format.value, by_module=by_module, depth=depth), nl=False)
+
+
+# --- end profile ---------------------------------------------------------------------------------
 
 
 def main() -> None:
