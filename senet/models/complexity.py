@@ -14,7 +14,9 @@ kept when this table is rewritten.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,21 @@ def measure(name: str) -> dict[str, Any]:
 def load_golden(path: Path = GOLDEN_PATH) -> dict[str, dict[str, Any]]:
     """The stored table: model name -> {input_size, params, conv_fc_macs[, macs, ...]}."""
     return json.loads(path.read_text())["models"]
+
+
+def model_table(pattern: str = "*") -> list[dict[str, Any]]:
+    """Rows ``{"name": ..., **stored columns}`` of the models matching the fnmatch ``pattern``."""
+    return [
+        {"name": name, **row}
+        for name, row in sorted(load_golden().items(), key=lambda item: _natural(item[0]))
+        if fnmatch.fnmatchcase(name, pattern)
+    ]
+
+
+def _natural(name: str) -> tuple[bool, list[Any]]:
+    # ImageNet models before CIFAR ones; resnet18 < resnet50 < resnet101 (digit runs as numbers).
+    parts = [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+    return name.endswith("_cifar"), parts
 
 
 def write_golden(path: Path = GOLDEN_PATH) -> dict[str, dict[str, Any]]:
