@@ -13,6 +13,11 @@ projection), a post-activation block computes:
   branch; on a projection shortcut it follows the projection, so it has the block's output width.
 * ``conv3x3``: attention inside the bottleneck, right after the 3x3 conv's BN and ReLU (Table 15).
 
+The sum is taken in place on the branch output (no extra activation-sized buffer); every op that
+can produce that tensor (BN, conv, senet's gates ``x * s``) keeps its input, not its output, for
+the backward pass. An ``attn`` class that returns a tensor autograd saved (e.g. ``torch.sigmoid``
+of its input) makes backward raise rather than compute wrong gradients.
+
 Pre-activation blocks (BN-ReLU before each conv) place ``A`` the same way; there the pre-activation
 is shared with a projection shortcut, so ``pre`` applies ``A`` after it, at the head of the convs.
 """
@@ -142,7 +147,8 @@ class BasicBlock(_AttnBlock):
             out = self.attn(out)
         if self._at["identity"]:
             shortcut = self.attn(shortcut)
-        out = self.act2(out + shortcut)
+        out += shortcut
+        out = self.act2(out)
         if self._at["post"]:
             out = self.attn(out)
         return out
@@ -210,7 +216,8 @@ class Bottleneck(_AttnBlock):
             out = self.attn(out)
         if self._at["identity"]:
             shortcut = self.attn(shortcut)
-        out = self.act3(out + shortcut)
+        out += shortcut
+        out = self.act3(out)
         if self._at["post"]:
             out = self.attn(out)
         return out
@@ -265,7 +272,7 @@ class PreActBasicBlock(_AttnBlock):
             out = self.attn(out)
         if self._at["identity"]:
             shortcut = self.attn(shortcut)
-        out = out + shortcut
+        out += shortcut
         if self._at["post"]:
             out = self.attn(out)
         return out
@@ -326,7 +333,7 @@ class PreActBottleneck(_AttnBlock):
             out = self.attn(out)
         if self._at["identity"]:
             shortcut = self.attn(shortcut)
-        out = out + shortcut
+        out += shortcut
         if self._at["post"]:
             out = self.attn(out)
         return out
