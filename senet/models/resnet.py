@@ -139,6 +139,8 @@ class ResNet(ClassifierNet):
         self.num_features = in_chs
         self._init_head(num_classes, drop_rate)
         self._init_weights(zero_init_last)
+        # Preprocessing (the registered builders add the URL of their known weights).
+        self.pretrained_cfg = imagenet_cfg("", in_chans)
 
     @staticmethod
     def _make_stem(in_chans: int, stem: str, width: int, pool: str) -> nn.Sequential:

@@ -134,6 +134,7 @@ class CifarResNet(ClassifierNet):
         self.num_features = in_chs
         self._init_head(num_classes, drop_rate)
         self._init_weights(zero_init_last)
+        self.pretrained_cfg = cifar_cfg(in_chans)
 
     @staticmethod
     def _make_shortcut(
@@ -157,9 +158,7 @@ class CifarResNet(ClassifierNet):
 
 
 def _cifar(kwargs: dict[str, Any], **arch: Any) -> CifarResNet:
-    model = build(CifarResNet, arch, kwargs)
-    model.pretrained_cfg = cifar_cfg(model.in_chans)
-    return model
+    return build(CifarResNet, arch, kwargs)
 
 
 def _variant(name: str, doc: str, arch: dict[str, Any]) -> None:
