@@ -35,6 +35,11 @@ def check_num_classes(owner: str, num_classes: object) -> int:
     return num_classes
 
 
+def check_in_chans(owner: str, in_chans: object) -> int:
+    """``in_chans`` (image channels) must be an int >= 1."""
+    return check_positive_int(owner, "in_chans", in_chans)
+
+
 def build(cls: type[nn.Module], arch: dict[str, Any], kwargs: dict[str, Any]) -> Any:
     """``cls(**arch, **kwargs)``, user kwargs winning; an unknown keyword gets a helpful error."""
     params = inspect.signature(cls.__init__).parameters
@@ -109,7 +114,3 @@ class ClassifierNet(nn.Module):
             for m in self.modules():
                 if hasattr(m, "zero_init_last"):
                     m.zero_init_last()
-
-
-def check_in_chans(owner: str, in_chans: object) -> int:
-    return check_positive_int(owner, "in_chans", in_chans)
