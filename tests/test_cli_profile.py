@@ -134,9 +134,6 @@ def test_senet_names_go_through_create_model(monkeypatch):
 
 
 def test_table2_row_from_the_zoo():
-    senet = pytest.importorskip("senet")
-    if not hasattr(senet, "create_model"):
-        pytest.skip("senet's model zoo is not on this checkout yet")
     result = invoke("se_resnet50", "--compare", "resnet50")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()

@@ -1,14 +1,11 @@
-"""The golden complexity table: parameters and conv+FC multiply-adds of every registered model.
+"""The golden complexity table: parameters and multiply-adds of every registered model.
 
 ``python -m senet.models.complexity --write`` rebuilds ``complexity.json`` beside this file; each
-model is built on the meta device (no memory, no time) and run once on one image of its
-``pretrained_cfg["input_size"]`` (224x224 for ImageNet models, 32x32 for CIFAR) under
-``torch.utils.flop_counter.FlopCounterMode``, which counts 2 FLOPs per multiply-add of every
-convolution and matrix multiply. ``conv_fc_macs`` is half its total: the multiply-adds of all conv
-and linear layers, those inside attention modules included (SE's two FC layers are 1x1 convs),
-but not pooling, gating, scaling, BN, ReLU or residual adds. The paper's "GFLOPs" add the SE
-block's own pooling and scaling work; that column (``macs``) belongs to ``senet.profile`` and is
-kept when this table is rewritten.
+model is built on the meta device (no memory, no time) and counted by ``senet.profile`` for one
+image of its ``pretrained_cfg["input_size"]`` (224x224 for ImageNet models, 32x32 for CIFAR):
+``conv_fc_macs`` is the multiply-adds of all conv and linear layers (SE's FC layers included);
+``macs`` is the paper's "GFLOPs" convention, which adds the attention modules' own pooling,
+gating and scaling work; ``attention_macs`` is the attention modules' share of ``macs``.
 """
 
 from __future__ import annotations
@@ -22,37 +19,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 GOLDEN_PATH = Path(__file__).with_name("complexity.json")
-MEASURED = ("input_size", "params", "conv_fc_macs")
-
-
-def count_params(model: torch.nn.Module) -> int:
-    """Number of parameters (trainable or not; buffers excluded)."""
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_conv_fc_macs(model: torch.nn.Module, input_size: tuple[int, ...]) -> int:
-    """Multiply-adds of the conv and linear layers for one image of ``input_size`` (C, H, W)."""
-    device = next(model.parameters()).device
-    x = torch.zeros(1, *input_size, device=device)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    return counter.get_total_flops() // 2
+MEASURED = ("input_size", "params", "conv_fc_macs", "macs", "attention_macs")
 
 
 def measure(name: str) -> dict[str, Any]:
-    """``input_size``, ``params`` and ``conv_fc_macs`` of the registered model ``name``."""
+    """Input size, params and multiply-adds of the registered model ``name``, by senet.profile."""
     from senet.models import create_model
+    from senet.profile import profile
 
     with torch.device("meta"):
         model = create_model(name).eval()
     input_size = tuple(model.pretrained_cfg["input_size"])
+    result = profile(model, input_size)
     return {
         "input_size": list(input_size),
-        "params": count_params(model),
-        "conv_fc_macs": count_conv_fc_macs(model, input_size),
+        "params": result.params,
+        "conv_fc_macs": result.conv_fc_macs,
+        "macs": result.macs,
+        "attention_macs": result.attention_macs,
     }
 
 
@@ -87,8 +73,9 @@ def write_golden(path: Path = GOLDEN_PATH) -> dict[str, dict[str, Any]]:
         models[name] = {**measure(name), **extra}
     doc = {
         "about": (
-            "params and conv_fc_macs (conv + linear multiply-adds, FlopCounterMode flops / 2) "
-            "of every senet model for one image of input_size; regenerate with "
+            "params, conv_fc_macs (conv + linear multiply-adds), macs (the SE paper's GFLOPs "
+            "convention) and attention_macs of every senet model for one image of input_size, "
+            "counted by senet.profile; regenerate with "
             "`python -m senet.models.complexity --write`"
         ),
         "torch": torch.__version__.split("+")[0],

@@ -7,8 +7,8 @@ from torch import nn
 
 import senet
 from senet.models.blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
-from senet.models.complexity import count_conv_fc_macs, count_params
 from senet.models.resnet import ResNet
+from senet.profile import profile
 
 R50 = 25_557_032  # ResNet-50 parameters (torchvision's count; same in the Caffe layout)
 # ResNet-50 blocks as (input, 3x3, output) channels, stage by stage.
@@ -27,12 +27,12 @@ def se_params(channels: int, reduction: int = 16, bias: bool = False) -> int:
 
 def params_of(name: str, **kwargs) -> int:
     with torch.device("meta"):
-        return count_params(senet.create_model(name, **kwargs))
+        return profile(senet.create_model(name, **kwargs)).params
 
 
 def macs_of(name: str, **kwargs) -> int:
     with torch.device("meta"):
-        return count_conv_fc_macs(senet.create_model(name, **kwargs).eval(), (3, 224, 224))
+        return profile(senet.create_model(name, **kwargs).eval()).conv_fc_macs
 
 
 class Times2(nn.Module):
