@@ -26,6 +26,7 @@ from senet.retrofit_insert import (
     free_name,
     patch_output,
     rewrite_forward,
+    set_identity_point,
     trace_for_rewrite,
 )
 from senet.retrofit_sites import (
@@ -60,6 +61,7 @@ class Site:
     channels: int  # C of the feature map it recalibrates
     stage: int | None  # 1 = first resolution of the network, +1 per halving (paper Table 13)
     params: int  # parameters it adds (with its identity blend, if any)
+    init: str = "default"  # default | gate=1 (identity point) | blend (identity blend)
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ class RetrofitReport:
             ("C", "right"),
             ("stage", "right"),
             ("params", "right"),
+            ("init", "left"),
         ):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
         for i, s in enumerate(self.sites, 1):
@@ -147,6 +150,7 @@ class RetrofitReport:
                 str(s.channels),
                 "-" if s.stage is None else str(s.stage),
                 f"{s.params:,}",
+                s.init,
             )
         return table
 
@@ -437,11 +441,15 @@ def retrofit(
             predicate ``f(path, module) -> bool``. A residual unit takes the strategy's site,
             any other module attention on its output (it must output (N, C, H, W)).
         init: ``"default"`` builds the attention module as its class does (the paper).
-            ``"identity"`` wraps each one in an :class:`~senet.retrofit_insert.IdentityBlend`,
-            ``x + alpha * (attn(x) - x)`` with ``alpha = 0``: the model computes exactly the
-            original function, and the gradient on alpha is non-zero, so training moves alpha
-            in the first step and the attention parameters from the second on. For fine-tuning
-            a pretrained network without first breaking it.
+            ``"identity"`` starts every site as the identity map, so the model computes exactly
+            the original function (for fine-tuning a pretrained network without first breaking
+            it). senet's SE, CBAM, ECA and spatial gates are put at an identity point: the layer
+            producing the gate logits is zeroed and the sigmoid gate becomes ``2 * sigmoid``
+            (:class:`~senet.retrofit_insert.CenteredGate`), so the gate is exactly 1 and its
+            parameters get gradients from the first step; the gate's range is then (0, 2).
+            Other modules are wrapped in :class:`~senet.retrofit_insert.IdentityBlend`,
+            ``x + alpha * (attn(x) - x)`` with ``alpha = 0`` (a slower, second-order start).
+            The report's ``init`` column says which each site got.
         replace_existing: a model that already has SE-like modules (MobileNetV3, EfficientNet,
             RegNetY) is left unchanged and they are reported; True swaps each for ``attn``
             (their parameter names then change). ``sites`` adds attention regardless.
@@ -515,10 +523,14 @@ def retrofit(
 
     for p in plan.placements:
         p.attn = factory(p.site.channels, **attn_kwargs).to(device=ref.device, dtype=ref.dtype)
+        start = "default"
         if init == "identity" and p.mode != "replace":
-            p.blend = IdentityBlend().to(device=ref.device, dtype=ref.dtype)
+            start = "gate=1"
+            if not set_identity_point(p.attn):
+                start = "blend"
+                p.blend = IdentityBlend().to(device=ref.device, dtype=ref.dtype)
         added = sum(t.numel() for m in (p.attn, p.blend) if m is not None for t in m.parameters())
-        p.site = replace(p.site, params=added)
+        p.site = replace(p.site, params=added, init=start)
 
     replaced = {p.owner for p in plan.placements if p.mode == "replace"}
     removed = sum(t.numel() for path, m in existing if path in replaced for t in m.parameters())

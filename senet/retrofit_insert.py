@@ -27,13 +27,63 @@ import torch
 from torch import fx, nn
 
 
+class CenteredGate(nn.Module):
+    """``2 * gate(z)``: exactly 1 where a sigmoid-like gate is 0.5 (z = 0), with slope 2 gate'(0).
+
+    Used by identity init: with the logit layer zeroed, the attention module scales by exactly 1
+    at the start, and its parameters get first-order gradients from the first step. The gate's
+    range becomes (0, 2): it can amplify a channel as well as suppress it.
+    """
+
+    def __init__(self, gate: nn.Module) -> None:
+        super().__init__()
+        self.inner = gate
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return 2.0 * self.inner(z)
+
+
+def _zero_(layer: nn.Module) -> None:
+    nn.init.zeros_(layer.weight)
+    if getattr(layer, "bias", None) is not None:
+        nn.init.zeros_(layer.bias)
+
+
+def set_identity_point(attn: nn.Module) -> bool:
+    """Make ``attn`` the identity map, keeping first-order gradients; False if it has no known
+    identity point (then :class:`IdentityBlend` is used instead).
+
+    senet's gate modules compute ``x * gate(logits)``; zeroing the layer that produces the
+    logits and centring a sigmoid / hard-sigmoid gate (:class:`CenteredGate`) gives a gate of
+    exactly 1. SpatialGate's BatchNorm maps the zero logits to its bias, which starts at 0.
+    """
+    from senet.layers import CBAM, ECA, ChannelGate, SpatialGate, SpatialSE, SqueezeExcite
+
+    if isinstance(attn, CBAM):
+        parts = [(attn.channel_gate, "fc2"), (attn.spatial_gate, "conv")]
+    elif isinstance(attn, (SqueezeExcite, ChannelGate)):
+        parts = [(attn, "fc2")]
+    elif isinstance(attn, (ECA, SpatialGate, SpatialSE)):
+        parts = [(attn, "conv")]
+    else:
+        return False
+    if not all(isinstance(m.gate, (nn.Sigmoid, nn.Hardsigmoid)) for m, _ in parts):
+        return False
+    for module, logits in parts:
+        _zero_(getattr(module, logits))
+        module.gate = CenteredGate(module.gate)
+    return True
+
+
 class IdentityBlend(nn.Module):
     """Blend of a retrofitted attention's output with its input: x + alpha * (attn(x) - x).
 
-    ``alpha`` starts at 0, so the retrofitted network computes exactly the original function;
-    ``d loss / d alpha = <grad, attn(x) - x>`` is non-zero, so the first optimiser step moves
-    alpha away from 0 and from then on the attention module's own parameters get gradients too.
-    Keep ``alpha`` out of weight decay (like BN parameters), or decay pulls it back to 0.
+    Identity init for attention modules without a known identity point (any module class).
+    ``alpha`` starts at 0, so the network computes exactly the original function;
+    ``d loss / d alpha = <grad, attn(x) - x>`` is non-zero, so the first step moves alpha and
+    from then on the attention parameters get gradients too, but only in proportion to alpha
+    (a slow, second-order start, as with ReZero / LayerScale). Keep ``alpha`` out of weight
+    decay, or decay pulls it back to 0.
     """
 
     def __init__(self) -> None:
