@@ -124,38 +124,21 @@ class RetrofitReport:
         table = Table(
             title=f"retrofit {self.model}: {self.attn}, strategy={self.strategy}, "
             f"input {c}x{h}x{w}",
-            caption=self.summary(),
         )
-        for name, justify in (
-            ("#", "right"),
-            ("unit", "left"),
-            ("kind", "left"),
-            ("strategy", "left"),
-            ("where", "left"),
-            ("attention module", "left"),
-            ("C", "right"),
-            ("stage", "right"),
-            ("params", "right"),
-            ("init", "left"),
-        ):
-            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        columns = ["#", "unit", "kind", "strategy", "where", "attention module", "C", "stage"]
+        columns += ["params", "init"] if self.init != "default" else ["params"]
+        numeric = ("#", "C", "stage", "params")
+        for name in columns:
+            table.add_column(name, justify="right" if name in numeric else "left")
         for i, s in enumerate(self.sites, 1):
-            table.add_row(
-                str(i),
-                s.unit,
-                s.kind,
-                s.strategy,
-                s.location,
-                s.attn_path,
-                str(s.channels),
-                "-" if s.stage is None else str(s.stage),
-                f"{s.params:,}",
-                s.init,
-            )
+            row = [str(i), s.unit, s.kind, s.strategy, s.location, s.attn_path, str(s.channels)]
+            row += ["-" if s.stage is None else str(s.stage), f"{s.params:,}"]
+            table.add_row(*row, *([s.init] if self.init != "default" else []))
         return table
 
     def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
         yield self.table()
+        yield self.summary()
         if self.existing:
             yield f"already had attention: {', '.join(self.existing)}"
         if self.skipped:
@@ -166,7 +149,7 @@ class RetrofitReport:
     def __str__(self) -> str:
         from rich.console import Console
 
-        console = Console(width=160, color_system=None, force_terminal=False, record=True)
+        console = Console(width=160, color_system=None, force_terminal=False)
         with console.capture() as capture:
             console.print(self)
         return capture.get().rstrip()
@@ -268,7 +251,7 @@ def _plan_residual(
             return Skipped(c.unit, f"called {c.calls} times per forward; name one call's module")
         name = plan.name_for(c.unit, module, "attn")
         site = Site(
-            c.unit, c.kind, "post", "after the add and its activation", _join(c.unit, name),
+            c.unit, c.kind, "post", "after the add + act", _join(c.unit, name),
             channels, stage, 0,
         )  # fmt: skip
         return _Placement(site, "output", c.unit, name, strategy)
@@ -324,7 +307,7 @@ def _plan_output(plan: _Plan, c: Candidate, probe: Probe, model: nn.Module) -> _
         return Skipped(c.unit, str(err))
     stem = f"{c.conv_target.replace('.', '_')}_attn"
     name = plan.name_for(c.container, container, stem)
-    site = Site(c.unit, c.kind, "output", f"after {c.conv_target} and its norm/act",
+    site = Site(c.unit, c.kind, "output", f"after {c.conv_target} + norm/act",
                 _join(c.container, name), channels, stage, 0)  # fmt: skip
     return _Placement(site, "graph", c.container, name, "output", conv_target=c.conv_target)
 

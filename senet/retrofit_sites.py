@@ -325,12 +325,10 @@ def residual_site(res: Residual, strategy: str) -> ResidualSite:
         while view.is_pass(node) and len(node.args[0].users) == 1:
             node = node.args[0]
         users = (res.add,) if node is res.branch else None
-        return ResidualSite(
-            node, users, f"end of residual branch, after {view.describe(node)}, before the add"
-        )
+        return ResidualSite(node, users, f"branch end: after {view.describe(node)}, before the add")
     if strategy == "identity":
         where = "" if res.shortcut is res.x else f", after {view.describe(res.shortcut)}"
-        return ResidualSite(res.shortcut, (res.add,), f"identity branch{where}")
+        return ResidualSite(res.shortcut, (res.add,), f"shortcut{where}")
     if strategy == "pre":
         shortcut_side = view.ancestors(res.shortcut)
         branch_only = view.ancestors(res.branch) - shortcut_side
@@ -346,7 +344,7 @@ def residual_site(res: Residual, strategy: str) -> ResidualSite:
         (src,) = sources
         users = tuple(dict.fromkeys(dst for _, dst in edges))
         first = ", ".join(view.describe(u) for u in users)
-        return ResidualSite(src, users, f"start of residual branch, before {first}")
+        return ResidualSite(src, users, f"branch start: before {first}")
     if strategy == "conv3x3":
         branch_only = view.ancestors(res.branch) - view.ancestors(res.shortcut)
         for node in view.nodes:
@@ -354,7 +352,7 @@ def residual_site(res: Residual, strategy: str) -> ResidualSite:
             if conv is not None and max(conv.kernel_size) > 1:
                 end = view.unit_end(node)
                 k = "x".join(map(str, conv.kernel_size))
-                where = f"after {view.describe(node)} ({k}) and its norm/act"
+                where = f"after {view.describe(node)} ({k}) + norm/act"
                 return ResidualSite(end, None, where)
         raise SiteError("no spatial (k > 1) convolution on the residual branch")
     raise ValueError(f"residual_site: unknown strategy {strategy!r}")

@@ -241,7 +241,7 @@ def test_standard_se_on_torchvision_bottleneck_is_se_resnet50(
             16,
             True,
         )
-        assert "after bn3, before the add" in site.location
+        assert site.location == "branch end: after bn3, before the add"
     # Paper Table 2 / REFERENCE.md: SE-ResNet-50 has 28,088,024 parameters.
     assert report.params == 28_088_024
     assert report.base_params == 25_557_032
