@@ -206,6 +206,12 @@ def _reference_tensor(model: nn.Module) -> torch.Tensor:
     return torch.zeros(())
 
 
+def _sample(shape: Sequence[int], ref: torch.Tensor) -> torch.Tensor:
+    """A random input from a private generator: retrofitting leaves the global RNG alone."""
+    generator = torch.Generator(device=ref.device).manual_seed(0)
+    return torch.randn(tuple(shape), generator=generator, device=ref.device).to(ref.dtype)
+
+
 def _input_size(model: nn.Module, input_size: int | Sequence[int]) -> tuple[int, int, int]:
     if isinstance(input_size, int):
         input_size = (input_size, input_size)
@@ -270,7 +276,7 @@ def _plan_residual(
     in_shapes = probe.in_shapes.get(id(module), ())
     if len(in_shapes) != 1 or len(view.inputs) != 1:
         return Skipped(c.unit, "forward takes more than one tensor; name sites inside it")
-    sample = torch.randn(in_shapes[0], dtype=ref.dtype, device=ref.device)
+    sample = _sample(in_shapes[0], ref)
     shape = record_shapes(module, graph, sample).get(where.node)
     channels = _out_channels(shape)
     if channels is None:
@@ -453,7 +459,7 @@ def retrofit(
     wanted = _check_stages(stages)
     size = _input_size(model, input_size)
     ref = _reference_tensor(model)
-    sample = torch.randn(1, *size, dtype=ref.dtype, device=ref.device)
+    sample = _sample((1, *size), ref)
     attn_label = attn if isinstance(attn, str) else getattr(attn, "__name__", repr(attn))
 
     plan = _Plan()
@@ -504,16 +510,10 @@ def retrofit(
     if not plan.placements and not existing:
         raise _no_site_error(model, visited, wanted, plan.skipped)
 
-    for p in plan.placements:
-        p.attn = factory(p.site.channels, **attn_kwargs).to(device=ref.device, dtype=ref.dtype)
-        start = "default"
-        if init == "identity" and p.mode != "replace":
-            start = "gate=1"
-            if not set_identity_point(p.attn):
-                start = "blend"
-                p.blend = IdentityBlend().to(device=ref.device, dtype=ref.dtype)
-        added = sum(t.numel() for m in (p.attn, p.blend) if m is not None for t in m.parameters())
-        p.site = replace(p.site, params=added, init=start)
+    # Modules are built on the CPU (then moved), so forking the CPU generator is enough to keep
+    # a dry run from changing anything, the random stream included.
+    with torch.random.fork_rng(devices=[], enabled=dry_run):
+        _build_modules(plan, factory, attn_kwargs, init, ref)
 
     replaced = {p.owner for p in plan.placements if p.mode == "replace"}
     removed = sum(t.numel() for path, m in existing if path in replaced for t in m.parameters())
@@ -534,6 +534,25 @@ def retrofit(
         _apply(model, plan.placements)
         _verify(model, plan.placements, sample)
     return report
+
+
+def _build_modules(
+    plan: _Plan,
+    factory: Callable[..., nn.Module],
+    attn_kwargs: dict[str, Any],
+    init: str,
+    ref: torch.Tensor,
+) -> None:
+    for p in plan.placements:
+        p.attn = factory(p.site.channels, **attn_kwargs).to(device=ref.device, dtype=ref.dtype)
+        start = "default"
+        if init == "identity" and p.mode != "replace":
+            start = "gate=1"
+            if not set_identity_point(p.attn):
+                start = "blend"
+                p.blend = IdentityBlend().to(device=ref.device, dtype=ref.dtype)
+        added = sum(t.numel() for m in (p.attn, p.blend) if m is not None for t in m.parameters())
+        p.site = replace(p.site, params=added, init=start)
 
 
 def _plan_replacement(

@@ -262,10 +262,23 @@ def test_stages_follow_paper_table_13(base_models: dict[str, nn.Module]) -> None
 def test_dry_run_changes_nothing(base_models: dict[str, nn.Module]) -> None:
     model = fresh(base_models, "resnet18")
     keys = list(model.state_dict())
+    rng = torch.get_rng_state()
     report = senet.retrofit(model, "se", input_size=64, dry_run=True)
     assert not report.applied and len(report.sites) == 8
     assert list(model.state_dict()) == keys
     assert type(model.layer1[0]) is torchvision.models.resnet.BasicBlock
+    # Not even the random stream: sample passes use a private generator, modules a forked one.
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_retrofitting_twice_adds_nothing(base_models: dict[str, nn.Module]) -> None:
+    model = fresh(base_models, "resnet18")
+    senet.retrofit(model, "se", input_size=64)
+    keys = list(model.state_dict())
+    with pytest.warns(UserWarning, match="already has 8 attention module"):
+        again = senet.retrofit(model, "se", input_size=64)
+    assert again.sites == [] and len(again.existing) == 8
+    assert list(model.state_dict()) == keys
 
 
 def test_weights_stay_usable_and_round_trip(base_models: dict[str, nn.Module]) -> None:
@@ -338,9 +351,10 @@ def test_ddp_single_process(base_models: dict[str, nn.Module], tmp_path) -> None
 @pytest.mark.slow
 def test_torch_compile(base_models: dict[str, nn.Module]) -> None:
     model = fresh(base_models, "resnet18")
-    senet.retrofit(model, "se", strategy="pre", input_size=64)
+    senet.retrofit(model, "se", strategy="pre", input_size=64)  # rewritten forwards
+    senet.retrofit(model, "se", sites=["layer4.1"], input_size=64)  # and an output patch
     x = torch.randn(2, 3, 64, 64)
-    compiled = torch.compile(model)
+    compiled = torch.compile(model, fullgraph=True)  # fullgraph: a graph break is an error
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), atol=1e-4, rtol=1e-4)
     compiled(x).sum().backward()
