@@ -6,10 +6,12 @@ from senet.models import create_model, list_models, load_weights, register_model
 
 # senet.profile is the function; import the module's names with `from senet.profile import ...`.
 from senet.profile import compare, profile
+from senet.retrofit import RetrofitReport, retrofit
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "RetrofitReport",
     "__version__",
     "attention_names",
     "compare",
@@ -20,4 +22,5 @@ __all__ = [
     "load_weights",
     "profile",
     "register_model",
+    "retrofit",
 ]
