@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -20,6 +21,7 @@ from torch import nn
 
 from senet.layers._validate import check_choice
 from senet.layers.create_attn import AttnLayer, get_attn
+from senet.profile import profile
 from senet.retrofit_insert import (
     GraphInsert,
     IdentityBlend,
@@ -87,8 +89,7 @@ class RetrofitReport:
     base_params: int
     added_params: int
     applied: bool
-    # Multiply-adds the attention adds at ``input_size``. None until senet.profile (the
-    # profiler) fills it: retrofit does not count MACs itself.
+    # Multiply-adds at ``input_size`` in the paper's convention, counted by senet.profile.
     added_macs: int | None = None
     base_macs: int | None = None
 
@@ -112,8 +113,6 @@ class RetrofitReport:
             line += f", {self.added_macs:,} MACs"
             if self.base_macs:
                 line += f" (+{100.0 * self.added_macs / self.base_macs:.2f}%)"
-        else:
-            line += ", MACs: n/a (senet.profile)"
         return line
 
     def table(self) -> Any:
@@ -530,9 +529,13 @@ def retrofit(
         added_params=sum(p.site.params for p in plan.placements) - removed,
         applied=not dry_run,
     )
-    if not dry_run:
-        _apply(model, plan.placements)
-        _verify(model, plan.placements, sample)
+    # MACs at the sample's size, counted by senet.profile on the model as it is and as it
+    # would be; a dry run wires the modules into a copy, so the caller's model stays as it was.
+    report.base_macs = profile(model, size, name=report.model).macs
+    target = model if not dry_run else copy.deepcopy(model)
+    _apply(target, plan.placements)
+    _verify(target, plan.placements, sample)
+    report.added_macs = profile(target, size, name=report.model).macs - report.base_macs
     return report
 
 

@@ -10,37 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from senet.hub import resolve_model
+from senet.models.weights import load_state_dict
 from senet.retrofit import RetrofitReport, retrofit
-
-
-def load_model(spec: str) -> nn.Module:
-    """Build ``"torchvision:NAME"``, ``"timm:NAME"`` or a senet model name, without weights.
-
-    Minimal on purpose: senet.hub.resolve_model is the project's resolver; this one only covers
-    what the retrofit command needs until the two are unified.
-    """
-    source, _, name = spec.rpartition(":")
-    if source == "torchvision":
-        import torchvision
-
-        try:
-            return torchvision.models.get_model(name, weights=None)
-        except ValueError as err:
-            raise ValueError(f"{spec!r}: {err}; see torchvision.models.list_models()") from err
-    if source == "timm":
-        try:
-            import timm
-        except ImportError as err:
-            raise ValueError(f"{spec!r} needs timm: pip install timm") from err
-        return timm.create_model(name, pretrained=False)
-    if source:
-        raise ValueError(
-            f"model {spec!r}: unknown source {source!r}; use torchvision:NAME, timm:NAME or a "
-            "senet model name (senet models)"
-        )
-    from senet.models._registry import get_model_builder
-
-    return get_model_builder(name)()
 
 
 def parse_kwargs(pairs: list[str]) -> dict[str, Any]:
@@ -55,18 +27,6 @@ def parse_kwargs(pairs: list[str]) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             kwargs[key] = text  # a bare word: a name such as gate=tanh
     return kwargs
-
-
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):  # common checkpoint wrappers
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    return state
 
 
 def _write_state_dict(model: nn.Module, path: Path, recipe: dict[str, Any]) -> None:
@@ -98,9 +58,9 @@ def run_retrofit(
 
     if dry_run and save is not None:
         raise ValueError("--dry-run changes nothing, so there is nothing to --save; drop one")
-    model = load_model(spec).eval()
+    model = resolve_model(spec).eval()
     if weights is not None:
-        model.load_state_dict(_read_state_dict(weights), strict=True)
+        model.load_state_dict(load_state_dict(weights), strict=True)
     report = retrofit(
         model,
         attn,

@@ -524,4 +524,8 @@ def test_report_prints_a_table(base_models: dict[str, nn.Module]) -> None:
     text = str(report)
     assert "layer1.0.attn" in text and "layer4.1" in text and "post" in text
     assert f"{report.added_params:,} params" in text
-    assert report.added_macs is None and "MACs: n/a" in text
+    # MACs at the probe size (64x64), counted by senet.profile before and after.
+    base_macs = senet.profile(fresh(base_models, "resnet18"), (3, 64, 64)).macs
+    assert report.base_macs == base_macs
+    assert report.added_macs == senet.profile(model, (3, 64, 64)).macs - base_macs > 0
+    assert f"{report.added_macs:,} MACs" in text

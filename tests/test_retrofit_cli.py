@@ -70,7 +70,7 @@ def test_cli_errors_are_clear() -> None:
     result = invoke("torchvision:resnet18", "--strategy", "sideways", "--input-size", "64")
     assert result.exit_code == 2 and "unknown strategy 'sideways'" in result.output
     result = invoke("caffe:resnet50", "--dry-run")
-    assert result.exit_code == 2 and "unknown source 'caffe'" in result.output
+    assert result.exit_code == 2 and "bad model spec 'caffe:resnet50'" in result.output
     result = invoke("torchvision:resnet18", "--dry-run", "--save", "x.safetensors")
     assert result.exit_code == 2 and "nothing to --save" in result.output
     with pytest.raises(ValueError, match="key=value"):
