@@ -2,7 +2,25 @@
 
 from senet import layers
 from senet.layers import attention_names, create_attn
+from senet.models import create_model, list_models, load_weights, register_model
+
+# senet.profile is the function; import the module's names with `from senet.profile import ...`.
+from senet.profile import compare, profile
+from senet.retrofit import RetrofitReport, retrofit
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "attention_names", "create_attn", "layers"]
+__all__ = [
+    "RetrofitReport",
+    "__version__",
+    "attention_names",
+    "compare",
+    "create_attn",
+    "create_model",
+    "layers",
+    "list_models",
+    "load_weights",
+    "profile",
+    "register_model",
+    "retrofit",
+]

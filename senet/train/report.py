@@ -105,13 +105,12 @@ def evaluate_weights(
         _load_state(model, state, str(weights))
     else:
         model = _create_model(model_name, num_classes=info.num_classes, in_chans=info.in_chans)
+        from senet.models import load_weights
+
         try:
-            from senet import load_weights
-        except ImportError:
-            foreign, _ = read_weights(weights)
-            _load_state(model, foreign, str(weights))
-        else:
             load_weights(model, str(weights))
+        except (ValueError, RuntimeError, KeyError) as e:
+            raise ConfigError(f"{weights} does not fit {model_name}: {e}") from e
     model.to(dev)
     loader = create_loader(dataset, batch_size=batch_size, train=False, device=dev, workers=workers)
     result = evaluate(model, loader, device=dev, amp=amp, num_classes=info.num_classes)

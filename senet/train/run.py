@@ -74,13 +74,7 @@ def create_model_from_config(
 
 def _create_model(name: str, **kwargs: Any) -> nn.Module:
     """``senet.create_model`` with build errors turned into ConfigErrors naming the arguments."""
-    try:
-        from senet.models import create_model
-    except ImportError:  # before the model zoo: call the registered builder directly
-        from senet.models._registry import get_model_builder
-
-        def create_model(name: str, **kw: Any) -> nn.Module:
-            return get_model_builder(name)(**kw)
+    from senet.models import create_model
 
     try:
         return create_model(name, **kwargs)
@@ -115,38 +109,31 @@ def check_model_fits_data(
 
 
 def model_cost(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, Any]:
-    """Params and multiply-adds at ``input_size`` (senet.profile's convention when available)."""
-    params = sum(p.numel() for p in model.parameters())
-    try:
-        from senet.profile import profile
-    except ImportError:  # before the profiler: conv/linear MACs from torch's flop counter
-        from torch.utils.flop_counter import FlopCounterMode
+    """Params and multiply-adds at ``input_size`` in the paper's convention (senet.profile)."""
+    from senet.profile import profile
 
-        was_training = model.training
-        model.eval()
-        counter = FlopCounterMode(display=False)
-        device = next(model.parameters()).device
-        with torch.no_grad(), counter:
-            model(torch.zeros(1, *input_size, device=device))
-        model.train(was_training)
-        macs, convention = counter.get_total_flops() // 2, "torch.utils.flop_counter FLOPs / 2"
-    else:
-        report = profile(model, input_size=input_size)
-        macs, convention = int(report.macs), "senet.profile"
-    return {"params": params, "macs": int(macs), "macs_convention": convention}
+    report = profile(model, input_size=input_size)
+    return {
+        "params": int(report.params),
+        "macs": int(report.macs),
+        "macs_convention": "senet.profile",
+    }
 
 
 def load_initial_weights(model: nn.Module, path: str) -> None:
-    """Load ``model.weights`` (senet safetensors, a state dict, or via senet.load_weights)."""
+    """Load ``model.weights``: a senet run's safetensors, or any layout senet.load_weights reads."""
+    from senet.models import load_weights
+
     if not Path(path).is_file():
         raise ConfigError(f"model.weights={path} does not exist")
-    try:
-        from senet import load_weights
-    except ImportError:
-        state, _ = read_weights(path)
+    state, meta = read_weights(path) if path.endswith(".safetensors") else ({}, {})
+    if meta:
         _load_state(model, state, path)
-    else:
+        return
+    try:
         load_weights(model, path)
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise ConfigError(f"model.weights={path} does not fit {type(model).__name__}: {e}") from e
 
 
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

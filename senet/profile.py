@@ -1,0 +1,450 @@
+"""What a model costs, counted the way the SE paper counts: params, MACs, attention share, time.
+
+One forward pass under ``torch.utils.flop_counter.FlopCounterMode`` gives everything: torch's
+formulas count convolutions and matrix products, senet's table (:mod:`senet.op_costs`) counts
+the pooling, gating and scaling they leave out, and the module tracker attributes each op to
+every module on the call stack. By default that pass runs on the ``meta`` device: shapes only,
+no arithmetic, no memory, and the model's own weights are never touched.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from functools import cache
+from math import prod
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
+
+from senet.layers._validate import check_positive_int
+from senet.layers.detect import is_attention_module
+from senet.op_costs import ACTIVATION_OPS, ELEMENTWISE_COSTS
+from senet.timing import Timing, eval_mode, measure
+
+aten = torch.ops.aten
+
+CONVENTION = (
+    "MACs = multiply-adds of conv and linear layers + the attention modules' own element-wise "
+    "work (squeeze pooling, gates, scaling) at one op per element; BN, ReLU and residual adds "
+    "are not counted (the SE paper's 'GFLOPs'). "
+    "FLOPs = 2 x conv/linear MACs + every counted element-wise op (BN, activations, adds, "
+    "pooling, gates), one per element. "
+    "Activations = output elements of conv and linear layers."
+)
+
+
+class ProfileError(ValueError):
+    """The model could not run on the input it was profiled with."""
+
+
+@dataclass(frozen=True)
+class ModuleCost:
+    """The cost of one module (and everything under it), as found by one forward pass."""
+
+    name: str  # qualified name in the model ("" for the model itself)
+    type: str  # class name
+    depth: int  # 0 for the model, 1 for its children, ...
+    params: int
+    macs: int  # paper convention (see CONVENTION)
+    attention_macs: int  # part of macs spent inside attention modules
+    conv_fc_macs: int  # conv and linear multiply-adds only
+    flops: int
+    activations: int
+    attention: bool  # an attention module, or inside one
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """Parameters, multiply-adds and (optionally) timings of a model on one input batch.
+
+    ``macs`` is the SE paper's "GFLOPs" figure (x 1e9); ``str(result)`` states the convention.
+    """
+
+    name: str
+    input_size: tuple[int, ...]  # one sample, without the batch dimension
+    batch_size: int  # counts are for the whole batch
+    params: int
+    trainable_params: int
+    macs: int
+    attention_macs: int  # the attention modules' share of macs (outermost ones, counted once)
+    conv_fc_macs: int
+    elementwise_ops: int  # every counted element-wise op, inside attention or not
+    flops: int  # 2 * conv_fc_macs + elementwise_ops
+    activations: int
+    modules: tuple[ModuleCost, ...] = field(repr=False)  # pre-order, the model first
+    counted_on: str = "meta"  # device of the counting pass
+    timing: Timing | None = None
+    convention: str = field(default=CONVENTION, repr=False)
+
+    @property
+    def attention_share(self) -> float:
+        """Fraction of ``macs`` spent in attention modules."""
+        return self.attention_macs / self.macs if self.macs else 0.0
+
+    def module(self, name: str) -> ModuleCost:
+        """The cost row of the module with qualified name ``name`` ("" is the model)."""
+        for row in self.modules:
+            if row.name == name:
+                return row
+        raise KeyError(f"{self.name} has no module named {name!r}")
+
+    def to_dict(self, *, by_module: bool = True) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k not in ("modules", "timing")}
+        data["input_size"] = list(self.input_size)
+        data["timing"] = self.timing.to_dict() if self.timing else None
+        if by_module:
+            data["modules"] = [asdict(row) for row in self.modules]
+        return data
+
+    def render(self, format: str = "table", *, by_module: bool = False, depth: int = 2) -> str:
+        """The result as text: ``"table"`` (Rich), ``"json"``, ``"csv"`` or ``"markdown"``."""
+        from senet.profile_render import render_results
+
+        return render_results([self], format, by_module=by_module, depth=depth)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Several models profiled on the same input; deltas are against the first."""
+
+    results: tuple[ProfileResult, ...]
+
+    @property
+    def baseline(self) -> ProfileResult:
+        return self.results[0]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per model: absolute figures and deltas against the first model."""
+        base = self.baseline
+        rows = []
+        for r in self.results:
+            row: dict[str, Any] = {
+                "model": r.name,
+                "params": r.params,
+                "macs": r.macs,
+                "attention_macs": r.attention_macs,
+                "params_delta_pct": _pct(r.params, base.params),
+                "macs_delta_pct": _pct(r.macs, base.macs),
+            }
+            if r.timing is not None and base.timing is not None:
+                row["latency_ms"] = r.timing.median_ms
+                row["latency_ratio"] = r.timing.median_ms / base.timing.median_ms
+            rows.append(row)
+        return rows
+
+    def to_dict(self, *, by_module: bool = False) -> dict[str, Any]:
+        return {
+            "convention": CONVENTION,
+            "rows": self.rows(),
+            "models": [r.to_dict(by_module=by_module) for r in self.results],
+        }
+
+    def render(self, format: str = "table", *, by_module: bool = False, depth: int = 2) -> str:
+        from senet.profile_render import render_comparison
+
+        return render_comparison(self, format, by_module=by_module, depth=depth)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def _pct(value: int, base: int) -> float:
+    return 100.0 * (value - base) / base if base else 0.0
+
+
+@cache
+def _overloads(packets: tuple[Any, ...]) -> tuple[tuple[Any, Any], ...]:
+    """(overload, its packet) for every overload of ``packets``; looked up once per process."""
+    return tuple((getattr(p, name), p) for p in packets for name in p.overloads())
+
+
+class _Counter:
+    """One forward pass under FlopCounterMode, with senet's op table and activation counting."""
+
+    def __init__(self) -> None:
+        self.activations: defaultdict[str, int] = defaultdict(int)
+        mapping: dict[Any, Any] = dict(ELEMENTWISE_COSTS)
+        for packet in ACTIVATION_OPS:
+            if packet in flop_registry:
+                mapping[packet] = self._counting_outputs(flop_registry[packet])
+        # FlopCounterMode looks ops up by overload packet to count them, but by overload to
+        # decide whether to decompose them first: listing the overloads too keeps ops that
+        # the table prices whole (batch norm) from going through slow Python decompositions.
+        for overload, packet in _overloads(tuple(mapping)):
+            mapping[overload] = mapping[packet]
+        self.mode = FlopCounterMode(display=False, custom_mapping=mapping)
+
+    def _counting_outputs(self, formula: Any) -> Any:
+        """torch's FLOP formula for a conv / matmul, also adding its output size to activations."""
+
+        # Registry formulas come wrapped to turn tensors into shapes; ours get shapes already.
+        unwrapped = getattr(formula, "__wrapped__", None)
+
+        def counted(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+            for parent in set(self.mode.mod_tracker.parents):
+                self.activations[parent] += prod(out_shape)
+            if unwrapped is not None:
+                return unwrapped(*args, out_shape=out_shape, **kwargs)
+            return formula(*args, out_val=out_shape, **kwargs)
+
+        return counted
+
+    def innermost_module(self) -> str | None:
+        """After a failed forward: the deepest module that was entered and not left."""
+        entered = set(self.mode.mod_tracker.parents) - {"Global"}
+        return max(entered, key=lambda name: name.count("."), default=None)
+
+
+def _check_input_size(input_size: Sequence[int]) -> tuple[int, ...]:
+    size = tuple(input_size) if isinstance(input_size, (tuple, list, torch.Size)) else None
+    if not size or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in size):
+        raise ValueError(
+            f"input_size must be the shape of one sample as positive ints, e.g. (3, 224, 224) "
+            f"for an image model, got {input_size!r}"
+        )
+    return size
+
+
+def _dtype_and_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
+    tensors = [*model.parameters(), *model.buffers()]
+    floats = [t for t in tensors if t.is_floating_point()]
+    dtype = floats[0].dtype if floats else torch.get_default_dtype()
+    device = tensors[0].device if tensors else torch.device("cpu")
+    return dtype, device
+
+
+class _MetaBatchNorm(TorchDispatchMode):
+    """Eval-mode batch norm on meta tensors, answered from shapes alone.
+
+    torch's meta kernel for batch norm is a Python decomposition that costs more than the rest
+    of a ResNet's meta forward together; in eval mode BN is y = a * x + b, whose output has x's
+    shape. The channel check of the real kernel stays, so a mismatch still fails.
+    """
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        inference = func is aten._native_batch_norm_legit_no_training.default or (
+            func is aten.native_batch_norm.default and not args[5]
+        )
+        if not inference:
+            return func(*args, **kwargs)
+        x, weight, _, running_mean = args[:4]
+        for stat in (weight, running_mean):
+            if stat is not None and stat.numel() != x.shape[1]:
+                raise RuntimeError(
+                    f"batch norm over {stat.numel()} channels got input of shape {tuple(x.shape)}"
+                )
+        return torch.empty_like(x), x.new_empty((0,)), x.new_empty((0,))
+
+
+def _run_counter(
+    model: nn.Module, label: str, shape: tuple[int, ...], on_meta: bool
+) -> tuple[_Counter, str]:
+    """One counted forward pass; returns the counter and the device it ran on."""
+    dtype, device = _dtype_and_device(model)
+    counter = _Counter()
+    try:
+        with torch.no_grad(), _MetaBatchNorm() if on_meta else nullcontext(), counter.mode:
+            if on_meta:
+                state = {
+                    name: torch.empty_like(t, device="meta")
+                    for name, t in [*model.named_parameters(), *model.named_buffers()]
+                }
+                functional_call(model, state, (torch.empty(shape, dtype=dtype, device="meta"),))
+            else:
+                model(torch.randn(shape, dtype=dtype, device=device))
+    except Exception as err:
+        if on_meta:
+            raise _MetaFailed from err
+        raise ProfileError(f"{_failed(model, label, shape, counter)}: {err}") from err
+    return counter, "meta" if on_meta else str(device)
+
+
+class _MetaFailed(Exception):
+    """The counting pass on the meta device raised."""
+
+
+def _failed(model: nn.Module, name: str, shape: tuple[int, ...], counter: _Counter) -> str:
+    root = type(model).__name__
+    where = counter.innermost_module()
+    modules = dict(model.named_modules())
+    if where is None or where == root:
+        place = f"in {root}.forward itself"
+    else:
+        fqn = where.removeprefix(root + ".")
+        kind = type(modules[fqn]).__name__ if fqn in modules else "?"
+        place = f"in module {fqn!r} ({kind})"
+    return (
+        f"{name} failed on input size {shape[1:]} (batch tensor {shape}) {place}; "
+        "check the input size the model expects (channels first, e.g. (3, 224, 224))"
+    )
+
+
+def _within(name: str, ancestor: str) -> bool:
+    return ancestor == "" or name == ancestor or name.startswith(ancestor + ".")
+
+
+def _module_costs(model: nn.Module, counter: _Counter) -> list[ModuleCost]:
+    """Per-module rows from the tracker's counts; the first row is the whole model."""
+    root = type(model).__name__
+    counts = counter.mode.get_flop_counts()
+    named = list(model.named_modules())
+    outer: list[str] = []  # outermost attention modules: nested ones are counted once, here
+    for name, module in named:
+        if is_attention_module(module) and not any(_within(name, a) for a in outer):
+            outer.append(name)
+
+    def ops(name: str) -> tuple[int, int]:
+        """(conv/linear MACs, element-wise ops) recorded while module ``name`` was running."""
+        per_op = counts.get(root if name == "" else f"{root}.{name}", {})
+        elementwise = sum(n for op, n in per_op.items() if op in ELEMENTWISE_COSTS)
+        # torch counts 2 FLOPs per multiply-add; senet's table counts ops, one per element.
+        return (sum(per_op.values()) - elementwise) // 2, elementwise
+
+    params: defaultdict[str, int] = defaultdict(int)  # each parameter counts in every ancestor
+    for param_name, param in model.named_parameters():
+        path = param_name.split(".")[:-1]
+        for depth in range(len(path) + 1):
+            params[".".join(path[:depth])] += param.numel()
+
+    rows = []
+    for name, module in named:
+        conv_fc, elementwise = ops(name)
+        inside = any(_within(name, a) for a in outer)
+        if inside:
+            attention_ew, attention = elementwise, conv_fc + elementwise
+        else:
+            nested = [ops(a) for a in outer if _within(a, name)]
+            attention_ew = sum(e for _, e in nested)
+            attention = sum(c + e for c, e in nested)
+        tracked = root if name == "" else f"{root}.{name}"
+        rows.append(
+            ModuleCost(
+                name=name,
+                type=type(module).__name__,
+                depth=0 if name == "" else name.count(".") + 1,
+                params=params[name],
+                macs=conv_fc + attention_ew,
+                attention_macs=attention,
+                conv_fc_macs=conv_fc,
+                flops=2 * conv_fc + elementwise,
+                activations=counter.activations.get(tracked, 0),
+                attention=inside,
+            )
+        )
+    return rows
+
+
+def profile(
+    model: nn.Module,
+    input_size: Sequence[int] = (3, 224, 224),
+    *,
+    batch_size: int = 1,
+    device: str | torch.device = "cpu",
+    timing: bool = False,
+    warmup: int = 5,
+    repeats: int = 20,
+    compile: bool = False,
+    channels_last: bool = False,
+    count_on_meta: bool = True,
+    name: str | None = None,
+) -> ProfileResult:
+    """Params, MACs (the SE paper's convention), attention share, per-module costs, timings.
+
+    Args:
+        model: any nn.Module taking one tensor of shape ``(batch_size, *input_size)``.
+        input_size: one sample's shape, channels first.
+        batch_size: samples per batch; counts are for the whole batch.
+        device: where ``timing`` runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+        timing: also measure latency (median, p90), throughput and peak memory.
+        warmup, repeats: untimed and timed forward passes for ``timing``.
+        compile: time the ``torch.compile``d model (compilation happens in warm-up).
+        channels_last: time with model and input in ``torch.channels_last``.
+        count_on_meta: count on the meta device (shapes only, fast, no memory); models that
+            cannot run there are counted with real tensors on their own device instead.
+        name: the label in tables; defaults to the model's class name.
+
+    The model's train/eval flags are restored afterwards; counting runs it in eval mode.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"profile expects an nn.Module, got {type(model).__name__}")
+    size = _check_input_size(input_size)
+    check_positive_int("profile", "batch_size", batch_size)
+    label = name or type(model).__name__
+    shape = (batch_size, *size)
+    with eval_mode(model):
+        try:
+            counter, counted_on = _run_counter(model, label, shape, on_meta=count_on_meta)
+        except _MetaFailed:
+            # Either shapes alone were not enough (data-dependent ops, tensors kept outside
+            # the module's parameters) or the model rejects the input: a pass with real
+            # tensors tells which, and then fails with the model's own, clearer, message.
+            counter, counted_on = _run_counter(model, label, shape, on_meta=False)
+    rows = _module_costs(model, counter)
+    top = rows[0]
+    params = list(model.parameters())
+    result = ProfileResult(
+        name=label,
+        input_size=size,
+        batch_size=batch_size,
+        params=sum(p.numel() for p in params),
+        trainable_params=sum(p.numel() for p in params if p.requires_grad),
+        macs=top.macs,
+        attention_macs=top.attention_macs,
+        conv_fc_macs=top.conv_fc_macs,
+        elementwise_ops=top.flops - 2 * top.conv_fc_macs,
+        flops=top.flops,
+        activations=top.activations,
+        modules=tuple(rows),
+        counted_on=counted_on,
+    )
+    if timing:
+        (measured,) = measure(
+            [model], size, batch_size=batch_size, device=device, warmup=warmup,
+            repeats=repeats, compile=compile, channels_last=channels_last,
+        )  # fmt: skip
+        result = replace(result, timing=measured)
+    return result
+
+
+def compare(
+    models: Mapping[str, nn.Module],
+    input_size: Sequence[int] = (3, 224, 224),
+    *,
+    batch_size: int = 1,
+    device: str | torch.device = "cpu",
+    timing: bool = False,
+    warmup: int = 5,
+    repeats: int = 20,
+    compile: bool = False,
+    channels_last: bool = False,
+    count_on_meta: bool = True,
+) -> Comparison:
+    """Profile several models on one input; deltas (params %, MACs %, latency ratio) are
+    against the first. With ``timing`` the models' timed runs are interleaved in one loop."""
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError(
+            "compare expects a non-empty dict of name -> nn.Module, the baseline first, "
+            f"got {type(models).__name__} {models!r:.80}"
+        )
+    results = [
+        profile(model, input_size, batch_size=batch_size, count_on_meta=count_on_meta, name=name)
+        for name, model in models.items()
+    ]
+    if timing:
+        timings = measure(
+            list(models.values()), results[0].input_size, batch_size=batch_size, device=device,
+            warmup=warmup, repeats=repeats, compile=compile, channels_last=channels_last,
+        )  # fmt: skip
+        results = [replace(r, timing=t) for r, t in zip(results, timings, strict=True)]
+    return Comparison(tuple(results))

@@ -1,0 +1,640 @@
+"""retrofit: put SE (or any attention module) into a CNN that already exists.
+
+``senet.retrofit(model, "se")`` finds the units of ``model`` by reading its forward graphs (see
+:mod:`senet.retrofit_sites`), builds one attention module per unit and wires it into the forward
+(see :mod:`senet.retrofit_insert`), keeping every original parameter name. It returns a
+:class:`RetrofitReport`; ``print(report)`` shows each site and the cost.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from senet.layers._validate import check_choice
+from senet.layers.create_attn import AttnLayer, get_attn
+from senet.profile import profile
+from senet.retrofit_insert import (
+    GraphInsert,
+    IdentityBlend,
+    free_name,
+    patch_output,
+    rewrite_forward,
+    set_identity_point,
+    trace_for_rewrite,
+)
+from senet.retrofit_sites import (
+    Candidate,
+    GraphView,
+    Probe,
+    SiteError,
+    classify,
+    find_existing,
+    find_residual,
+    probe_model,
+    record_shapes,
+    residual_site,
+    walk,
+)
+
+STRATEGIES = ("standard", "pre", "post", "identity", "conv3x3")
+INITS = ("default", "identity")
+
+SitePredicate = Callable[[str, nn.Module], bool]
+
+
+@dataclass(frozen=True)
+class Site:
+    """One inserted (or replaced) attention module."""
+
+    unit: str  # module path of the unit: "layer1.0"; for a conv unit, the conv's path
+    kind: str  # residual | multi-branch | dense-layer | block | conv-unit | module | existing
+    strategy: str  # standard | pre | post | identity | conv3x3 | output | replace
+    location: str  # where inside the unit, in words
+    attn_path: str  # path of the new module: "layer1.0.attn"
+    channels: int  # C of the feature map it recalibrates
+    stage: int | None  # 1 = first resolution of the network, +1 per halving (paper Table 13)
+    params: int  # parameters it adds (with its identity blend, if any)
+    init: str = "default"  # default | gate=1 (identity point) | blend (identity blend)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A module that was looked at and left alone, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class RetrofitReport:
+    """What :func:`retrofit` did (or, with ``dry_run=True``, would do)."""
+
+    model: str
+    attn: str
+    strategy: str
+    init: str
+    input_size: tuple[int, int, int]
+    sites: list[Site]
+    skipped: list[Skipped]
+    existing: list[str]  # attention modules the model already had: "path (Class)"
+    base_params: int
+    added_params: int
+    applied: bool
+    # Multiply-adds at ``input_size`` in the paper's convention, counted by senet.profile.
+    added_macs: int | None = None
+    base_macs: int | None = None
+
+    @property
+    def params(self) -> int:
+        """Parameter count of the retrofitted model."""
+        return self.base_params + self.added_params
+
+    def __len__(self) -> int:
+        return len(self.sites)
+
+    def summary(self) -> str:
+        """One line: how many sites, what they add."""
+        pct = 100.0 * self.added_params / self.base_params if self.base_params else 0.0
+        verb = "added" if self.applied else "would add"
+        line = (
+            f"{len(self.sites)} x {self.attn} ({self.strategy}, init={self.init}) {verb} "
+            f"{self.added_params:,} params (+{pct:.2f}% of {self.base_params:,})"
+        )
+        if self.added_macs is not None:
+            line += f", {self.added_macs:,} MACs"
+            if self.base_macs:
+                line += f" (+{100.0 * self.added_macs / self.base_macs:.2f}%)"
+        return line
+
+    def table(self) -> Any:
+        """The sites as a ``rich.table.Table``."""
+        from rich.table import Table
+
+        c, h, w = self.input_size
+        table = Table(
+            title=f"retrofit {self.model}: {self.attn}, strategy={self.strategy}, "
+            f"input {c}x{h}x{w}",
+        )
+        columns = ["#", "unit", "kind", "strategy", "where", "attention module", "C", "stage"]
+        columns += ["params", "init"] if self.init != "default" else ["params"]
+        numeric = ("#", "C", "stage", "params")
+        for name in columns:
+            table.add_column(name, justify="right" if name in numeric else "left")
+        for i, s in enumerate(self.sites, 1):
+            row = [str(i), s.unit, s.kind, s.strategy, s.location, s.attn_path, str(s.channels)]
+            row += ["-" if s.stage is None else str(s.stage), f"{s.params:,}"]
+            table.add_row(*row, *([s.init] if self.init != "default" else []))
+        return table
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        yield self.table()
+        yield self.summary()
+        if self.existing:
+            yield f"already had attention: {', '.join(self.existing)}"
+        if self.skipped:
+            yield f"skipped {len(self.skipped)}:"
+            for s in self.skipped:
+                yield f"  {s.path or '<model>'}: {s.reason}"
+
+    def __str__(self) -> str:
+        from rich.console import Console
+
+        console = Console(width=160, color_system=None, force_terminal=False)
+        with console.capture() as capture:
+            console.print(self)
+        return capture.get().rstrip()
+
+
+@dataclass
+class _Placement:
+    """A planned site: what to build and how to wire it in."""
+
+    site: Site
+    mode: str  # "output" | "graph" | "replace"
+    owner: str  # module path of the module that receives the attention module
+    attn_name: str
+    strategy: str  # residual strategy for mode "graph" on a residual unit
+    conv_target: str | None = None  # mode "graph" on a container: the conv whose unit ends here
+    attn: nn.Module | None = None
+    blend: nn.Module | None = None
+
+
+@dataclass
+class _Plan:
+    placements: list[_Placement] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    reserved: dict[str, set[str]] = field(default_factory=dict)
+
+    def name_for(self, owner_path: str, owner: nn.Module, stem: str) -> str:
+        taken = self.reserved.setdefault(owner_path, set())
+        name = free_name(owner, stem, taken)
+        taken.add(name)
+        return name
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+@contextmanager
+def _inference(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no autograd for the analysis passes; every module's mode restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def _reference_tensor(model: nn.Module) -> torch.Tensor:
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t
+    return torch.zeros(())
+
+
+def _sample(shape: Sequence[int], ref: torch.Tensor) -> torch.Tensor:
+    """A random input from a private generator: retrofitting leaves the global RNG alone."""
+    generator = torch.Generator(device=ref.device).manual_seed(0)
+    return torch.randn(tuple(shape), generator=generator, device=ref.device).to(ref.dtype)
+
+
+def _input_size(model: nn.Module, input_size: int | Sequence[int]) -> tuple[int, int, int]:
+    if isinstance(input_size, int):
+        input_size = (input_size, input_size)
+    size = tuple(int(s) for s in input_size)
+    if len(size) == 2:
+        first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        size = (first_conv.in_channels if first_conv is not None else 3, *size)
+    if len(size) != 3 or min(size) < 1:
+        raise ValueError(
+            f"retrofit: input_size must be H, (H, W) or (C, H, W) with positive sizes, "
+            f"got {input_size!r}"
+        )
+    return size  # type: ignore[return-value]
+
+
+def _check_stages(stages: Iterable[int] | int | None) -> frozenset[int] | None:
+    if stages is None:
+        return None
+    if isinstance(stages, int):
+        stages = [stages]
+    stages = list(stages)
+    if not stages or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in stages):
+        raise ValueError(
+            f"retrofit: stages must be stage numbers >= 1 (stage 1 is the network's first "
+            f"resolution; ResNet-50's conv2_x..conv5_x are stages 2..5), got {stages!r}"
+        )
+    return frozenset(stages)
+
+
+def _out_channels(shape: tuple[int, ...] | None) -> int | None:
+    return shape[1] if shape is not None and len(shape) == 4 else None
+
+
+def _plan_residual(
+    plan: _Plan, c: Candidate, strategy: str, probe: Probe, ref: torch.Tensor
+) -> _Placement | Skipped:
+    module, stage = c.module, probe.stage(c.out_shape)
+    if strategy == "post":
+        channels = _out_channels(c.out_shape)
+        if channels is None:
+            return Skipped(c.unit, f"output has shape {c.out_shape}, not (N, C, H, W)")
+        if c.calls != 1:
+            return Skipped(c.unit, f"called {c.calls} times per forward; name one call's module")
+        name = plan.name_for(c.unit, module, "attn")
+        site = Site(
+            c.unit, c.kind, "post", "after the add + act", _join(c.unit, name),
+            channels, stage, 0,
+        )  # fmt: skip
+        return _Placement(site, "output", c.unit, name, strategy)
+    try:
+        graph = trace_for_rewrite(module)
+    except ValueError as err:
+        return Skipped(c.unit, f"{err}; strategy='post' or sites=[...] still work here")
+    view = GraphView(module, graph)
+    res = find_residual(view)
+    if res is None:  # the trace in the other mode disagreed
+        return Skipped(c.unit, "no residual add in its rewritable graph")
+    try:
+        where = residual_site(res, strategy)
+    except SiteError as err:
+        return Skipped(c.unit, f"strategy {strategy!r}: {err}")
+    in_shapes = probe.in_shapes.get(id(module), ())
+    if len(in_shapes) != 1 or len(view.inputs) != 1:
+        return Skipped(c.unit, "forward takes more than one tensor; name sites inside it")
+    sample = _sample(in_shapes[0], ref)
+    shape = record_shapes(module, graph, sample).get(where.node)
+    channels = _out_channels(shape)
+    if channels is None:
+        return Skipped(c.unit, f"{strategy} site has shape {shape}, not (N, C, H, W)")
+    name = plan.name_for(c.unit, module, "attn")
+    site = Site(c.unit, c.kind, strategy, where.location, _join(c.unit, name), channels, stage, 0)
+    return _Placement(site, "graph", c.unit, name, strategy)
+
+
+def _plan_output(plan: _Plan, c: Candidate, probe: Probe, model: nn.Module) -> _Placement | Skipped:
+    """A site on a module's output, or for an in-graph conv unit on its last op."""
+    stage = probe.stage(c.out_shape)
+    channels = _out_channels(c.out_shape)
+    if channels is None:
+        return Skipped(c.unit, f"output has shape {c.out_shape}, not (N, C, H, W)")
+    if c.container is None:
+        if c.calls != 1:
+            return Skipped(c.unit, f"called {c.calls} times per forward; name one call's module")
+        name = plan.name_for(c.unit, c.module, "attn")
+        site = Site(c.unit, c.kind, "output", "module output", _join(c.unit, name), channels,
+                    stage, 0)  # fmt: skip
+        return _Placement(site, "output", c.unit, name, "output")
+    if c.end_module is not None and probe.call_count(c.end_module) == 1:
+        owner = _join(c.container, c.end_target)
+        name = plan.name_for(owner, c.end_module, "attn")
+        site = Site(c.unit, c.kind, "output", f"after {c.end_target}", _join(owner, name),
+                    channels, stage, 0)  # fmt: skip
+        return _Placement(site, "output", owner, name, "output")
+    # The unit ends in a function (F.relu) or a shared module: rewrite the container's forward.
+    container = model.get_submodule(c.container)
+    try:
+        trace_for_rewrite(container)
+    except ValueError as err:
+        return Skipped(c.unit, str(err))
+    stem = f"{c.conv_target.replace('.', '_')}_attn"
+    name = plan.name_for(c.container, container, stem)
+    site = Site(c.unit, c.kind, "output", f"after {c.conv_target} + norm/act",
+                _join(c.container, name), channels, stage, 0)  # fmt: skip
+    return _Placement(site, "graph", c.container, name, "output", conv_target=c.conv_target)
+
+
+def _select(model: nn.Module, sites: Sequence[str] | SitePredicate) -> list[tuple[str, nn.Module]]:
+    named = dict(model.named_modules())
+    if callable(sites):
+        chosen = [(path, m) for path, m in named.items() if sites(path, m)]
+        if not chosen:
+            raise ValueError("retrofit: the sites predicate selected no module of the model")
+        return chosen
+    if isinstance(sites, str):
+        sites = [sites]
+    chosen = []
+    for path in sites:
+        if path not in named:
+            close = difflib.get_close_matches(path, [p for p in named if p], n=5)
+            hint = f"; close matches: {', '.join(close)}" if close else ""
+            raise ValueError(
+                f"retrofit: sites names {path!r}, which is not a module of "
+                f"{type(model).__name__}{hint} (paths as in model.named_modules())"
+            )
+        chosen.append((path, named[path]))
+    if not chosen:
+        raise ValueError("retrofit: sites is empty; pass None to let retrofit find the units")
+    return chosen
+
+
+def _explicit_candidates(
+    model: nn.Module, sites: Sequence[str] | SitePredicate, probe: Probe
+) -> list[Candidate]:
+    candidates = []
+    for path, module in _select(model, sites):
+        kind = classify(module)[0]
+        shape = probe.out_shape(module)
+        calls = probe.call_count(module)
+        if calls == 0:
+            raise ValueError(
+                f"retrofit: site {path!r} ({type(module).__name__}) is never called by the "
+                "model's forward, so attention there would do nothing; name a module that runs"
+            )
+        if kind != "residual" and (shape is None or len(shape) != 4):
+            raise ValueError(
+                f"retrofit: site {path!r} ({type(module).__name__}) outputs "
+                f"{'a non-tensor' if shape is None else f'shape {shape}'}, but attention needs "
+                "an (N, C, H, W) feature map; name a module that outputs one"
+            )
+        if kind != "residual" and calls != 1:
+            raise ValueError(
+                f"retrofit: site {path!r} ({type(module).__name__}) is called {calls} times per "
+                "forward (a shared module), so its output is not one place; name a module that "
+                "runs once"
+            )
+        kind = kind if kind in ("residual", "multi-branch", "block", "conv-unit") else "module"
+        candidates.append(Candidate(path, kind, module, shape, calls))
+    return candidates
+
+
+def _existing_message(model: nn.Module, existing: list[tuple[str, nn.Module]], label: str) -> str:
+    shown = ", ".join(path for path, _ in existing[:4]) + (", ..." if len(existing) > 4 else "")
+    return (
+        f"{type(model).__name__} already has {len(existing)} attention module(s) ({shown}); "
+        f"nothing added. replace_existing=True swaps them for {label!r}; sites=[...] adds more"
+    )
+
+
+def _no_site_error(model: nn.Module, visited: int, stages: frozenset[int] | None,
+                   skipped: list[Skipped]) -> ValueError:  # fmt: skip
+    reasons = "".join(f"\n  {s.path or '<model>'}: {s.reason}" for s in skipped[:12])
+    more = f"\n  ... and {len(skipped) - 12} more" if len(skipped) > 12 else ""
+    where = f" in stages {sorted(stages)}" if stages is not None else ""
+    return ValueError(
+        f"retrofit found no insertion site{where} in {type(model).__name__}: it read the "
+        f"forward of {visited} modules looking for residual units (an add of a conv branch and "
+        "its input), multi-branch modules (a channel concat of branches), dense layers, blocks "
+        "(modules of >= 2 convs) and, in networks without those, conv units (conv -> norm -> "
+        "act), and found none it could use. "
+        f"Name the sites yourself, e.g. retrofit(model, sites=['layer1.0', ...]) or "
+        f"retrofit(model, sites=lambda path, module: isinstance(module, MyBlock)).{reasons}{more}"
+    )
+
+
+def retrofit(
+    model: nn.Module,
+    attn: AttnLayer = "se",
+    *,
+    strategy: str = "standard",
+    stages: Iterable[int] | int | None = None,
+    sites: Sequence[str] | SitePredicate | None = None,
+    init: str = "default",
+    replace_existing: bool = False,
+    input_size: int | Sequence[int] = 224,
+    dry_run: bool = False,
+    **attn_kwargs: Any,
+) -> RetrofitReport:
+    """Insert attention into ``model`` in place; return a :class:`RetrofitReport`.
+
+    Args:
+        model: any CNN (torchvision, timm, your own classes). Modified in place.
+        attn: attention name (``senet.attention_names()``) or class, built as
+            ``create_attn(attn, channels, **attn_kwargs)``: ``"se"`` gives the paper's SE block
+            (reduction 16, FC biases).
+        strategy: where attention goes in a residual unit (paper Fig. 5 / Table 14):
+            ``"standard"`` at the end of the residual branch, before the add; ``"pre"`` at the
+            start of the residual branch (the shortcut still carries the unscaled input);
+            ``"post"`` after the add and its activation; ``"identity"`` on the shortcut,
+            parallel to the branch; ``"conv3x3"`` after the branch's first spatial conv and its
+            norm/activation (Table 15). Non-residual units (Inception modules, dense layers,
+            blocks, conv units) always take attention on their output.
+        stages: only units whose output is in these stages (Table 13). Stage 1 is the
+            network's first feature-map resolution, each halving starts the next one: ResNet's
+            conv2_x..conv5_x (layer1..layer4) are stages 2..5.
+        sites: instead of searching, these module paths (``["layer1.0", "features.6"]``) or a
+            predicate ``f(path, module) -> bool``. A residual unit takes the strategy's site,
+            any other module attention on its output (it must output (N, C, H, W)).
+        init: ``"default"`` builds the attention module as its class does (the paper).
+            ``"identity"`` starts every site as the identity map, so the model computes exactly
+            the original function (for fine-tuning a pretrained network without first breaking
+            it). senet's SE, CBAM, ECA and spatial gates are put at an identity point: the layer
+            producing the gate logits is zeroed and the sigmoid gate becomes ``2 * sigmoid``
+            (:class:`~senet.retrofit_insert.CenteredGate`), so the gate is exactly 1 and its
+            parameters get gradients from the first step; the gate's range is then (0, 2).
+            Other modules are wrapped in :class:`~senet.retrofit_insert.IdentityBlend`,
+            ``x + alpha * (attn(x) - x)`` with ``alpha = 0`` (a slower, second-order start).
+            The report's ``init`` column says which each site got.
+        replace_existing: a model that already has SE-like modules (MobileNetV3, EfficientNet,
+            RegNetY) is left unchanged and they are reported; True swaps each for ``attn``
+            (their parameter names then change). ``sites`` adds attention regardless.
+        input_size: H, (H, W) or (C, H, W) of the sample that is run once through the model to
+            read shapes and stages (small is faster; the model must accept it).
+        dry_run: plan and report without changing the model.
+
+    Original parameter and buffer names never change: a base state dict still loads (strictly
+    on its keys) before or after. New parameters live under the unit, ``<unit>.attn.*`` (and
+    ``<unit>.attn_blend.alpha`` with identity init). A saved retrofitted state dict loads into
+    a fresh base model retrofitted with the same arguments.
+    """
+    factory = get_attn(attn)
+    if factory is None:
+        raise ValueError("retrofit: attn=None inserts nothing; pass an attention such as 'se'")
+    check_choice("retrofit", "strategy", strategy, STRATEGIES)
+    check_choice("retrofit", "init", init, INITS)
+    wanted = _check_stages(stages)
+    size = _input_size(model, input_size)
+    ref = _reference_tensor(model)
+    sample = _sample((1, *size), ref)
+    attn_label = attn if isinstance(attn, str) else getattr(attn, "__name__", repr(attn))
+
+    plan = _Plan()
+    existing = find_existing(model)
+    visited = 0
+    with _inference(model):
+        probe = probe_model(model, sample)
+        if sites is not None:
+            candidates = _explicit_candidates(model, sites, probe)
+        elif existing:
+            candidates = []
+            if not replace_existing:
+                message = _existing_message(model, existing, attn_label)
+                plan.skipped.append(Skipped("", message))
+                warnings.warn(f"retrofit: {message}", stacklevel=2)
+        else:
+            found = walk(model, probe)
+            visited = found.visited
+            plan.skipped.extend(Skipped(p, r) for p, r in found.skipped)
+            if found.blocks:
+                candidates = found.blocks
+                plan.skipped.extend(
+                    Skipped(c.unit, "conv outside the network's blocks (stem, transition, head)")
+                    for c in found.conv_units
+                )
+            else:  # a plain network: VGG, MobileNet-v1-like
+                candidates = found.conv_units
+        for c in candidates:
+            planned = (
+                _plan_residual(plan, c, strategy, probe, ref)
+                if c.kind == "residual"
+                else _plan_output(plan, c, probe, model)
+            )
+            if isinstance(planned, Skipped):
+                if sites is not None:
+                    raise ValueError(f"retrofit: site {planned.path!r}: {planned.reason}")
+                plan.skipped.append(planned)
+            elif wanted is not None and planned.site.stage not in wanted:
+                plan.skipped.append(
+                    Skipped(c.unit, f"stage {planned.site.stage} not in stages={sorted(wanted)}")
+                )
+            else:
+                plan.placements.append(planned)
+        if replace_existing:
+            for path, module in existing:
+                _plan_replacement(plan, path, module, probe, wanted)
+
+    if not plan.placements and not existing:
+        raise _no_site_error(model, visited, wanted, plan.skipped)
+
+    # Modules are built on the CPU (then moved), so forking the CPU generator is enough to keep
+    # a dry run from changing anything, the random stream included.
+    with torch.random.fork_rng(devices=[], enabled=dry_run):
+        _build_modules(plan, factory, attn_kwargs, init, ref)
+
+    replaced = {p.owner for p in plan.placements if p.mode == "replace"}
+    removed = sum(t.numel() for path, m in existing if path in replaced for t in m.parameters())
+    report = RetrofitReport(
+        model=type(model).__name__,
+        attn=attn_label,
+        strategy=strategy,
+        init=init,
+        input_size=size,
+        sites=[p.site for p in plan.placements],
+        skipped=plan.skipped,
+        existing=[f"{path} ({type(m).__name__})" for path, m in existing],
+        base_params=sum(t.numel() for t in model.parameters()),
+        added_params=sum(p.site.params for p in plan.placements) - removed,
+        applied=not dry_run,
+    )
+    # MACs at the sample's size, counted by senet.profile on the model as it is and as it
+    # would be; a dry run wires the modules into a copy, so the caller's model stays as it was.
+    report.base_macs = profile(model, size, name=report.model).macs
+    target = model if not dry_run else copy.deepcopy(model)
+    _apply(target, plan.placements)
+    _verify(target, plan.placements, sample)
+    report.added_macs = profile(target, size, name=report.model).macs - report.base_macs
+    return report
+
+
+def _build_modules(
+    plan: _Plan,
+    factory: Callable[..., nn.Module],
+    attn_kwargs: dict[str, Any],
+    init: str,
+    ref: torch.Tensor,
+) -> None:
+    for p in plan.placements:
+        p.attn = factory(p.site.channels, **attn_kwargs).to(device=ref.device, dtype=ref.dtype)
+        start = "default"
+        if init == "identity" and p.mode != "replace":
+            start = "gate=1"
+            if not set_identity_point(p.attn):
+                start = "blend"
+                p.blend = IdentityBlend().to(device=ref.device, dtype=ref.dtype)
+        added = sum(t.numel() for m in (p.attn, p.blend) if m is not None for t in m.parameters())
+        p.site = replace(p.site, params=added, init=start)
+
+
+def _plan_replacement(
+    plan: _Plan, path: str, module: nn.Module, probe: Probe, wanted: frozenset[int] | None
+) -> None:
+    in_shapes = probe.in_shapes.get(id(module), ())
+    channels = _out_channels(in_shapes[0]) if in_shapes else None
+    stage = probe.stage(probe.out_shape(module))
+    if channels is None:
+        plan.skipped.append(Skipped(path, f"existing attention input {in_shapes} is not 4-D"))
+    elif wanted is not None and stage not in wanted:
+        plan.skipped.append(Skipped(path, f"stage {stage} not in stages={sorted(wanted)}"))
+    else:
+        site = Site(path, "existing", "replace", f"replaces {type(module).__name__}", path,
+                    channels, stage, 0)  # fmt: skip
+        plan.placements.append(_Placement(site, "replace", path, path.rsplit(".", 1)[-1], ""))
+
+
+def _depth(path: str) -> int:
+    return path.count(".") + 1 if path else 0
+
+
+def _apply(model: nn.Module, placements: list[_Placement]) -> None:
+    """Wire the attention modules in, deepest owners first so that a rewritten forward always
+    calls (never inlines) a child that was patched before it."""
+    graph_groups: dict[str, list[_Placement]] = {}
+    for p in sorted(placements, key=lambda p: -_depth(p.owner)):
+        if p.mode == "output":
+            owner = model.get_submodule(p.owner)
+            patch_output(owner, p.attn, p.attn_name, p.blend)
+        elif p.mode == "replace":
+            parent_path, _, name = p.owner.rpartition(".")
+            p.attn.train(model.get_submodule(p.owner).training)
+            setattr(model.get_submodule(parent_path), name, p.attn)
+        else:
+            graph_groups.setdefault(p.owner, []).append(p)
+    for owner_path in sorted(graph_groups, key=lambda o: -_depth(o)):
+        owner = model.get_submodule(owner_path)
+        graph = trace_for_rewrite(owner)
+        view = GraphView(owner, graph)
+        inserts = []
+        for p in graph_groups[owner_path]:
+            if p.conv_target is None:
+                res = find_residual(view)
+                if res is None:
+                    raise RuntimeError(f"retrofit: {owner_path!r} lost its residual add")
+                where = residual_site(res, p.strategy)
+                inserts.append(GraphInsert(where.node, p.attn_name, p.attn, where.users, p.blend))
+            else:
+                conv = next(
+                    n for n in view.nodes if n.op == "call_module" and n.target == p.conv_target
+                )
+                inserts.append(GraphInsert(view.unit_end(conv), p.attn_name, p.attn, None, p.blend))
+        rewrite_forward(owner, graph, inserts)
+    for p in placements:
+        p.attn.train(model.training)
+        if p.blend is not None:
+            p.blend.train(model.training)
+
+
+def _verify(model: nn.Module, placements: list[_Placement], sample: torch.Tensor) -> None:
+    """Run the model once and check every new module is called exactly once (no silent no-op)."""
+    calls = {id(p.attn): 0 for p in placements}
+
+    def count(module: nn.Module, args: Any) -> None:
+        calls[id(module)] += 1
+
+    handles = [p.attn.register_forward_pre_hook(count) for p in placements]
+    try:
+        with _inference(model):
+            model(sample)
+    finally:
+        for h in handles:
+            h.remove()
+    wrong = [
+        f"{p.site.attn_path}: {calls[id(p.attn)]}" for p in placements if calls[id(p.attn)] != 1
+    ]
+    if wrong:
+        raise RuntimeError(
+            "retrofit: these attention modules are not called exactly once per forward, which "
+            f"is a retrofit bug (please report it with the model): {', '.join(wrong)}"
+        )

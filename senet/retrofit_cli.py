@@ -1,0 +1,93 @@
+"""`senet retrofit`: load a model, retrofit attention, print the sites and the cost, save."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from senet.hub import resolve_model
+from senet.models.weights import load_state_dict
+from senet.retrofit import RetrofitReport, retrofit
+
+
+def parse_kwargs(pairs: list[str]) -> dict[str, Any]:
+    """``["reduction=8", "gate=tanh", "bias=False"]`` -> ``{"reduction": 8, ...}``."""
+    kwargs = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--attn-kw expects key=value (e.g. reduction=8), got {pair!r}")
+        try:
+            kwargs[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            kwargs[key] = text  # a bare word: a name such as gate=tanh
+    return kwargs
+
+
+def _write_state_dict(model: nn.Module, path: Path, recipe: dict[str, Any]) -> None:
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        # The recipe says how to rebuild the model: retrofit the base with these arguments.
+        save_file(state, str(path), metadata={"senet.retrofit": json.dumps(recipe)})
+    else:
+        torch.save(state, path)
+
+
+def run_retrofit(
+    spec: str,
+    *,
+    attn: str,
+    strategy: str,
+    stages: list[int] | None,
+    init: str,
+    attn_kwargs: dict[str, Any],
+    input_size: int,
+    weights: Path | None,
+    save: Path | None,
+    dry_run: bool,
+) -> RetrofitReport:
+    """What the command does; returns the report it printed."""
+    from rich.console import Console
+
+    if dry_run and save is not None:
+        raise ValueError("--dry-run changes nothing, so there is nothing to --save; drop one")
+    model = resolve_model(spec).eval()
+    if weights is not None:
+        model.load_state_dict(load_state_dict(weights), strict=True)
+    report = retrofit(
+        model,
+        attn,
+        strategy=strategy,
+        stages=stages,
+        init=init,
+        input_size=input_size,
+        dry_run=dry_run,
+        **attn_kwargs,
+    )
+    console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze the table to 80 columns
+        console = Console(width=160)
+    console.print(report)
+    console.print(
+        f"params: {report.base_params:,} -> {report.params:,} "
+        f"({report.added_params:+,}, {100.0 * report.added_params / report.base_params:+.2f}%)"
+    )
+    if save is not None:
+        recipe = {
+            "model": spec,
+            "attn": attn,
+            "strategy": strategy,
+            "stages": stages,
+            "init": init,
+            "attn_kwargs": attn_kwargs,
+        }
+        _write_state_dict(model, save, recipe)
+        console.print(f"saved {save}")
+    return report

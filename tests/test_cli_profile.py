@@ -1,0 +1,143 @@
+"""`senet profile` and the model specs behind it (senet name, torchvision:NAME, timm:NAME)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from torch import nn
+from typer.testing import CliRunner
+
+from senet import hub
+from senet.cli import app
+from senet.hub import resolve_model
+
+runner = CliRunner()
+SMALL = ["--input-size", "3", "64", "64"]
+
+
+def invoke(*args: str):
+    return runner.invoke(app, ["profile", *args])
+
+
+def test_json_output_parses_with_exact_counts():
+    result = invoke("torchvision:resnet18", *SMALL, "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["name"] == "torchvision:resnet18"
+    assert data["params"] == 11_689_512
+    assert data["macs"] == data["conv_fc_macs"] == 148_557_824
+    assert data["input_size"] == [3, 64, 64] and data["timing"] is None
+
+
+def test_compare_table_has_deltas_against_the_first_model():
+    result = invoke("torchvision:resnet50", "--compare", "torchvision:resnet18", *SMALL)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    base = next(line for line in lines if line.strip().startswith("torchvision:resnet50"))
+    other = next(line for line in lines if line.strip().startswith("torchvision:resnet18"))
+    assert base.split()[1:3] == ["25.6M", "baseline"]
+    assert other.split()[1:3] == ["11.7M", "-54.26%"]
+    assert "Convention: MACs = multiply-adds" in result.stdout
+
+
+def test_by_module_csv_and_markdown():
+    result = invoke("torchvision:resnet18", *SMALL, "--by-module", "--depth", "1", "-f", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["name"] for r in rows][:3] == ["", "conv1", "bn1"]
+    assert sum(int(r["macs"]) for r in rows[1:]) == int(rows[0]["macs"])
+    result = invoke("torchvision:resnet18", *SMALL, "--by-module", "-f", "markdown")
+    assert result.exit_code == 0 and "| layer4 |" not in result.stdout
+    assert "|   layer4 | Sequential |" in result.stdout
+
+
+def test_timing_option_reports_latency():
+    result = invoke(
+        "torchvision:resnet18", "--input-size", "3", "32", "32", "--timing",
+        "--warmup", "1", "--repeats", "2", "-f", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    timing = json.loads(result.stdout)["timing"]
+    assert timing["repeats"] == 2 and timing["median_ms"] > 0 and timing["device"] == "cpu"
+
+
+def test_timm_models_resolve_and_their_se_counts():
+    pytest.importorskip("timm")
+    result = invoke("timm:seresnet18", *SMALL, "-f", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert 0 < data["attention_macs"] < data["macs"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("torchvision:resnet5", "unknown torchvision model 'resnet5'; did you mean resnet50"),
+        ("no_such_senet_model", "unknown model 'no_such_senet_model'"),
+        ("keras:resnet50", "bad model spec 'keras:resnet50'"),
+        ("torchvision:", "bad model spec 'torchvision:'"),
+    ],
+)
+def test_bad_specs_exit_with_the_reason(spec, message):
+    result = invoke(spec, *SMALL)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_input_size_the_model_cannot_take():
+    result = invoke("torchvision:resnet18", "--input-size", "1", "64", "64")
+    assert result.exit_code == 2
+    assert "failed on input size (1, 64, 64)" in result.stderr
+    assert "in module 'conv1' (Conv2d)" in result.stderr
+
+
+def test_bad_format_is_refused():
+    result = invoke("torchvision:resnet18", *SMALL, "--format", "yaml")
+    assert result.exit_code != 0 and "yaml" in result.output
+
+
+def test_timm_missing_is_a_clear_error(monkeypatch):
+    real = hub.importlib.import_module
+
+    def no_timm(name: str, *args: object):
+        if name == "timm":
+            raise ImportError("No module named 'timm'")
+        return real(name, *args)
+
+    monkeypatch.setattr(hub.importlib, "import_module", no_timm)
+    with pytest.raises(ImportError, match=r"needs timm.*pip install timm"):
+        resolve_model("timm:seresnet50")
+
+
+def test_resolve_model_sources():
+    assert type(resolve_model("torchvision:resnet18")).__name__ == "ResNet"
+    assert resolve_model("torchvision:resnet18", num_classes=7).fc.out_features == 7
+    with pytest.raises(ValueError, match="a senet model name, 'torchvision:NAME' or 'timm:NAME'"):
+        resolve_model("  ")
+
+
+def test_senet_names_go_through_create_model(monkeypatch):
+    import senet
+
+    built = {}
+
+    def create_model(name: str, **kwargs: object) -> nn.Module:
+        built[name] = kwargs
+        return nn.Identity()
+
+    monkeypatch.setattr(senet, "create_model", create_model, raising=False)
+    assert isinstance(resolve_model("se_resnet50", num_classes=10), nn.Identity)
+    assert built == {"se_resnet50": {"num_classes": 10}}
+
+
+def test_table2_row_from_the_zoo():
+    result = invoke("se_resnet50", "--compare", "resnet50")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    se = next(line for line in lines if line.strip().startswith("se_resnet50"))
+    base = next(line for line in lines if line.strip().startswith("resnet50"))
+    assert se.split()[1:4] == ["28.1M", "baseline", "3.87"]  # the paper's Table 2 row
+    assert [base.split()[1], base.split()[3]] == ["25.6M", "3.86"]
