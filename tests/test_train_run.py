@@ -296,3 +296,49 @@ def _fixed_head_model():
 
     yield
     torch.manual_seed(0)
+
+
+def test_evaluate_timm_weights_with_their_preprocessing(tmp_path):
+    """A timm resnet18 checkpoint (2 classes) scores in senet what timm itself scores."""
+    timm = pytest.importorskip("timm")
+    from PIL import Image
+
+    from senet.data import create_dataset
+    from senet.data.transforms import imagenet_eval_transform
+
+    gen = torch.Generator().manual_seed(0)
+    for cls in ("a", "b"):
+        (tmp_path / "val" / cls).mkdir(parents=True)
+        for i in range(3):
+            pixels = torch.randint(0, 256, (60, 80, 3), generator=gen, dtype=torch.uint8)
+            Image.fromarray(pixels.numpy()).save(tmp_path / "val" / cls / f"{i}.png")
+    reference = timm.create_model("resnet18", num_classes=2).eval()
+    torch.save(reference.state_dict(), tmp_path / "timm_resnet18.pth")
+
+    report = evaluate_weights(
+        "resnet18",
+        tmp_path / "timm_resnet18.pth",
+        "imagefolder",
+        root=str(tmp_path),
+        output_dir=tmp_path / "eval",
+    )
+    # timm's own predictions with the preprocessing of its pretrained_cfg (resize 256, crop 224).
+    tf = imagenet_eval_transform(224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), resize=256)
+    ds, _ = create_dataset("imagefolder", "val", root=tmp_path)
+    images = torch.stack([tf(ds.loader(path)) for path, _ in ds.samples])
+    targets = torch.tensor([t for _, t in ds.samples])
+    with torch.no_grad():
+        logits = reference(images)
+    expected_loss = torch.nn.functional.cross_entropy(logits, targets).item()
+    expected_top1 = 100.0 * (logits.argmax(1) == targets).float().mean().item()
+    assert report["loss"] == pytest.approx(expected_loss, abs=1e-4)
+    assert report["top1"] == pytest.approx(expected_top1)
+    assert report["preprocessing"]["crop_pct"] == 0.875
+
+    with pytest.raises(ConfigError, match="has a 2-class head but the data has 4 classes"):
+        for cls in ("c", "d"):
+            (tmp_path / "val" / cls).mkdir()
+            Image.new("RGB", (8, 8)).save(tmp_path / "val" / cls / "x.png")
+        evaluate_weights(
+            "resnet18", tmp_path / "timm_resnet18.pth", "imagefolder", root=str(tmp_path)
+        )

@@ -104,13 +104,7 @@ def evaluate_weights(
         model = _create_model(model_name, **kwargs)
         _load_state(model, state, str(weights))
     else:
-        model = _create_model(model_name, num_classes=info.num_classes, in_chans=info.in_chans)
-        from senet.models import load_weights
-
-        try:
-            load_weights(model, str(weights))
-        except (ValueError, RuntimeError, KeyError) as e:
-            raise ConfigError(f"{weights} does not fit {model_name}: {e}") from e
+        model = _foreign_model(model_name, weights, info.num_classes, info.in_chans)
     model.to(dev)
     loader = create_loader(dataset, batch_size=batch_size, train=False, device=dev, workers=workers)
     result = evaluate(model, loader, device=dev, amp=amp, num_classes=info.num_classes)
@@ -146,6 +140,29 @@ def evaluate_weights(
     (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     report["confusion"] = result["confusion"]
     return report
+
+
+def _foreign_model(name: str, weights: Path, num_classes: int, in_chans: int) -> torch.nn.Module:
+    """``name`` with a timm / Cadene / torchvision checkpoint whose head fits the data.
+
+    ``create_model(pretrained=...)`` picks the architecture layout the checkpoint needs; it
+    would keep a fresh classifier when the class counts differ, so that is refused first.
+    """
+    from senet.models.weights import convert_state_dict, detect_layout, load_state_dict
+
+    try:
+        state = load_state_dict(str(weights))
+        head = convert_state_dict(state, detect_layout(state)).get("fc.weight")
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise ConfigError(f"cannot read {weights} as {name} weights: {e}") from e
+    if head is None or head.shape[0] != num_classes:
+        found = "no fc.weight" if head is None else f"a {head.shape[0]}-class head"
+        raise ConfigError(
+            f"{weights} has {found} but the data has {num_classes} classes; evaluate on the "
+            "data the weights were trained for (ImageNet weights: an imagefolder with the 1000 "
+            "ImageNet class folders)"
+        )
+    return _create_model(name, pretrained=str(weights), num_classes=num_classes, in_chans=in_chans)
 
 
 def per_class_table(report: dict[str, Any]) -> Table:
