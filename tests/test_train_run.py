@@ -342,3 +342,22 @@ def test_evaluate_timm_weights_with_their_preprocessing(tmp_path):
         evaluate_weights(
             "resnet18", tmp_path / "timm_resnet18.pth", "imagefolder", root=str(tmp_path)
         )
+
+
+def test_missing_tensorboard_is_a_one_line_notice(tmp_path, monkeypatch):
+    import sys
+
+    from senet.train.run_log import RunLog
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    notices = []
+    log = RunLog(tmp_path, tensorboard=True, notice=notices.append)
+    assert log.writer is None and len(notices) == 1 and "tensorboard is not installed" in notices[0]
+    log.add_epoch({"epoch": 1, "train_loss": 1.0})
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[1].startswith("1,,1.0")
+
+
+def test_demo_tour_still_runs():
+    result = CliRunner().invoke(app, ["demo", "--tour"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "cbam" in result.output and "none (input)" in result.output
