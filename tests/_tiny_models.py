@@ -1,14 +1,18 @@
-"""Tiny registered models for the training tests (fast on CPU; no dependency on the zoo)."""
+"""Tiny models for the training tests (fast on CPU), registered only while a test needs them."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+import pytest
 from torch import nn
 
-from senet.models._registry import list_models, register_model
+from senet.models import _registry
 
 
 class TinyNet(nn.Module):
-    """Conv-BN-ReLU, Conv-BN-ReLU, global average pool, FC (with an optional SE-like gate)."""
+    """Conv-BN-ReLU, Conv(stride 2)-BN-ReLU, global average pool, FC."""
 
     def __init__(self, *, num_classes: int = 10, in_chans: int = 3, width: int = 8) -> None:
         super().__init__()
@@ -27,8 +31,25 @@ class TinyNet(nn.Module):
         return self.fc(self.pool(self.features(x)).flatten(1))
 
 
-if "_test_tinynet" not in list_models():
+def _tinynet(*, num_classes: int | None = 10, in_chans: int = 3, **kwargs) -> TinyNet:
+    return TinyNet(num_classes=num_classes or 10, in_chans=in_chans, **kwargs)
 
-    @register_model
-    def _test_tinynet(*, num_classes: int = 10, in_chans: int = 3, **kwargs) -> TinyNet:
-        return TinyNet(num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+def _fixed_head(*, num_classes: int | None = 10, in_chans: int = 3, num_classes_override: int = 7):
+    """Ignores num_classes: a model whose head does not follow the data."""
+    return nn.Sequential(
+        nn.Conv2d(in_chans, 4, 3),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, num_classes_override),
+    )
+
+
+@contextlib.contextmanager
+def tiny_models_registered() -> Iterator[None]:
+    """``_test_tinynet`` and ``_test_fixed_head`` in the registry, removed again afterwards (the
+    zoo's tests check that the registry holds exactly the zoo)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(_registry._MODELS, "_test_tinynet", _tinynet)
+        mp.setitem(_registry._MODELS, "_test_fixed_head", _fixed_head)
+        yield

@@ -5,15 +5,14 @@ from __future__ import annotations
 import csv
 import json
 
-import _tiny_models  # noqa: F401  (registers _test_tinynet)
 import pytest
 import torch
+from _tiny_models import tiny_models_registered
 from typer.testing import CliRunner
 
 from senet.cli import app
 from senet.data import DataError
 from senet.data.fashion_mnist import SYSTEM_DIR
-from senet.models._registry import list_models
 from senet.train import ConfigError, load_checkpoint, load_config, read_weights, train
 from senet.train.report import compare_runs, evaluate_weights
 
@@ -34,8 +33,14 @@ def _config(tmp_path, *extra):
     return load_config(None, [*QUICK, f"output_dir={tmp_path / 'run'}", *extra])
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _registered_tiny_models():
+    with tiny_models_registered():
+        yield
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, _registered_tiny_models):
     """One 3-epoch run with EMA, warm-up and BN freezing in the last epoch."""
     out = tmp_path_factory.mktemp("runs")
     cfg = load_config(
@@ -245,16 +250,10 @@ def test_cli_train_evaluate_compare(tmp_path, run):
 
 @pytest.mark.skipif(not SYSTEM_DIR.is_dir(), reason=f"Fashion-MNIST not installed in {SYSTEM_DIR}")
 def test_short_real_run_on_fashion_mnist(tmp_path):
-    zoo = "se_resnet20_cifar" in list_models()
-    model = (
-        ["model.name=se_resnet20_cifar"]
-        if zoo
-        else ["model.name=_test_tinynet", "model.kwargs={width: 32}"]
-    )
     cfg = load_config(
         None,
         [
-            *model,
+            "model.name=se_resnet20_cifar",
             "data.name=fashion_mnist",
             f"data.root={tmp_path / 'data'}",
             "data.train_size=512",
@@ -271,31 +270,8 @@ def test_short_real_run_on_fashion_mnist(tmp_path):
     summary = train(cfg)
     assert summary["train_images"] == 512 and summary["val_images"] == 256
     assert summary["input_size"] == [1, 28, 28]
-    # One epoch on 512 images: twice chance (10%) on real test images (5 sigma for 256 images).
-    assert summary["final_top1"] > 20
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _fixed_head_model():
-    from torch import nn
-
-    from senet.models._registry import register_model
-
-    if "_test_fixed_head" not in list_models():
-
-        @register_model
-        def _test_fixed_head(
-            *, num_classes: int = 10, in_chans: int = 3, num_classes_override: int = 7
-        ) -> nn.Module:
-            return nn.Sequential(
-                nn.Conv2d(in_chans, 4, 3),
-                nn.AdaptiveAvgPool2d(1),
-                nn.Flatten(),
-                nn.Linear(4, num_classes_override),
-            )
-
-    yield
-    torch.manual_seed(0)
+    # One epoch on 512 images (measured: 36.7%): far above chance (10%) on real test images.
+    assert summary["final_top1"] > 25
 
 
 def test_evaluate_timm_weights_with_their_preprocessing(tmp_path):
