@@ -279,5 +279,129 @@ def retrofit(
         raise typer.Exit(2) from err
 
 
+# --- ablation grids and gate analysis (issue 8) ---------------------------------------------
+
+
+@app.command()
+def ablate(
+    grid: Path = typer.Argument(
+        ..., help="Grid file, e.g. configs/ablations/reduction_fashion_mnist.yaml"
+    ),
+    overrides: list[str] = typer.Argument(None, help="key=value applied to every point."),
+    out: Path = typer.Option(
+        None, "--out", help="Results folder (default: runs/ablations/<grid name>)."
+    ),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Points run at once (local backend)."),
+    backend: str = typer.Option(
+        "local", "--backend", help="local, or ray (a Ray cluster or a local Ray)."
+    ),
+    retries: int = typer.Option(1, "--retries", help="Extra attempts for a failed point."),
+    cpus: float = typer.Option(1, "--cpus", help="Ray: CPUs per point."),
+    gpus: float = typer.Option(0, "--gpus", help="Ray: GPUs per point."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and list the points only."),
+) -> None:
+    """Run a grid of training runs (resumable) and write its paper-style table and plot."""
+    from rich.console import Console
+
+    from senet.ablation import load_grid, run_grid, write_report
+
+    extra = list(overrides or [])
+    with _clear_errors():
+        spec = load_grid(grid, extra)
+    out = out or Path("runs") / "ablations" / spec.name
+    if dry_run:
+        for point in spec.points:
+            typer.echo(f"{point.run_id}: {' '.join(point.overrides())}")
+        typer.echo(f"{len(spec.points)} runs; results would go to {out}")
+        return
+    try:
+        results = run_grid(
+            spec, out, jobs=jobs, backend=backend, retries=retries, extra_overrides=extra,
+            ray_resources={"num_cpus": cpus, "num_gpus": gpus},
+        )  # fmt: skip
+    except (ValueError, RuntimeError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    paths = write_report(spec, results, out)
+    Console().print(paths["md"].read_text())
+    typer.echo(f"table: {paths['md']} (also .csv, .json); plot: {paths['png']}")
+    failed = [r.point.run_id for r in results if r.status == "failed"]
+    if failed:
+        typer.echo(f"{len(failed)} run(s) failed: {', '.join(failed)}; rerun to retry", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def analyze(
+    source: str = typer.Argument(
+        ..., help="A `senet train` run folder, or a model name with --weights."
+    ),
+    weights: Path = typer.Option(
+        None, "--weights", help="Weights file (when SOURCE is a model name)."
+    ),
+    data: str = typer.Option(None, "--data", help="Dataset (default: the run's)."),
+    root: str = typer.Option(None, "--root", help="Dataset folder."),
+    size: int = typer.Option(None, "--size", help="Use only the first N validation images."),
+    classes: str = typer.Option(None, "--classes", help="Class indices to plot, e.g. 0,3,7."),
+    threshold: float = typer.Option(
+        0.02, "--threshold", help="Gate std below which a block is saturated."
+    ),
+    device: str = typer.Option("auto", "--device"),
+    output: Path = typer.Option(
+        None, "--output", help="Report folder (default: beside the weights)."
+    ),
+) -> None:
+    """Excitation per class and depth (paper Sec. 7): specificity, saturation, plots, JSON."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from senet.analysis.run import analyze_weights, run_folder_source
+
+    with _clear_errors():
+        if weights is None:
+            found = run_folder_source(source)
+        else:
+            found = {"model_name": source, "weights": weights, "data": data, "root": root}
+        if found["data"] is None:
+            typer.echo("error: --data is needed with --weights", err=True)
+            raise typer.Exit(2)
+        picked = [int(c) for c in classes.split(",")] if classes else None
+        report = analyze_weights(
+            found["model_name"], found["weights"], data or found["data"],
+            root=root or found["root"], size=size, device=device, classes=picked,
+            threshold=threshold, output_dir=output,
+        )  # fmt: skip
+    table = Table(
+        title=f"Gates of {report['model']} on {report['data']} ({report['images']:,} images)"
+    )
+    for column in ("block", "C", "class specificity", "mean gate", "gate std", "saturated"):
+        table.add_column(column, justify="left" if column == "block" else "right")
+    saturated = {b["name"]: b["saturated"] for b in report["saturation"]["blocks"]}
+    for b in report["blocks"]:
+        table.add_row(
+            b["name"], str(b["channels"]), f"{b['specificity']:.3f}", f"{b['mean_gate']:.3f}",
+            f"{b['gate_std']:.3f}", "yes" if saturated[b["name"]] else "",
+        )  # fmt: skip
+    console = Console()
+    console.print(table)
+    sat = report["saturation"]
+    if sat["replaced"]:
+        console.print(
+            f"frozen {len(sat['replaced'])} saturated block(s) to their mean gate: top-1 "
+            f"{sat['top1_before']:.2f}% -> {sat['top1_after']:.2f}%, "
+            f"{sat['params_saved']:,} of {sat['params_total']:,} params saved"
+        )
+    else:
+        console.print(
+            f"no saturated block (gate std < {sat['threshold']}); top-1 {sat['top1_before']:.2f}%"
+        )
+    typer.echo(
+        f"report: {report['output_dir']}/(gates.json, saturation.json, class_gates.png, specificity.png)"
+    )
+
+
+# --- end of ablation grids and gate analysis ---------------------------------------------------
+
+
 def main() -> None:
     app()

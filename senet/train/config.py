@@ -334,6 +334,8 @@ def _convert(value: Any, text: str | None, tp: Any) -> Any:
         (item_tp,) = typing.get_args(tp)
         return [_convert(v, None, item_tp) for v in value]
     if origin is dict:
+        if value is None:  # `model.attn_kwargs=null` clears a mapping set earlier
+            return {}
         if not isinstance(value, dict):
             raise TypeError
         return {str(k): _plain(v) for k, v in value.items()}

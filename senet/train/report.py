@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,27 +44,31 @@ def preprocessing_for(model_meta: dict[str, Any], model: torch.nn.Module | None)
     }
 
 
-def evaluate_weights(
+@dataclass
+class EvaluationSetup:
+    """A model with its weights and the validation data prepared the way it was trained."""
+
+    model: torch.nn.Module
+    dataset: Any
+    info: Any  # senet.data.DatasetInfo
+    preprocessing: dict[str, Any]
+    weights: Path
+
+
+def prepare_evaluation(
     model_name: str,
     weights: str | Path,
     data: str,
     *,
     root: str | None = None,
     size: int | None = None,
-    batch_size: int = 256,
-    device: str = "auto",
-    workers: int | None = None,
     download: bool = False,
-    output_dir: str | Path | None = None,
-    amp: str = "none",
-) -> dict[str, Any]:
-    """Evaluate ``weights`` of ``model_name`` on the val split of ``data``; write the report.
+) -> EvaluationSetup:
+    """Build ``model_name`` with ``weights`` and the val split of ``data``, preprocessed to fit.
 
     senet weight files carry the model's keyword arguments and the preprocessing they were
     trained with; other files (timm, Cadene, torchvision layouts) go through
-    ``senet.load_weights`` and use the model's ``pretrained_cfg`` preprocessing. Writes
-    ``eval.json``, ``per_class.csv`` and ``confusion.png`` into ``output_dir`` (default: a
-    folder ``eval-<data>`` beside the weights).
+    ``senet.load_weights`` and use the model's ``pretrained_cfg`` preprocessing.
     """
     weights = Path(weights)
     if not weights.is_file():
@@ -72,9 +77,8 @@ def evaluate_weights(
     if meta and meta.get("model") != model_name:
         raise ConfigError(
             f"{weights} holds weights of {meta.get('model')!r}, not {model_name!r}; "
-            f"run `senet evaluate {meta.get('model')} --weights {weights} ...`"
+            f"name the model {meta.get('model')!r} instead"
         )
-    dev = resolve_device(device)
     # A first model (default head) only to read its pretrained_cfg before the data is built.
     probe = None if meta else _create_model(model_name)
     prep = preprocessing_for(meta, probe)
@@ -105,6 +109,34 @@ def evaluate_weights(
         _load_state(model, state, str(weights))
     else:
         model = _foreign_model(model_name, weights, info.num_classes, info.in_chans)
+    return EvaluationSetup(model, dataset, info, prep, weights)
+
+
+def evaluate_weights(
+    model_name: str,
+    weights: str | Path,
+    data: str,
+    *,
+    root: str | None = None,
+    size: int | None = None,
+    batch_size: int = 256,
+    device: str = "auto",
+    workers: int | None = None,
+    download: bool = False,
+    output_dir: str | Path | None = None,
+    amp: str = "none",
+) -> dict[str, Any]:
+    """Evaluate ``weights`` of ``model_name`` on the val split of ``data``; write the report.
+
+    See :func:`prepare_evaluation` for how weights and preprocessing are matched. Writes
+    ``eval.json``, ``per_class.csv`` and ``confusion.png`` into ``output_dir`` (default: a
+    folder ``eval-<data>`` beside the weights).
+    """
+    setup = prepare_evaluation(model_name, weights, data, root=root, size=size, download=download)
+    model, dataset, info, prep, weights = (
+        setup.model, setup.dataset, setup.info, setup.preprocessing, setup.weights
+    )  # fmt: skip
+    dev = resolve_device(device)
     model.to(dev)
     loader = create_loader(dataset, batch_size=batch_size, train=False, device=dev, workers=workers)
     result = evaluate(model, loader, device=dev, amp=amp, num_classes=info.num_classes)

@@ -1,0 +1,18 @@
+"""Ablation grids (paper Sec. 6): one factor at a time, over seeds, into paper-style tables."""
+
+from senet.ablation.grid import Grid, GridError, GridPoint, grid_from_dict, load_grid
+from senet.ablation.report import build_rows, markdown_table, write_report
+from senet.ablation.runner import PointResult, run_grid
+
+__all__ = [
+    "Grid",
+    "GridError",
+    "GridPoint",
+    "PointResult",
+    "build_rows",
+    "grid_from_dict",
+    "load_grid",
+    "markdown_table",
+    "run_grid",
+    "write_report",
+]

@@ -1,0 +1,174 @@
+"""Run every point of a grid as its own `senet train` process, resumably.
+
+A point is finished when its run folder holds ``summary.json``; those are skipped on the next
+call. A failed point is retried ``retries`` times and then reported, without stopping the rest.
+Locally, ``jobs`` points run at once and share the CPU threads; with ``backend="ray"`` each point
+is a Ray task with its own CPU/GPU request, so the same grid spreads over a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from senet.ablation.grid import Grid, GridPoint
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class PointResult:
+    """The outcome of one grid point."""
+
+    point: GridPoint
+    run_dir: Path
+    status: str  # "done" (ran now), "cached" (finished earlier) or "failed"
+    attempts: int = 0
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def point_command(grid: Grid, point: GridPoint, run_dir: Path, extra: list[str]) -> list[str]:
+    """The `senet train` command line of one point."""
+    return [
+        sys.executable,
+        "-m",
+        "senet",
+        "train",
+        str(grid.base),
+        *grid.common_overrides(),
+        *extra,
+        *point.overrides(),
+        f"output_dir={run_dir}",
+        "log.progress=plain",
+    ]
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The finished run's summary, or None if the run did not finish (or left a torn file)."""
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _run_process(command: list[str], log_path: Path, env: dict[str, str]) -> int:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a") as log:
+        log.write(f"$ {' '.join(command)}\n")
+        log.flush()
+        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        return "\n".join(path.read_text().splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def run_grid(
+    grid: Grid,
+    out_dir: str | Path,
+    *,
+    jobs: int = 1,
+    backend: str = "local",
+    retries: int = 1,
+    extra_overrides: list[str] = (),
+    ray_resources: dict[str, float] | None = None,
+    on_event: Callable[[str], None] = print,
+) -> list[PointResult]:
+    """Run the unfinished points of ``grid`` under ``out_dir/runs/``; return one result each."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if jobs < 1 or retries < 0:
+        raise ValueError(f"jobs must be >= 1 and retries >= 0, got jobs={jobs}, retries={retries}")
+    out_dir = Path(out_dir)
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    (out_dir / "grid.yaml").write_text(yaml.safe_dump(grid.to_dict(), sort_keys=False))
+    extra = list(extra_overrides)
+
+    results: dict[str, PointResult] = {}
+    pending = []
+    for point in grid.points:
+        run_dir = out_dir / "runs" / point.run_id
+        summary = read_summary(run_dir)
+        if summary is not None:
+            results[point.run_id] = PointResult(point, run_dir, "cached", summary=summary)
+        else:
+            pending.append(point)
+    on_event(
+        f"grid {grid.name}: {len(grid.points)} runs, {len(results)} finished earlier, "
+        f"{len(pending)} to run ({backend}, {jobs if backend == 'local' else 'ray'} at a time)"
+    )
+    execute = _local_executor(jobs) if backend == "local" else _ray_executor(ray_resources)
+    for attempt in range(1, retries + 2):
+        if not pending:
+            break
+        commands = {
+            p.run_id: point_command(grid, p, out_dir / "runs" / p.run_id, extra) for p in pending
+        }
+        codes = execute(
+            commands, {p.run_id: out_dir / "runs" / p.run_id / "ablation.log" for p in pending}
+        )
+        still_failing = []
+        for point in pending:
+            run_dir = out_dir / "runs" / point.run_id
+            summary = read_summary(run_dir) if codes[point.run_id] == 0 else None
+            if summary is not None:
+                results[point.run_id] = PointResult(point, run_dir, "done", attempt, summary)
+                on_event(f"  done   {point.run_id}")
+            else:
+                error = f"exit code {codes[point.run_id]}: {_tail(run_dir / 'ablation.log')}"
+                results[point.run_id] = PointResult(point, run_dir, "failed", attempt, error=error)
+                still_failing.append(point)
+                on_event(
+                    f"  failed {point.run_id} (attempt {attempt}); log: {run_dir / 'ablation.log'}"
+                )
+        pending = still_failing
+    return [results[p.run_id] for p in grid.points]
+
+
+Executor = Callable[[dict[str, list[str]], dict[str, Path]], dict[str, int]]
+
+
+def _local_executor(jobs: int) -> Executor:
+    # Parallel runs split the cores, rather than each grabbing all of them.
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+
+    def execute(commands: dict[str, list[str]], logs: dict[str, Path]) -> dict[str, int]:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {k: pool.submit(_run_process, c, logs[k], env) for k, c in commands.items()}
+            return {k: f.result() for k, f in futures.items()}
+
+    return execute
+
+
+def _ray_executor(resources: dict[str, float] | None) -> Executor:
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError(
+            "backend='ray' needs Ray: pip install 'ray[default]' (or run with backend='local')"
+        ) from None
+    resources = {"num_cpus": 1, **(resources or {})}
+
+    def execute(commands: dict[str, list[str]], logs: dict[str, Path]) -> dict[str, int]:
+        if not ray.is_initialized():
+            ray.init()  # joins RAY_ADDRESS's cluster when set, else starts a local one
+        remote = ray.remote(**resources)(_run_process)
+        env = {**os.environ, "OMP_NUM_THREADS": str(int(resources["num_cpus"]))}
+        refs = {k: remote.remote(c, logs[k], env) for k, c in commands.items()}
+        return {k: ray.get(ref) for k, ref in refs.items()}
+
+    return execute

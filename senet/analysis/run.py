@@ -1,0 +1,100 @@
+"""`senet analyze`: gate statistics, specificity by depth and saturation of a trained model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from senet.analysis.gates import collect_gates
+from senet.analysis.plots import plot_class_gates, plot_specificity
+from senet.analysis.saturation import saturation_report
+from senet.data import create_loader
+from senet.train.config import ConfigError
+from senet.train.loop import evaluate
+from senet.train.report import prepare_evaluation
+from senet.train.run import resolve_device
+
+
+def run_folder_source(run_dir: str | Path) -> dict[str, Any]:
+    """Model name, weights file, dataset and data root of a `senet train` run folder."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise ConfigError(
+            f"{run_dir} is not a senet run folder (no config.yaml); pass a run folder written by "
+            "`senet train`, or MODEL --weights FILE --data NAME"
+        )
+    config = yaml.safe_load(config_path.read_text())
+    for name in ("best.safetensors", "last.safetensors"):
+        if (run_dir / name).is_file():
+            weights = run_dir / name
+            break
+    else:
+        raise ConfigError(f"{run_dir} holds no best.safetensors or last.safetensors to analyse")
+    return {
+        "model_name": config["model"]["name"],
+        "weights": weights,
+        "data": config["data"]["name"],
+        "root": config["data"].get("root"),
+    }
+
+
+def analyze_weights(
+    model_name: str,
+    weights: str | Path,
+    data: str,
+    *,
+    root: str | None = None,
+    size: int | None = None,
+    batch_size: int = 256,
+    device: str = "auto",
+    workers: int | None = None,
+    download: bool = False,
+    classes: list[int] | None = None,
+    threshold: float = 0.02,
+    output_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Gate analysis of a trained model on the val split of ``data`` (paper Sec. 7).
+
+    Writes into ``output_dir`` (default: ``analysis-<data>`` beside the weights):
+    ``gates.json`` (per block: class-mean and overall gate vectors, specificity),
+    ``class_gates.png`` (Fig. 6-style curves), ``specificity.png`` (specificity vs depth) and
+    ``saturation.json`` (near-constant blocks, and top-1 before/after freezing them).
+    """
+    setup = prepare_evaluation(model_name, weights, data, root=root, size=size, download=download)
+    dev = resolve_device(device)
+    model = setup.model.to(dev)
+    loader = create_loader(
+        setup.dataset, batch_size=batch_size, train=False, device=dev, workers=workers
+    )
+    names = setup.info.classes or [str(k) for k in range(setup.info.num_classes)]
+    stats = collect_gates(
+        model, loader, num_classes=setup.info.num_classes, class_names=names, device=dev
+    )
+    out = Path(output_dir) if output_dir else setup.weights.parent / f"analysis-{setup.info.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    gates = stats.to_dict()
+    (out / "gates.json").write_text(json.dumps(gates) + "\n")
+    plot_class_gates(stats, out / "class_gates.png", classes=classes)
+    plot_specificity(stats, out / "specificity.png")
+
+    def top1(m: Any) -> float:
+        return evaluate(m.to(dev), loader, device=dev)["top1"]
+
+    saturation = saturation_report(model, stats, top1, threshold=threshold)
+    (out / "saturation.json").write_text(json.dumps(saturation, indent=2) + "\n")
+    return {
+        "model": model_name,
+        "weights": str(setup.weights),
+        "data": setup.info.name,
+        "images": int(stats.blocks[0].count.sum()),
+        "blocks": [
+            {k: b[k] for k in ("name", "depth", "channels", "specificity", "mean_gate", "gate_std")}
+            for b in gates["blocks"]
+        ],
+        "saturation": saturation,
+        "output_dir": str(out),
+    }

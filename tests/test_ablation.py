@@ -1,0 +1,227 @@
+"""Ablation grids: validation before any run, real runs, resume after a kill, and the table."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from senet.ablation import GridError, build_rows, grid_from_dict, load_grid, run_grid, write_report
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "configs" / "fashion_mnist_se_resnet20.yaml"
+# A few seconds per run: 64 synthetic 16x16 images, one epoch.
+TINY = {
+    "data.name": "synthetic",
+    "data.synthetic_train": 64,
+    "data.train_size": 64,
+    "data.synthetic_val": 32,
+    "data.image_size": 16,
+    "data.batch_size": 32,
+    "train.epochs": 1,
+    "log.plots": False,
+    "log.tensorboard": False,
+}
+
+
+def write_grid(tmp_path: Path, **fields) -> Path:
+    grid = {"base": str(RECIPE), "overrides": TINY, **fields}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+TWO_AXES = {
+    "axes": {"model.name": ["resnet20_cifar", "se_resnet20_cifar"], "optim.lr": [0.05, 0.2]},
+    "seeds": [0],
+}
+
+
+def test_points_expand_axes_times_seeds():
+    grid = grid_from_dict(
+        {
+            "base": "r.yaml",
+            "axes": {"model.attn_kwargs.reduction": [4, 8], "model.attn_stages": [[2], [3, 4]]},
+            "baseline": {"model.attn": None},
+            "seeds": [0, 1],
+        }
+    )
+    assert len(grid.points) == 2 * 2 * 2 + 2
+    assert len({p.run_id for p in grid.points}) == len(grid.points)
+    first = grid.points[0]
+    assert first.label == "reduction=4,attn_stages=2"
+    assert first.overrides() == [
+        "model.attn_kwargs.reduction=4",
+        "model.attn_stages=[2]",
+        "train.seed=0",
+    ]
+    baseline = grid.points[-1]
+    assert baseline.is_baseline and baseline.overrides() == ["model.attn=null", "train.seed=1"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"axes": {"optim.lr": [0.1]}, "colour": "red"}, r"unknown key\(s\) \['colour'\]"),
+        ({"axes": {"optim.lr": []}}, "axis 'optim.lr' is empty"),
+        ({"axes": {"optim.lr": [0.1, 0.2, 0.1]}}, "repeats 0.1: duplicate points"),
+        (
+            {"axes": {"model.attn": ["se", None]}, "baseline": {"model.attn": None}},
+            "baseline .* is also an axis point: duplicate",
+        ),
+        ({"axes": {"optim.lr": [0.1]}, "seeds": [0, 0]}, "distinct integers"),
+        ({"axes": {"optim.learning_rate": [0.1]}}, "unknown config key 'optim.learning_rate'"),
+        ({"axes": {"optim.momentum": ["high"]}}, "optim.momentum.* expects float"),
+        ({"axes": {"train.seed": [1, 2]}}, "'seeds' list, not train.seed"),
+        ({"axes": {"data.train_size": [1]}}, "set in both 'overrides' and 'axes'"),
+        # Valid config, but ResNet-20's basic blocks have no 3x3-then-1x1 to put SE between.
+        ({"axes": {"model.strategy": ["conv3x3"]}}, "point strategy=conv3x3__seed=0: cannot build"),
+    ],
+)
+def test_bad_grids_fail_before_any_run(tmp_path, fields, message):
+    with pytest.raises(GridError, match=message):
+        load_grid(write_grid(tmp_path, **fields))
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "ablations").glob("*.yaml")))
+def test_shipped_grids_are_valid(path):
+    grid = load_grid(path)
+    assert grid.points and grid.title
+
+
+def test_baseline_can_clear_attention_options(tmp_path):
+    # Table 10's "no SE" row: the shared overrides configure SE, the baseline has none.
+    grid = load_grid(
+        write_grid(
+            tmp_path,
+            overrides={**TINY, "model.attn_kwargs.bias": False},
+            axes={"model.attn_kwargs.reduction": [4]},
+            baseline={"model.name": "resnet20_cifar", "model.attn_kwargs": None},
+        )
+    )
+    se, base = (grid.point_config(p) for p in grid.points)
+    assert se.model.attn_kwargs == {"bias": False, "reduction": 4}
+    assert (base.model.name, base.model.attn_kwargs) == ("resnet20_cifar", {})
+
+
+def test_missing_grid_and_base(tmp_path):
+    with pytest.raises(GridError, match="does not exist"):
+        load_grid(tmp_path / "nope.yaml")
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump({"base": "missing.yaml", "axes": {"optim.lr": [0.1]}}))
+    with pytest.raises(GridError, match=r"config file .*missing.yaml.* does not exist"):
+        load_grid(path)
+
+
+def ablate(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "senet", "ablate", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # so a kill reaches the training processes too
+        **kwargs,
+    )
+
+
+@pytest.mark.slow
+def test_grid_runs_resumes_after_a_kill_and_tables_the_summaries(tmp_path):
+    grid_path = write_grid(tmp_path, **TWO_AXES)
+    out = tmp_path / "out"
+    # Interrupt the grid for real once the first point has finished.
+    proc = ablate(str(grid_path), "--out", str(out))
+    deadline = time.monotonic() + 120
+    while not list(out.glob("runs/*/summary.json")):
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "no point finished in 120 s"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/summary.json")}
+    assert 1 <= len(finished) < 4
+
+    grid = load_grid(grid_path)
+    events = []
+    results = run_grid(grid, out, on_event=events.append)
+    statuses = {r.point.run_id: r.status for r in results}
+    assert {k for k, s in statuses.items() if s == "cached"} == set(finished)
+    assert {s for k, s in statuses.items() if k not in finished} == {"done"}
+    for run_id, mtime in finished.items():  # finished points were not rerun
+        assert (out / "runs" / run_id / "summary.json").stat().st_mtime_ns == mtime
+
+    paths = write_report(grid, results, out)
+    summaries = {
+        r.point.label: json.loads((r.run_dir / "summary.json").read_text()) for r in results
+    }
+    with paths["csv"].open() as f:
+        rows = {row["setting"]: row for row in csv.DictReader(f)}
+    assert set(rows) == set(summaries)
+    for label, summary in summaries.items():
+        assert float(rows[label]["top1_mean"]) == pytest.approx(summary["final_top1"])
+        assert int(rows[label]["params"]) == summary["params"]
+        assert int(rows[label]["macs"]) == summary["macs"]
+    reference = rows["name=resnet20_cifar,lr=0.05"]
+    assert reference["reference"] == "True"
+    se = rows["name=se_resnet20_cifar,lr=0.2"]
+    assert float(se["delta_top1"]) == pytest.approx(
+        float(se["top1_mean"]) - float(reference["top1_mean"])
+    )
+    assert "| name=se_resnet20_cifar,lr=0.2 |" in paths["md"].read_text()
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_failed_points_are_retried_and_reported(tmp_path):
+    # The imagefolder point passes validation but finds no images at run time.
+    grid = load_grid(
+        write_grid(
+            tmp_path,
+            axes={"data.name": ["synthetic", "imagefolder"]},
+            overrides={
+                **{k: v for k, v in TINY.items() if k != "data.name"},
+                "data.root": str(tmp_path / "no-data"),
+            },
+        )
+    )
+    results = run_grid(grid, tmp_path / "out", retries=1, on_event=lambda _: None)
+    by_name = {dict(r.point.settings)["data.name"]: r for r in results}
+    assert by_name["synthetic"].status == "done"
+    failed = by_name["imagefolder"]
+    assert failed.status == "failed" and failed.attempts == 2
+    assert "exit code 2" in failed.error
+    rows = build_rows(grid, results)
+    assert [(len(r.seeds), r.failed_seeds) for r in rows] == [(1, []), (0, [0])]
+
+
+@pytest.mark.slow
+def test_ray_backend_runs_the_same_grid(tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'senet[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        grid = load_grid(write_grid(tmp_path, axes={"optim.lr": [0.05, 0.2]}))
+        results = run_grid(grid, tmp_path / "out", backend="ray", on_event=lambda _: None)
+    finally:
+        ray.shutdown()
+    assert [r.status for r in results] == ["done", "done"]
+    assert all(r.summary["final_top1"] >= 0 for r in results)
+
+
+def test_cli_dry_run_lists_points(tmp_path):
+    proc = ablate(str(write_grid(tmp_path, **TWO_AXES)), "--dry-run", "--out", str(tmp_path / "o"))
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert "4 runs" in output and "model.name=se_resnet20_cifar optim.lr=0.2 train.seed=0" in output
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_reports_bad_grid(tmp_path):
+    proc = ablate(str(write_grid(tmp_path, axes={"optim.lr": []})))
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "axis 'optim.lr' is empty" in output
