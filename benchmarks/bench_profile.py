@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torchvision
 from rich.console import Console
 from rich.table import Table
 from torch import nn
@@ -28,34 +27,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from senet.hub import resolve_model
-from senet.layers import SqueezeExcite
 from senet.profile import profile
-
-
-def hand_se_resnet50() -> nn.Module:
-    """torchvision's ResNet-50 with SE (reduction 16) after each bottleneck's last BN."""
-    model = torchvision.models.resnet50()
-    for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
-        for block in stage:
-            channels = block.bn3.num_features
-            block.bn3 = nn.Sequential(block.bn3, SqueezeExcite(channels, 16))
-    return model
-
-
-STAND_INS: dict[str, Callable[[], nn.Module]] = {
-    "resnet50": torchvision.models.resnet50,
-    "se_resnet50": hand_se_resnet50,
-}
-
-
-def build(spec: str) -> tuple[nn.Module, str]:
-    """The model a spec names and where it came from."""
-    try:
-        return resolve_model(spec), spec
-    except ValueError:
-        if spec not in STAND_INS:
-            raise
-        return STAND_INS[spec](), f"{spec}*"
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -95,7 +67,7 @@ def main() -> None:
                    "fvcore / senet cpu", "senet GMACs", "fvcore GMACs"]:  # fmt: skip
         table.add_column(column, justify="left" if column == "model" else "right")
     for spec in args.models:
-        model, label = build(spec)
+        model, label = resolve_model(spec), spec
         model.eval()
         x = torch.randn(1, *size)
 
@@ -121,7 +93,6 @@ def main() -> None:
     console = Console(width=160)
     console.print(table)
     console.print(
-        "* stand-in built here: senet's zoo has no model of that name on this checkout. "
         "fvcore counts conv/linear MACs + BN and adaptive pooling, and skips the SE block's "
         "mul and sigmoid; senet GMACs follow the SE paper (see senet.profile.CONVENTION)."
     )
