@@ -353,9 +353,13 @@ def analyze(
 ) -> None:
     """Excitation per class and depth (paper Sec. 7): specificity, saturation, plots, JSON."""
     from rich.console import Console
-    from rich.table import Table
 
-    from senet.analysis.run import analyze_weights, run_folder_source
+    from senet.analysis.run import (
+        analysis_table,
+        analyze_weights,
+        run_folder_source,
+        saturation_summary,
+    )
 
     with _clear_errors():
         if weights is None:
@@ -371,30 +375,9 @@ def analyze(
             root=root or found["root"], size=size, device=device, classes=picked,
             threshold=threshold, output_dir=output,
         )  # fmt: skip
-    table = Table(
-        title=f"Gates of {report['model']} on {report['data']} ({report['images']:,} images)"
-    )
-    for column in ("block", "C", "class specificity", "mean gate", "gate std", "saturated"):
-        table.add_column(column, justify="left" if column == "block" else "right")
-    saturated = {b["name"]: b["saturated"] for b in report["saturation"]["blocks"]}
-    for b in report["blocks"]:
-        table.add_row(
-            b["name"], str(b["channels"]), f"{b['specificity']:.3f}", f"{b['mean_gate']:.3f}",
-            f"{b['gate_std']:.3f}", "yes" if saturated[b["name"]] else "",
-        )  # fmt: skip
     console = Console()
-    console.print(table)
-    sat = report["saturation"]
-    if sat["replaced"]:
-        console.print(
-            f"frozen {len(sat['replaced'])} saturated block(s) to their mean gate: top-1 "
-            f"{sat['top1_before']:.2f}% -> {sat['top1_after']:.2f}%, "
-            f"{sat['params_saved']:,} of {sat['params_total']:,} params saved"
-        )
-    else:
-        console.print(
-            f"no saturated block (gate std < {sat['threshold']}); top-1 {sat['top1_before']:.2f}%"
-        )
+    console.print(analysis_table(report))
+    console.print(saturation_summary(report))
     typer.echo(
         f"report: {report['output_dir']}/(gates.json, saturation.json, class_gates.png, specificity.png)"
     )

@@ -97,6 +97,15 @@ def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None) 
         f"{100 * (base['median_img_s'] / se['median_img_s'] - 1):+.0f}% time per image "
         f"(median epoch). One seed each. Curves: {out / 'compare.png'}"
     )
+    # The paper's Sec. 7 on the SE model just trained: what its gates learned, block by block.
+    from senet.analysis.run import analysis_table, analyze_weights, saturation_summary
+
+    console.rule("[bold]gate analysis")
+    se_run = out / MODELS[0]
+    report = analyze_weights(MODELS[0], se_run / "best.safetensors", "fashion_mnist")
+    console.print(analysis_table(report))
+    console.print(saturation_summary(report))
+    console.print(f"plots: {report['output_dir']}/class_gates.png, specificity.png")
     return rows
 
 

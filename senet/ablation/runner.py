@@ -12,8 +12,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,39 +117,39 @@ def run_grid(
         commands = {
             p.run_id: point_command(grid, p, out_dir / "runs" / p.run_id, extra) for p in pending
         }
-        codes = execute(
-            commands, {p.run_id: out_dir / "runs" / p.run_id / "ablation.log" for p in pending}
-        )
+        logs = {p.run_id: out_dir / "runs" / p.run_id / "ablation.log" for p in pending}
+        points = {p.run_id: p for p in pending}
         still_failing = []
-        for point in pending:
-            run_dir = out_dir / "runs" / point.run_id
-            summary = read_summary(run_dir) if codes[point.run_id] == 0 else None
+        for run_id, code in execute(commands, logs):  # in the order the runs finish
+            point, run_dir = points[run_id], out_dir / "runs" / run_id
+            summary = read_summary(run_dir) if code == 0 else None
             if summary is not None:
-                results[point.run_id] = PointResult(point, run_dir, "done", attempt, summary)
-                on_event(f"  done   {point.run_id}")
+                results[run_id] = PointResult(point, run_dir, "done", attempt, summary)
+                on_event(f"  done   {run_id}: top-1 {summary['final_top1']:.2f}%")
             else:
-                error = f"exit code {codes[point.run_id]}: {_tail(run_dir / 'ablation.log')}"
-                results[point.run_id] = PointResult(point, run_dir, "failed", attempt, error=error)
+                error = f"exit code {code}: {_tail(logs[run_id])}"
+                results[run_id] = PointResult(point, run_dir, "failed", attempt, error=error)
                 still_failing.append(point)
-                on_event(
-                    f"  failed {point.run_id} (attempt {attempt}); log: {run_dir / 'ablation.log'}"
-                )
+                on_event(f"  failed {run_id} (attempt {attempt}); log: {logs[run_id]}")
         pending = still_failing
     return [results[p.run_id] for p in grid.points]
 
 
-Executor = Callable[[dict[str, list[str]], dict[str, Path]], dict[str, int]]
+# Runs the commands (run id -> argv, logging to logs[run id]); yields (run id, exit code) as
+# each run finishes.
+Executor = Callable[[dict[str, list[str]], dict[str, Path]], Iterator[tuple[str, int]]]
 
 
 def _local_executor(jobs: int) -> Executor:
     # Parallel runs split the cores, rather than each grabbing all of them.
     threads = max(1, (os.cpu_count() or 1) // jobs)
 
-    def execute(commands: dict[str, list[str]], logs: dict[str, Path]) -> dict[str, int]:
+    def execute(commands: dict[str, list[str]], logs: dict[str, Path]) -> Iterator[tuple[str, int]]:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {k: pool.submit(_run_process, c, logs[k], env) for k, c in commands.items()}
-            return {k: f.result() for k, f in futures.items()}
+            futures = {pool.submit(_run_process, c, logs[k], env): k for k, c in commands.items()}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
 
     return execute
 
@@ -159,16 +159,19 @@ def _ray_executor(resources: dict[str, float] | None) -> Executor:
         import ray
     except ImportError:
         raise RuntimeError(
-            "backend='ray' needs Ray: pip install 'ray[default]' (or run with backend='local')"
+            "backend='ray' needs Ray: pip install 'senet[ray]' (or run with backend='local')"
         ) from None
     resources = {"num_cpus": 1, **(resources or {})}
 
-    def execute(commands: dict[str, list[str]], logs: dict[str, Path]) -> dict[str, int]:
+    def execute(commands: dict[str, list[str]], logs: dict[str, Path]) -> Iterator[tuple[str, int]]:
         if not ray.is_initialized():
             ray.init()  # joins RAY_ADDRESS's cluster when set, else starts a local one
         remote = ray.remote(**resources)(_run_process)
-        env = {**os.environ, "OMP_NUM_THREADS": str(int(resources["num_cpus"]))}
-        refs = {k: remote.remote(c, logs[k], env) for k, c in commands.items()}
-        return {k: ray.get(ref) for k, ref in refs.items()}
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, int(resources["num_cpus"])))}
+        refs = {remote.remote(c, logs[k], env): k for k, c in commands.items()}
+        waiting = list(refs)
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            yield refs[ready[0]], ray.get(ready[0])
 
     return execute

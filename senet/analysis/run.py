@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.table import Table
 
 from senet.analysis.gates import collect_gates
 from senet.analysis.plots import plot_class_gates, plot_specificity
@@ -98,3 +99,33 @@ def analyze_weights(
         "saturation": saturation,
         "output_dir": str(out),
     }
+
+
+def analysis_table(report: dict[str, Any]) -> Table:
+    """Per block: channels, class specificity, mean and spread of the gate, saturation."""
+    table = Table(
+        title=f"Gates of {report['model']} on {report['data']} ({report['images']:,} images)"
+    )
+    for column in ("block", "C", "class specificity", "mean gate", "gate std", "saturated"):
+        table.add_column(column, justify="left" if column == "block" else "right")
+    saturated = {b["name"]: b["saturated"] for b in report["saturation"]["blocks"]}
+    for b in report["blocks"]:
+        table.add_row(
+            b["name"], str(b["channels"]), f"{b['specificity']:.3f}", f"{b['mean_gate']:.3f}",
+            f"{b['gate_std']:.3f}", "yes" if saturated[b["name"]] else "",
+        )  # fmt: skip
+    return table
+
+
+def saturation_summary(report: dict[str, Any]) -> str:
+    """One line: which blocks were frozen to their mean gate, and what it cost in accuracy."""
+    sat = report["saturation"]
+    if not sat["replaced"]:
+        return (
+            f"no saturated block (gate std < {sat['threshold']}); top-1 {sat['top1_before']:.2f}%"
+        )
+    return (
+        f"froze {len(sat['replaced'])} saturated block(s) to their mean gate: top-1 "
+        f"{sat['top1_before']:.2f}% -> {sat['top1_after']:.2f}%, "
+        f"{sat['params_saved']:,} of {sat['params_total']:,} params saved"
+    )
