@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
+import textwrap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,7 @@ def _plot(grid: Grid, rows: list[Row], path: Path) -> None:
     high = max((r.top1_mean + (r.top1_std or 0) for r in shown), default=100)
     ax.set_ylim(max(0, low - 2), min(100, high + 1))
     ax.set_ylabel("top-1 (%)")
-    ax.set_title(grid.title, fontsize=10)
+    ax.set_title(textwrap.fill(grid.title, 50), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
