@@ -82,7 +82,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     named = _NAME.match(path.name)
     if named and not file_digest(path).startswith(named.group(2)):
         raise ValueError(
-            f"checkpoint {path} is corrupt: its SHA-256 does not match the digest in its name"
+            f"checkpoint {path} is corrupt (truncated or damaged): its SHA-256 does not match "
+            "the digest in its name"
         )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)

@@ -63,20 +63,18 @@ def find_resume_state(
     folder), or a checkpoint file. A corrupt newest checkpoint is reported and the previous one
     used (auto and folders); an explicit file must load.
     """
-    if str(resume) == "auto":
-        if config.output_dir is None:
-            raise ConfigError(
-                "--resume auto continues the run in output_dir, but output_dir is not set; "
-                "add output_dir=PATH (the run folder to continue)"
-            )
-        folder = Path(config.output_dir)
-    else:
-        folder = Path(resume)
-    if folder.is_dir():
+    auto = str(resume) == "auto"
+    if auto and config.output_dir is None:
+        raise ConfigError(
+            "--resume auto continues the run in output_dir, but output_dir is not set; "
+            "add output_dir=PATH (the run folder to continue)"
+        )
+    folder = Path(config.output_dir) if auto else Path(resume)  # type: ignore[arg-type]
+    if auto or folder.is_dir():
         ckpt_dir = folder if folder.name == "checkpoints" else checkpoint_folder(folder)
         found = CheckpointDir(ckpt_dir).newest_valid(report=report)
         if found is None:
-            if str(resume) != "auto":
+            if not auto:
                 raise ConfigError(f"cannot resume: no valid checkpoint in {ckpt_dir}")
             report(f"no checkpoint in {ckpt_dir} yet: starting the run from the beginning")
             return None
