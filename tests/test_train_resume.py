@@ -221,9 +221,11 @@ def test_checkpoint_folder_keeps_the_newest_k_and_drops_a_left_timeline(tmp_path
     for step in (3, 6, 9):
         ckpts.save({"step": step}, step=step)
     assert [_step(p) for p in ckpts.paths()] == [6, 9]
+    (tmp_path / ".step-00000010.999.0badc0de.tmp").write_bytes(b"half a checkpoint")
     ckpts.save({"step": 7}, step=7)  # resumed from 6: the old step 9 belongs to another past
     assert [_step(p) for p in ckpts.paths()] == [6, 7]
     assert load_checkpoint(ckpts.paths()[-1])["step"] == 7
+    assert sorted(p.name[:13] for p in tmp_path.iterdir()) == ["step-00000006", "step-00000007"]
     with pytest.raises(ValueError, match="keep must be >= 1"):
         CheckpointDir(tmp_path, keep=0)
 

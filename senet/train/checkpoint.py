@@ -195,6 +195,8 @@ class CheckpointDir:
         tmp = self.folder / f".step-{step:08d}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            for junk in self.folder.glob(".step-*.tmp"):  # left by a process killed mid-write
+                junk.unlink(missing_ok=True)
             torch.save({"version": CHECKPOINT_VERSION, **state}, tmp)
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())

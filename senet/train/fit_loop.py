@@ -49,6 +49,7 @@ def fit(
     rng: dict[str, Any] | None = None,
     checkpoints: CheckpointDir | None = None,
     extra_state: dict[str, Any] | None = None,
+    history: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Train from ``start_epoch`` to ``config.train.epochs``; return the best and last metrics.
 
@@ -59,9 +60,10 @@ def fit(
     ``run_dir=None`` and ``checkpoints=None`` nothing is written.
 
     ``model`` may be DDP-wrapped (``world`` then says which rank this is; only rank 0 passes
-    ``run_dir``, ``run_log`` and ``checkpoints``). Resuming mid-epoch: ``start`` holds the
+    ``run_dir``, ``run_log`` and ``checkpoints``). Resuming: ``history`` holds the rows of the
+    epochs done (``run_log.rows`` where there is a run log); mid-epoch, ``start`` holds the
     totals of ``start_epoch``'s steps already done and ``rng`` this rank's random state at
-    that point; the epoch continues with the next batch as if never stopped.
+    that point, and the epoch continues with the next batch as if never stopped.
     """
     t = config.train
     world = world or World(device=device)
@@ -69,10 +71,10 @@ def fit(
     progress = progress or PlainProgress(config.log.log_every)
     best = dict(best or {"epoch": -1, "top1": -math.inf})
     sync_every = 1 if device.type == "cpu" else 10
-    rows = run_log.rows if run_log is not None else []
+    rows = run_log.rows if run_log is not None else list(history or [])
+    set_epoch(train_loader, start_epoch)  # the whole epoch (a loader may have been left mid-way)
     steps_per_epoch = len(train_loader)
     start = start or EpochTotals()
-    step = start_epoch * steps_per_epoch + start.step
     saving = world.broadcast_object(checkpoints is not None)
     last_saved: list[Path | None] = [
         checkpoints.paths()[-1] if checkpoints and checkpoints.paths() else None

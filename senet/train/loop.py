@@ -28,6 +28,13 @@ class NonFiniteLossError(RuntimeError):
         super().__init__(message)
         self.step = step
 
+    def __reduce__(self) -> tuple:  # picklable, so it can travel between DDP ranks
+        return _nonfinite_error, (str(self), self.step)
+
+
+def _nonfinite_error(message: str, step: int) -> NonFiniteLossError:
+    return NonFiniteLossError(message, step=step)
+
 
 @dataclass
 class EpochTotals:

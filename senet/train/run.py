@@ -399,6 +399,7 @@ def _train(
             rng=rng,
             checkpoints=checkpoints,
             extra_state={"world_size": world.world_size, "global_batch": global_batch},
+            history=history,
         )
     finally:
         if run_log is not None:
