@@ -64,16 +64,31 @@ def train(
     overrides: list[str] = typer.Argument(
         None, help="key=value changes, e.g. optim.lr=0.2 train.epochs=1 output_dir=/tmp/run"
     ),
-    resume: Path = typer.Option(
-        None, "--resume", help="checkpoint.pt of this run: continue after its last epoch."
+    resume: str = typer.Option(
+        None,
+        "--resume",
+        help="auto (newest valid checkpoint in output_dir; a fresh start if none), a run "
+        "folder, or a checkpoint file: continue from the exact step it was saved at.",
     ),
 ) -> None:
-    """Train a model from a recipe; writes a run folder (config, metrics, weights, plots)."""
-    from senet.train import load_config
+    """Train a model from a recipe; writes a run folder (config, metrics, weights, checkpoints).
+
+    Several GPUs or machines: torchrun --nproc_per_node=N -m senet train RECIPE ...
+    """
+    import os
+
+    from senet.data import DataError
+    from senet.train import CheckpointError, ConfigError, NonFiniteLossError, load_config
     from senet.train import train as run_training
 
-    with _clear_errors():
+    try:
         run_training(load_config(config, overrides or []), resume=resume)
+    except (ConfigError, DataError, CheckpointError, NonFiniteLossError) as e:
+        # Every DDP rank raises the same error; rank 0 says it once.
+        if os.environ.get("RANK", "0") == "0":
+            typer.echo(f"error: {e}", err=True)
+        usage = isinstance(e, ConfigError | DataError)
+        raise typer.Exit(2 if usage else 1) from None
 
 
 @app.command()

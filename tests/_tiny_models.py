@@ -12,16 +12,23 @@ from senet.models import _registry
 
 
 class TinyNet(nn.Module):
-    """Conv-BN-ReLU, Conv(stride 2)-BN-ReLU, global average pool, FC."""
+    """Conv-BN-ReLU, Conv(stride 2)-BN-ReLU, global average pool, FC (``norm=False``: no BN,
+    convs with biases; then a step's update does not depend on how the batch is split)."""
 
-    def __init__(self, *, num_classes: int = 10, in_chans: int = 3, width: int = 8) -> None:
+    def __init__(
+        self, *, num_classes: int = 10, in_chans: int = 3, width: int = 8, norm: bool = True
+    ) -> None:
         super().__init__()
+
+        def bn(channels: int) -> nn.Module:
+            return nn.BatchNorm2d(channels) if norm else nn.Identity()
+
         self.features = nn.Sequential(
-            nn.Conv2d(in_chans, width, 3, padding=1, bias=False),
-            nn.BatchNorm2d(width),
+            nn.Conv2d(in_chans, width, 3, padding=1, bias=not norm),
+            bn(width),
             nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(2 * width),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=not norm),
+            bn(2 * width),
             nn.ReLU(),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)

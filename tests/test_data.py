@@ -69,6 +69,68 @@ def test_train_loader_order_depends_on_seed_and_epoch_only():
     assert torch.cat([y for _, y in val]).tolist() == list(range(20))  # ordered, no drop
 
 
+def _augmented(size: int = 40) -> InMemoryImages:
+    ds, _ = create_dataset("synthetic", "train", size=size, image_size=8, augment=True, seed=3)
+    return ds
+
+
+def test_two_ranks_see_the_single_process_batches_with_the_same_augmentation():
+    ds = _augmented()
+    one = create_loader(ds, batch_size=8, train=True, seed=7)
+    ranks = [
+        create_loader(ds, batch_size=4, train=True, seed=7, num_replicas=2, rank=r) for r in (0, 1)
+    ]
+    for loader in (one, *ranks):
+        set_epoch(loader, 2)
+    assert len(one) == len(ranks[0]) == len(ranks[1]) == 5
+    torch.manual_seed(123)  # the training process's own stream plays no part
+    for (x, y), (x0, y0), (x1, y1) in zip(one, *ranks, strict=True):
+        # Sample j of the step sits on rank j % 2: the same image, flipped and cropped alike.
+        assert torch.equal(x[0::2], x0) and torch.equal(x[1::2], x1)
+        assert torch.equal(y[0::2], y0) and torch.equal(y[1::2], y1)
+
+
+def test_augmentation_ignores_workers_and_leaves_the_global_stream_alone():
+    ds = _augmented(16)
+    batches = []
+    for workers in (0, 1):
+        loader = create_loader(ds, batch_size=4, train=True, seed=1, workers=workers)
+        set_epoch(loader, 0)
+        torch.manual_seed(5)
+        expected = torch.rand(3)
+        torch.manual_seed(5)
+        batches.append(torch.cat([x for x, _ in loader]))
+        assert torch.equal(torch.rand(3), expected)  # the loader drew nothing from it
+    assert torch.equal(batches[0], batches[1])
+    set_epoch(loader, 1)
+    assert not torch.equal(torch.cat([x for x, _ in loader]), batches[0])  # a new epoch varies
+
+
+def test_a_loader_can_start_part_way_into_an_epoch():
+    ds = _augmented()
+    loader = create_loader(ds, batch_size=8, train=True, seed=2)
+    set_epoch(loader, 4)
+    full = [x for x, _ in loader]
+    set_epoch(loader, 4, skip_batches=3)
+    assert len(loader) == 2
+    tail = [x for x, _ in loader]
+    assert all(torch.equal(a, b) for a, b in zip(full[3:], tail, strict=True))
+    set_epoch(loader, 5)
+    assert len(loader) == 5  # the next epoch starts at its beginning again
+
+
+def test_evaluation_shards_count_every_image_once():
+    ds = torch.utils.data.TensorDataset(torch.zeros(11, 1), torch.arange(11))
+    seen = [
+        torch.cat(
+            [y for _, y in create_loader(ds, batch_size=3, train=False, num_replicas=3, rank=r)]
+        )
+        for r in range(3)
+    ]
+    assert [len(s) for s in seen] == [4, 4, 3]
+    assert sorted(torch.cat(seen).tolist()) == list(range(11))  # no padding, no repeats
+
+
 def test_train_loader_drops_the_partial_last_batch():
     ds = torch.utils.data.TensorDataset(torch.zeros(10, 1), torch.zeros(10))
     assert len(create_loader(ds, batch_size=4, train=True)) == 2

@@ -273,14 +273,52 @@ def test_non_finite_loss_stops_with_the_step():
     batches[1] = (torch.full_like(batches[1][0], float("nan")), batches[1][1])
     from senet.train import NonFiniteLossError
 
-    with pytest.raises(NonFiniteLossError, match="at step 2 of the epoch"):
+    with pytest.raises(NonFiniteLossError, match=r"at step 12 \(2 of the epoch's 3\)") as err:
         train_one_epoch(
             model,
             batches,
             torch.optim.SGD(model.parameters(), lr=0.1),
             nn.CrossEntropyLoss(),
             device=torch.device("cpu"),
+            sync_every=3,  # found at the epoch's end, still named exactly
+            first_step=10,
         )
+    assert err.value.step == 12
+
+
+def test_skip_nonfinite_skips_and_counts_the_batch():
+    torch.manual_seed(0)
+    batches = _batches(n=3)
+    poisoned = list(batches)
+    poisoned[1] = (torch.full_like(batches[1][0], float("nan")), batches[1][1])
+    a, b = TinyNet(), TinyNet()
+    b.load_state_dict(a.state_dict())
+    opt_a = torch.optim.SGD(a.parameters(), lr=0.1)
+    sched_a = torch.optim.lr_scheduler.LambdaLR(opt_a, lambda step: 1.0 / (1 + step))
+    metrics = train_one_epoch(
+        a,
+        poisoned,
+        opt_a,
+        nn.CrossEntropyLoss(),
+        device=torch.device("cpu"),
+        scheduler=sched_a,
+        skip_nonfinite=True,
+    )
+    assert metrics["skipped"] == 1 and metrics["images"] == 2 * len(batches[0][1])
+    assert sched_a.last_epoch == 3  # the schedule still follows the data position
+    # The same as training on batches 1 and 3 only, the third at the third step's LR.
+    opt_b = torch.optim.SGD(b.parameters(), lr=0.1)
+    loss_fn = nn.CrossEntropyLoss()
+    b.train()
+    for (x, y), lr in ((batches[0], 0.1), (batches[2], 0.1 / 3)):
+        for group in opt_b.param_groups:
+            group["lr"] = lr
+        opt_b.zero_grad()
+        loss_fn(b(x), y).backward()
+        opt_b.step()
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(pa, pb, msg=name)
+    assert all(torch.isfinite(p).all() for p in a.parameters())
 
 
 def test_label_smoothing_is_what_the_loop_minimises():

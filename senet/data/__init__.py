@@ -7,6 +7,7 @@ from senet.data.fashion_mnist import fashion_mnist_dataset, prepare_fashion_mnis
 from senet.data.imagefolder import image_folder_dataset, load_rgb
 from senet.data.loader import create_loader, default_workers, set_epoch
 from senet.data.memory import InMemoryImages
+from senet.data.sampler import EpochSampler, SeededItems, ShardSampler, item_seed
 from senet.data.synthetic import synthetic_dataset
 from senet.data.transforms import imagenet_eval_transform, imagenet_train_transform
 
@@ -14,7 +15,10 @@ __all__ = [
     "DATASETS",
     "DataError",
     "DatasetInfo",
+    "EpochSampler",
     "InMemoryImages",
+    "SeededItems",
+    "ShardSampler",
     "cifar_dataset",
     "create_dataset",
     "create_loader",
@@ -24,6 +28,7 @@ __all__ = [
     "image_folder_dataset",
     "imagenet_eval_transform",
     "imagenet_train_transform",
+    "item_seed",
     "load_rgb",
     "prepare_fashion_mnist",
     "set_epoch",

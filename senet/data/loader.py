@@ -1,13 +1,14 @@
-"""DataLoaders that keep up on CPU and are reproducible per epoch (and ready for DDP)."""
+"""DataLoaders that keep up on CPU and are reproducible per epoch, per item and under DDP."""
 
 from __future__ import annotations
 
 import os
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from senet.data.memory import InMemoryImages
+from senet.data.sampler import EpochSampler, SeededItems, ShardSampler
 
 
 def default_workers(dataset: Dataset) -> int:
@@ -31,22 +32,22 @@ def create_loader(
 ) -> DataLoader:
     """Shuffled, last-partial-batch-dropped loader for training; ordered full loader for eval.
 
-    Training always uses a ``DistributedSampler`` (with one replica when not distributed): its
-    ``set_epoch(e)`` makes epoch ``e``'s order a function of ``(seed, e)`` only, which is what
-    resuming and DDP need. Pinned memory on CUDA; persistent workers when there are workers.
+    Training uses an ``EpochSampler`` (a DistributedSampler, with one replica when not
+    distributed): ``set_epoch(loader, e)`` makes epoch ``e``'s order and every image's
+    augmentation a function of ``(seed, e)`` only, which is what resuming and DDP need.
+    Evaluation splits the set over ``num_replicas`` ranks without padding (each image counted
+    once). Pinned memory on CUDA; persistent workers when there are workers.
     """
     workers = default_workers(dataset) if workers is None else workers
     n = len(dataset)  # type: ignore[arg-type]
-    sampler = None
-    if train or num_replicas > 1:
-        sampler = DistributedSampler(
-            dataset,
-            num_replicas=num_replicas,
-            rank=rank,
-            shuffle=train,
-            seed=seed,
-            drop_last=train,
+    sampler: EpochSampler | ShardSampler
+    if train:
+        sampler = EpochSampler(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed
         )
+        dataset = SeededItems(dataset)
+    else:
+        sampler = ShardSampler(n, num_replicas=num_replicas, rank=rank)
     # Drop the last partial batch in training (BatchNorm and the LR schedule want full batches)
     # unless that would leave no batch at all.
     per_rank = n // num_replicas
@@ -61,10 +62,16 @@ def create_loader(
         drop_last=drop_last,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
+        # Its own generator: making an iterator must not draw from the training process's
+        # random stream (that stream is checkpointed and restored mid-epoch).
+        generator=torch.Generator().manual_seed(seed),
     )
 
 
-def set_epoch(loader: DataLoader, epoch: int) -> None:
-    """Select epoch ``epoch``'s shuffle order (a no-op for unshuffled loaders)."""
-    if isinstance(loader.sampler, DistributedSampler):
-        loader.sampler.set_epoch(epoch)
+def set_epoch(loader: DataLoader, epoch: int, *, skip_batches: int = 0) -> None:
+    """Select epoch ``epoch``'s order and augmentation, starting after ``skip_batches`` batches
+    (a no-op for evaluation loaders)."""
+    if isinstance(loader.sampler, EpochSampler):
+        loader.sampler.set_epoch(epoch, start=skip_batches * (loader.batch_size or 1))
+    elif skip_batches:
+        raise ValueError("only a training loader (EpochSampler) can start part-way into an epoch")

@@ -2,6 +2,8 @@
 
 from senet.train.batchnorm import batchnorm_modules, drop_batchnorm_grads, freeze_batchnorm
 from senet.train.checkpoint import (
+    CheckpointDir,
+    CheckpointError,
     atomic_write,
     load_checkpoint,
     read_weights,
@@ -25,9 +27,16 @@ from senet.train.config import (
     save_config,
     valid_keys,
 )
+from senet.train.distributed import World, init_world
 from senet.train.ema import create_ema
 from senet.train.fit_loop import fit
-from senet.train.loop import NonFiniteLossError, evaluate, topk_correct, train_one_epoch
+from senet.train.loop import (
+    EpochTotals,
+    NonFiniteLossError,
+    evaluate,
+    topk_correct,
+    train_one_epoch,
+)
 from senet.train.optim import (
     LRSchedule,
     create_optimizer,
@@ -35,13 +44,17 @@ from senet.train.optim import (
     param_groups,
     scaled_lr,
 )
+from senet.train.resume import find_resume_state
 from senet.train.run import train
 from senet.train.seed import rng_state, seed_everything, set_rng_state
 
 __all__ = [
+    "CheckpointDir",
+    "CheckpointError",
     "Config",
     "ConfigError",
     "DataConfig",
+    "EpochTotals",
     "LRSchedule",
     "LogConfig",
     "ModelConfig",
@@ -49,6 +62,7 @@ __all__ = [
     "OptimConfig",
     "ScheduleConfig",
     "TrainConfig",
+    "World",
     "atomic_write",
     "batchnorm_modules",
     "config_from_dict",
@@ -57,8 +71,10 @@ __all__ = [
     "create_scheduler",
     "drop_batchnorm_grads",
     "evaluate",
+    "find_resume_state",
     "fit",
     "freeze_batchnorm",
+    "init_world",
     "load_checkpoint",
     "load_config",
     "param_groups",

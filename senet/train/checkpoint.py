@@ -1,10 +1,20 @@
-"""Checkpoints (full training state, one file, written atomically) and weight files."""
+"""Checkpoints (full training state, written atomically, verified, rotated) and weight files.
+
+A run keeps its checkpoints in ``<run>/checkpoints/``, one file per save, named by the global
+step and the first 16 hex digits of the file's SHA-256: ``step-00001200-3f9c0e1a2b4d5e6f.pt``.
+The digest catches what a rename cannot: a file damaged after it was written (a bad disk, a
+partial copy between machines). ``CheckpointDir.newest_valid`` walks back from the newest file
+until one verifies and loads.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 
 
 def atomic_write(path: str | Path, write: Any) -> None:
@@ -42,16 +52,39 @@ def atomic_write(path: str | Path, write: Any) -> None:
             os.close(dir_fd)
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written (disk full, no permission); the previous one is intact."""
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write a training-state dict (see ``training_state``) atomically with ``torch.save``."""
     atomic_write(path, lambda tmp: torch.save({"version": CHECKPOINT_VERSION, **state}, tmp))
 
 
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_NAME = re.compile(r"^step-(\d+)-([0-9a-f]{16})\.pt$")
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by ``save_checkpoint`` (tensors and plain data only)."""
+    """Read a checkpoint written by ``save_checkpoint`` or ``CheckpointDir.save`` (tensors and
+    plain data only); a digest in the file name is checked first."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    named = _NAME.match(path.name)
+    if named and not file_digest(path).startswith(named.group(2)):
+        raise ValueError(
+            f"checkpoint {path} is corrupt (truncated or damaged): its SHA-256 does not match "
+            "the digest in its name"
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, bad pickle, ...: all mean "not a usable checkpoint"
@@ -133,3 +166,87 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     return state, {}
+
+
+class CheckpointDir:
+    """The ``checkpoints/`` folder of a run: verified saves, the last ``keep`` kept.
+
+    ``save`` writes atomically (temporary file, fsync, rename) under a name holding the step
+    and the file's digest, then deletes the oldest beyond ``keep``; a failed write raises
+    ``CheckpointError`` and leaves every earlier checkpoint as it was.
+    """
+
+    def __init__(self, folder: str | Path, *, keep: int = 3) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self.folder = Path(folder)
+        self.keep = keep
+
+    def paths(self) -> list[Path]:
+        """Checkpoint files, oldest first (by global step)."""
+        if not self.folder.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.folder.iterdir() if (m := _NAME.match(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def save(self, state: dict[str, Any], *, step: int) -> Path:
+        """Write ``state`` as the checkpoint of global step ``step``; return its path."""
+        previous = self.paths()
+        tmp = self.folder / f".step-{step:08d}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for junk in self.folder.glob(".step-*.tmp"):  # left by a process killed mid-write
+                junk.unlink(missing_ok=True)
+            torch.save({"version": CHECKPOINT_VERSION, **state}, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            path = self.folder / f"step-{step:08d}-{file_digest(tmp)[:16]}.pt"
+            os.replace(tmp, path)
+            _fsync_dir(self.folder)
+        except OSError as e:
+            Path(tmp).unlink(missing_ok=True)
+            kept = (
+                f"the previous checkpoint {previous[-1]} is intact"
+                if previous
+                else "no earlier checkpoint"
+            )
+            raise CheckpointError(
+                f"cannot write the checkpoint of step {step} in {self.folder} "
+                f"({e.strerror or e}); {kept}. Free disk space or fix the folder's permissions, "
+                "then continue with --resume auto"
+            ) from e
+        # Files of this step or later come from a timeline this run has left (it resumed from an
+        # earlier checkpoint); then the oldest go, keeping `keep` in all.
+        others = [p for p in self.paths() if p != path]
+        stale = [p for p in others if int(_NAME.match(p.name).group(1)) >= step]  # type: ignore[union-attr]
+        others = [p for p in others if p not in stale]
+        for old in stale + others[: -self.keep + 1 or None]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def newest_valid(
+        self, report: Callable[[str], None] = print, map_location: str | torch.device = "cpu"
+    ) -> tuple[Path, dict[str, Any]] | None:
+        """The newest checkpoint that verifies and loads, and its state; None if there is none.
+
+        Each newer file that fails is reported and renamed ``*.corrupt`` (kept for inspection,
+        no longer a candidate) before trying the one before it.
+        """
+        for path in reversed(self.paths()):
+            try:
+                return path, load_checkpoint(path, map_location)
+            except ValueError as e:
+                bad = path.with_name(path.name + ".corrupt")
+                report(f"{e}; moved it to {bad.name} and trying the previous checkpoint")
+                path.rename(bad)
+        return None
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX: fsync the directory entry)."""
+    if hasattr(os, "O_DIRECTORY"):
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -98,6 +98,10 @@ class TrainConfig:
     ema_decay: float = 0.9998  # EMA: ema = decay * ema + (1 - decay) * weights, per step
     deterministic: bool = False  # deterministic kernels (slower); seeding is always on
     eval_every: int = 1  # validate every N epochs (and always after the last one)
+    sync_bn: bool = False  # DDP: SyncBatchNorm, batch statistics over all processes (CUDA)
+    checkpoint_every_steps: int = 0  # also checkpoint every N steps; 0: at epoch ends only
+    keep_checkpoints: int = 3  # checkpoints kept in <run>/checkpoints (the newest ones)
+    skip_nonfinite: bool = False  # skip (and count) batches with a NaN/inf loss; else stop
 
 
 @dataclass
@@ -201,6 +205,8 @@ def check_values(config: Config) -> None:
         ("train.freeze_bn_epochs", 0 <= t.freeze_bn_epochs < t.epochs, "in [0, train.epochs)"),
         ("train.ema_decay", 0 < t.ema_decay < 1, "in (0, 1)"),
         ("train.eval_every", t.eval_every >= 1, ">= 1"),
+        ("train.checkpoint_every_steps", t.checkpoint_every_steps >= 0, ">= 0 (0: off)"),
+        ("train.keep_checkpoints", t.keep_checkpoints >= 1, ">= 1"),
         ("log.log_every", config.log.log_every >= 1, ">= 1"),
     ]
     for key, ok, expected in checks:

@@ -6,6 +6,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -13,13 +14,38 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from senet.train.batchnorm import drop_batchnorm_grads, freeze_batchnorm
+from senet.train.distributed import World, unwrap
 
 # Called after each step with (step_in_epoch, steps_in_epoch, running metrics dict).
 StepCallback = Callable[[int, int, dict[str, float]], None]
+_NO_STEP = 2**62  # "no bad step yet", larger than any step
 
 
 class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite (``step``: the global step, 1-based)."""
+
+    def __init__(self, message: str, *, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+    def __reduce__(self) -> tuple:  # picklable, so it can travel between DDP ranks
+        return _nonfinite_error, (str(self), self.step)
+
+
+def _nonfinite_error(message: str, step: int) -> NonFiniteLossError:
+    return NonFiniteLossError(message, step=step)
+
+
+@dataclass
+class EpochTotals:
+    """Running sums of one epoch over all ranks: what a mid-epoch checkpoint must carry so the
+    resumed epoch reports the metrics of an uninterrupted one."""
+
+    step: int = 0  # steps of this epoch done (trained or skipped)
+    loss_sum: float = 0.0  # sum of per-image losses
+    correct: int = 0  # top-1 hits on the training batches
+    images: int = 0  # images trained on
+    skipped: int = 0  # batches skipped for a non-finite loss (train.skip_nonfinite)
 
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
@@ -57,78 +83,141 @@ def train_one_epoch(
     freeze_bn: bool = False,
     sync_every: int = 1,
     on_step: StepCallback | None = None,
+    world: World | None = None,
+    start: EpochTotals | None = None,
+    first_step: int = 0,
+    skip_nonfinite: bool = False,
+    checkpoint_every: int = 0,
+    on_checkpoint: Callable[[EpochTotals], None] | None = None,
 ) -> dict[str, float]:
     """One epoch of: forward (autocast), loss, backward (scaled), clip, step, LR step, EMA update.
 
     ``freeze_bn``: BatchNorm layers run in eval mode (running statistics fixed) and their
     affine parameters get no update. ``sync_every``: read metrics back from the device every N
-    steps (1 on CPU; more on CUDA avoids a host sync per step). Returns the epoch's mean
-    ``loss``, ``top1`` (% on augmented training images), ``images``, ``seconds``, ``img_s``
-    and the last ``lr``.
+    steps (1 on CPU; more on CUDA avoids a host sync per step). Under DDP (``world``) the
+    metrics are summed over ranks. Returns the epoch's mean ``loss``, ``top1`` (% on augmented
+    training images), ``images``, ``seconds``, ``img_s``, ``skipped`` and the last ``lr``.
+
+    Resuming: ``loader`` yields the epoch's remaining batches and ``start`` holds the totals of
+    the steps before them (on rank 0; the other ranks start from zero). ``first_step`` is the
+    global step number of the epoch's first step, for messages and for ``checkpoint_every``:
+    after every global step divisible by it (except the epoch's last), ``on_checkpoint`` gets
+    the totals so far, on every rank. ``skip_nonfinite``: a batch whose loss is NaN/inf on any
+    rank gets no update on all ranks (weights, BatchNorm statistics and EMA stay as they were;
+    the LR schedule still advances), and is counted;
+    otherwise a non-finite loss raises ``NonFiniteLossError`` naming the step.
     """
+    world = world or World(device=device)
     model.train()
     if freeze_bn:
         freeze_batchnorm(model)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    steps = len(loader)  # type: ignore[arg-type]
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    images = 0
+    start = start or EpochTotals()
+    begin = start.step
+    steps = begin + len(loader)  # type: ignore[arg-type]
+    # [loss sum, correct] on the device and the image count on the host, for this rank; rank 0
+    # carries the totals of the steps before a resume.
+    sums = torch.zeros(2, device=device, dtype=torch.float64)
+    images_here = 0
+    if world.is_main:
+        sums += torch.tensor([start.loss_sum, start.correct], dtype=torch.float64, device=device)
+        images_here = start.images
+    first_bad = torch.full((), _NO_STEP, device=device, dtype=torch.int64)
+    skipped = start.skipped
     metrics: dict[str, float] = {}
-    start = time.perf_counter()
-    for i, (x, y) in enumerate(loader):
+    started = time.perf_counter()
+    trained_here = 0  # images this rank trained on in this call (throughput)
+    lr = optimizer.param_groups[0]["lr"]
+    for i, (x, y) in enumerate(loader, start=begin):
         x = x.to(device, non_blocking=True, memory_format=memory_format)
         y = y.to(device, non_blocking=True)
+        if skip_nonfinite:  # a skipped batch must not leave NaNs in BatchNorm's statistics
+            buffers = [b.detach().clone() for b in model.buffers()]
         with autocast(device, amp):
             logits = model(x)
             loss = loss_fn(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None and scaler.is_enabled():
-            scaler.scale(loss).backward()
-        else:
-            loss.backward()
-        if freeze_bn:
-            drop_batchnorm_grads(model)
-        if grad_clip is not None:
-            if scaler is not None and scaler.is_enabled():
-                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        if scaler is not None and scaler.is_enabled():
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
         lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step()
-        if ema is not None:
-            ema.update_parameters(model)
-
-        loss_sum += loss.detach().double() * len(y)
-        correct += (logits.detach().argmax(dim=1) == y).sum()
-        images += len(y)
-        if (i + 1) % sync_every == 0 or i + 1 == steps:
-            mean_loss = loss_sum.item() / images
-            if not math.isfinite(mean_loss):
+        finite = torch.isfinite(loss.detach())
+        if skip_nonfinite and _any_rank_nonfinite(finite, world):
+            # Every rank skips together (a DDP backward on some ranks only would hang).
+            with torch.no_grad():
+                for b, saved in zip(model.buffers(), buffers, strict=True):
+                    b.copy_(saved)
+            skipped += 1
+            if scheduler is not None:
+                scheduler.step()
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None and scaler.is_enabled():
+                scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            if freeze_bn:
+                drop_batchnorm_grads(model)
+            if grad_clip is not None:
+                if scaler is not None and scaler.is_enabled():
+                    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            if scaler is not None and scaler.is_enabled():
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            if ema is not None:
+                ema.update_parameters(unwrap(model))
+            # Remember the first bad step without a host sync (checked at the next sync).
+            first_bad = torch.where(finite, first_bad, first_bad.clamp(max=first_step + i + 1))
+            sums[0] += loss.detach().double() * len(y)
+            sums[1] += (logits.detach().argmax(dim=1) == y).sum()
+            images_here += len(y)
+            trained_here += len(y)
+        checkpoint_now = (
+            on_checkpoint is not None
+            and checkpoint_every > 0
+            and (first_step + i + 1) % checkpoint_every == 0
+            and i + 1 < steps
+        )
+        if (i + 1) % sync_every == 0 or i + 1 == steps or checkpoint_now:
+            count = torch.tensor([images_here], device=device, dtype=torch.float64)
+            loss_sum, correct, images = world.all_reduce(torch.cat([sums, count])).tolist()
+            if not math.isfinite(loss_sum):
+                bad = int(world.all_reduce(first_bad.clone(), "min"))
                 raise NonFiniteLossError(
-                    f"training loss is {mean_loss} at step {i + 1} of the epoch (or one of the "
-                    f"{sync_every} before it); lower optim.lr, set optim.grad_clip, or check the "
-                    "data for NaNs"
+                    f"training loss is {loss_sum / max(images, 1)} at step {bad} ({bad - first_step}"
+                    f" of the epoch's {steps}); lower optim.lr, set optim.grad_clip, check the data "
+                    "for NaNs, or skip such batches with train.skip_nonfinite=true",
+                    step=bad,
                 )
-            elapsed = time.perf_counter() - start
+            elapsed = time.perf_counter() - started
             metrics = {
-                "loss": mean_loss,
-                "top1": 100.0 * correct.item() / images,
-                "images": float(images),
+                "loss": loss_sum / max(images, 1),
+                "top1": 100.0 * correct / max(images, 1),
+                "images": images,
                 "seconds": elapsed,
-                "img_s": images / max(elapsed, 1e-9),
+                "img_s": trained_here * world.world_size / max(elapsed, 1e-9),
                 "lr": lr,
+                "skipped": float(skipped),
             }
             if on_step is not None:
                 on_step(i + 1, steps, metrics)
-    if images == 0:
+            if checkpoint_now:
+                totals = EpochTotals(i + 1, loss_sum, int(correct), int(images), skipped)
+                on_checkpoint(totals)  # type: ignore[misc]
+    if steps == 0:
         raise RuntimeError("the training loader yielded no batch (is the dataset empty?)")
+    if not metrics.get("images"):
+        raise NonFiniteLossError(
+            f"every one of the epoch's {steps} batches had a non-finite loss and was skipped",
+            step=first_step + steps,
+        )
     return metrics
+
+
+def _any_rank_nonfinite(finite: torch.Tensor, world: World) -> bool:
+    flag = (~finite).to(torch.int32)
+    return bool(world.all_reduce(flag, "max"))
 
 
 @torch.no_grad()
@@ -142,12 +231,16 @@ def evaluate(
     channels_last: bool = False,
     num_classes: int | None = None,
     on_step: StepCallback | None = None,
+    world: World | None = None,
 ) -> dict[str, Any]:
     """Mean ``loss`` (plain cross-entropy unless ``loss_fn``), ``top1``/``top5`` in %, ``img_s``.
 
     With ``num_classes``, also ``confusion``: a (C, C) int64 tensor, rows = true class, columns
     = predicted class, and ``per_class``: accuracy in % per true class (NaN where absent).
+    Under DDP (``world``) each rank evaluates its share of an unpadded split (see
+    ``create_loader``) and the counts are summed, so every image counts exactly once.
     """
+    world = world or World(device=device)
     model.eval()
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -175,8 +268,13 @@ def evaluate(
             confusion += torch.bincount(pairs, minlength=num_classes**2).view_as(confusion)
         if on_step is not None:
             on_step(i + 1, steps, {"top1": 100.0 * top1 / images})
+    totals = torch.tensor([loss_sum, top1, top5, images], dtype=torch.float64, device=device)
+    loss_sum, top1, top5, images = world.all_reduce(totals).tolist()
+    if confusion is not None:
+        world.all_reduce(confusion)
     if images == 0:
         raise RuntimeError("the evaluation loader yielded no batch (is the dataset empty?)")
+    images = int(images)
     elapsed = time.perf_counter() - start
     result: dict[str, Any] = {
         "loss": loss_sum / images,

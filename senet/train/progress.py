@@ -100,6 +100,13 @@ class SilentProgress(PlainProgress):
         pass
 
 
+class MutedProgress(SilentProgress):
+    """Nothing at all: the display of DDP ranks other than 0 (rank 0 speaks for all)."""
+
+    def log(self, message: str) -> None:
+        pass
+
+
 def create_progress(mode: str = "auto", *, log_every: int = 50) -> PlainProgress | BarProgress:
     """``bar`` (Rich), ``plain`` (lines), ``none`` (summaries only), or ``auto``: bar on a TTY."""
     if mode == "auto":

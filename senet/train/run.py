@@ -18,24 +18,34 @@ import torch
 from torch import nn
 
 from senet.data import DatasetInfo, create_dataset, create_loader
-from senet.train.checkpoint import load_checkpoint, read_weights, restore_training_state
+from senet.train.checkpoint import CheckpointDir, read_weights, restore_training_state
 from senet.train.config import Config, ConfigError, ModelConfig, save_config
+from senet.train.distributed import World, init_world, resolve_device, wrap_ddp
 from senet.train.ema import create_ema
 from senet.train.fit_loop import fit
+from senet.train.loop import EpochTotals
 from senet.train.optim import create_optimizer, create_scheduler, scaled_lr
-from senet.train.progress import create_progress
+from senet.train.progress import MutedProgress, create_progress
+from senet.train.resume import (
+    RESUMABLE_CHANGES,
+    checkpoint_folder,
+    config_differences,
+    find_resume_state,
+)
 from senet.train.run_log import RunLog
-from senet.train.seed import seed_everything, set_rng_state
+from senet.train.seed import seed_everything
 
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; a CUDA request without CUDA is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} but CUDA is not available; use train.device=cpu")
-    return device
+__all__ = [
+    "RESUMABLE_CHANGES",
+    "check_model_fits_data",
+    "config_differences",
+    "create_model_from_config",
+    "load_initial_weights",
+    "model_cost",
+    "prepare_run_dir",
+    "resolve_device",
+    "train",
+]
 
 
 def prepare_run_dir(output_dir: str | None, config: Config) -> Path:
@@ -153,62 +163,52 @@ def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -
     model.load_state_dict(state)
 
 
-# Keys that may change when a run is resumed: where and how it logs and loads, not what it computes.
-RESUMABLE_CHANGES = (
-    "output_dir",
-    "log.",
-    "data.root",
-    "data.download",
-    "data.workers",
-    "data.eval_batch_size",
-    "train.device",
-    "train.compile",
-)
-
-
-def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two config dicts, as ``key: old -> new``."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict) and key not in ("attn_kwargs", "kwargs"):
-            out += config_differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return out
-
-
-def _load_resume_state(path: str | Path, config: Config) -> dict[str, Any]:
-    try:
-        state = load_checkpoint(path)
-    except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(f"cannot resume: {e}") from None
-    changed = [
-        diff
-        for diff in config_differences(state["config"], config.to_dict())
-        if not diff.startswith(RESUMABLE_CHANGES)
-    ]
-    if changed:
-        raise ConfigError(
-            f"cannot resume from {path}: the config differs in what the run computes: "
-            + "; ".join(changed)
-        )
-    return state
-
-
 def train(config: Config, *, resume: str | Path | None = None) -> dict[str, Any]:
     """Run one training job described by ``config``; return its summary (also summary.json).
 
-    ``resume``: a ``checkpoint.pt`` of the same run; training continues after its last
-    completed epoch and ends with the weights an uninterrupted run would have.
+    ``resume``: ``"auto"`` (the newest valid checkpoint in ``output_dir``, or a fresh start if
+    there is none), a run folder, or a checkpoint file of the same run. Training continues
+    from the exact step the checkpoint was written at (mid-epoch too) and ends with the
+    weights and metrics an uninterrupted run would have.
+
+    Under ``torchrun`` every process calls this; they train one model with DDP, rank 0 writes
+    the run folder and draws the progress, and every rank returns the same summary.
     """
     wall_start = time.perf_counter()
+    world = init_world(config.train.device)
+    try:
+        return _train(config, resume, world, wall_start)
+    finally:
+        world.close()
+
+
+def _train(
+    config: Config, resume: str | Path | None, world: World, wall_start: float
+) -> dict[str, Any]:
     t, d = config.train, config.data
-    device = resolve_device(t.device)
+    device = world.device
     if t.amp == "fp16" and device.type != "cuda":
         raise ConfigError("train.amp=fp16 needs CUDA; on CPU use train.amp=bf16 or none")
-    resume_state = _load_resume_state(resume, config) if resume is not None else None
-    run_dir = prepare_run_dir(config.output_dir, config)
+    if t.sync_bn and world.distributed and device.type != "cuda":
+        raise ConfigError(
+            "train.sync_bn=true needs CUDA (torch's SyncBatchNorm runs on GPUs only); on CPU "
+            "set train.sync_bn=false: each process then normalises with its own batch"
+        )
+    global_batch = d.batch_size * world.world_size
+    notes: list[str] = []  # said once the progress display exists
+
+    def prepare() -> tuple[Path, Path | None, dict[str, Any] | None, list[str]]:
+        found = None
+        if resume is not None:
+            found = find_resume_state(
+                resume, config, world_size=world.world_size, report=notes.append
+            )
+        folder = prepare_run_dir(config.output_dir, config)
+        path, state = found if found is not None else (None, None)
+        return folder, path, state, notes
+
+    # Rank 0 checks the folder and reads the checkpoint; every rank gets the outcome (or error).
+    run_dir, resume_path, resume_state, notes = world.main_result(prepare)
     seed_everything(t.seed, deterministic=t.deterministic)
     if device.type == "cuda" and not t.deterministic:
         torch.backends.cudnn.benchmark = True
@@ -224,22 +224,24 @@ def train(config: Config, *, resume: str | Path | None = None) -> dict[str, Any]
         channels=d.channels,
         seed=t.seed,
     )
-    train_set, info = create_dataset(
-        d.name,
-        "train",
-        size=d.train_size,
-        synthetic_size=d.synthetic_train,
-        augment=d.augment,
-        **common,
-    )
-    val_set, _ = create_dataset(
-        d.name,
-        "val",
-        size=d.val_size,
-        synthetic_size=d.synthetic_val,
-        eval_resize=d.eval_resize,
-        **common,
-    )
+    with world.main_first():  # rank 0 unpacks or downloads; the others then read
+        train_set, info = create_dataset(
+            d.name,
+            "train",
+            size=d.train_size,
+            synthetic_size=d.synthetic_train,
+            augment=d.augment,
+            **common,
+        )
+        val_set, _ = create_dataset(
+            d.name,
+            "val",
+            size=d.val_size,
+            synthetic_size=d.synthetic_val,
+            eval_resize=d.eval_resize,
+            **common,
+        )
+    shard = dict(num_replicas=world.world_size, rank=world.rank)
     train_loader = create_loader(
         train_set,
         batch_size=d.batch_size,
@@ -247,6 +249,7 @@ def train(config: Config, *, resume: str | Path | None = None) -> dict[str, Any]
         device=device,
         workers=d.workers,
         seed=t.seed,
+        **shard,
     )
     val_loader = create_loader(
         val_set,
@@ -254,6 +257,7 @@ def train(config: Config, *, resume: str | Path | None = None) -> dict[str, Any]
         train=False,
         device=device,
         workers=d.workers,
+        **shard,
     )
 
     m = config.model
@@ -277,15 +281,13 @@ def train(config: Config, *, resume: str | Path | None = None) -> dict[str, Any]
     input_size = (info.in_chans, *sample.shape[-2:])
     cost = model_cost(model, input_size)
 
+    if t.sync_bn and world.distributed:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same state_dict keys
     model.to(device)
     if t.channels_last:
         model.to(memory_format=torch.channels_last)
     ema = create_ema(model, t.ema_decay) if t.ema else None
-    if t.compile:
-        model.compile()  # in place: state_dict keys stay the same
 
-    world_size = 1  # issue 7 (DDP) multiplies by the number of processes
-    global_batch = d.batch_size * world_size
     lr = scaled_lr(config.optim.lr, global_batch, config.optim.lr_base_batch)
     optimizer = create_optimizer(model, config.optim, lr)
     scheduler = create_scheduler(
@@ -294,28 +296,62 @@ def train(config: Config, *, resume: str | Path | None = None) -> dict[str, Any]
     scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
     loss_fn = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
     start_epoch, best, history = 0, None, []
+    start, rng = EpochTotals(), None
     if resume_state is not None:
-        restore_training_state(
-            resume_state,
-            model=model,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            scaler=scaler,
-            ema=ema,
-        )
-        set_rng_state(resume_state["rng"])
+        try:
+            restore_training_state(
+                resume_state,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
+                ema=ema,
+            )
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise ConfigError(
+                f"cannot resume from {resume_path}: its state does not fit this model and "
+                f"optimiser ({str(e).splitlines()[0]})"
+            ) from None
         start_epoch, best = resume_state["epoch"], resume_state["best"]
         history = resume_state["history"]
+        start = EpochTotals(**resume_state.get("totals", {}))
+        rngs = resume_state["rng"]
+        if len(rngs) == world.world_size:
+            rng = rngs[world.rank]
+        elif start.step:
+            notes.append(
+                f"the checkpoint was written by {len(rngs)} processes, this run has "
+                f"{world.world_size}: data order and augmentation resume exactly, the model's "
+                "own random draws (dropout) restart from the epoch seed"
+            )
+    if t.compile:
+        model.compile()  # in place: state_dict keys stay the same
+    train_model = wrap_ddp(model, world)
 
-    save_config(config, run_dir / "config.yaml")
-    progress = create_progress(config.log.progress, log_every=config.log.log_every)
-    run_log = RunLog(run_dir, tensorboard=config.log.tensorboard, rows=history, notice=progress.log)
+    progress = (
+        create_progress(config.log.progress, log_every=config.log.log_every)
+        if world.is_main
+        else MutedProgress()
+    )
+    run_log = None
+    if world.is_main:
+        save_config(config, run_dir / "config.yaml")
+        run_log = RunLog(
+            run_dir, tensorboard=config.log.tensorboard, rows=history, notice=progress.log
+        )
+    for note in notes:
+        progress.log(note)
+    steps = len(train_loader)
     if resume_state is not None:
-        progress.log(f"resuming from {resume} after epoch {start_epoch}")
+        progress.log(
+            f"resuming from {resume_path}: epoch {start_epoch + 1}, step {start.step}/{steps} "
+            f"(global step {start_epoch * steps + start.step})"
+        )
+    procs = f" ({d.batch_size} x {world.world_size} processes)" if world.distributed else ""
     progress.log(
         f"training {m.name} ({cost['params']:,} params, {cost['macs'] / 1e6:,.1f} M MACs) on "
         f"{info.name}: {len(train_set):,} train / {len(val_set):,} val images, "
-        f"{t.epochs} epochs x {len(train_loader)} steps, batch {global_batch}, lr {lr:.4g}, "
+        f"{t.epochs} epochs x {steps} steps, batch {global_batch}{procs}, lr {lr:.4g}, "
         f"{device}{', ' + t.amp if t.amp != 'none' else ''} -> {run_dir}"
     )
     weights_meta = {
@@ -335,9 +371,14 @@ def train(config: Config, *, resume: str | Path | None = None) -> dict[str, Any]
             "eval_resize": d.eval_resize,
         },
     }
+    checkpoints = (
+        CheckpointDir(checkpoint_folder(run_dir), keep=t.keep_checkpoints)
+        if world.is_main
+        else None
+    )
     try:
         result = fit(
-            model,
+            train_model,
             train_loader,
             val_loader,
             config=config,
@@ -347,15 +388,22 @@ def train(config: Config, *, resume: str | Path | None = None) -> dict[str, Any]
             loss_fn=loss_fn,
             device=device,
             ema=ema,
-            run_dir=run_dir,
+            run_dir=run_dir if world.is_main else None,
             run_log=run_log,
             progress=progress,
             weights_meta=weights_meta,
             start_epoch=start_epoch,
             best=best,
+            world=world,
+            start=start,
+            rng=rng,
+            checkpoints=checkpoints,
+            extra_state={"world_size": world.world_size, "global_batch": global_batch},
+            history=history,
         )
     finally:
-        run_log.close()
+        if run_log is not None:
+            run_log.close()
     history = result.pop("history")
     summary = {
         "model": m.name,
@@ -366,6 +414,7 @@ def train(config: Config, *, resume: str | Path | None = None) -> dict[str, Any]
         "input_size": list(input_size),
         **cost,
         "global_batch": global_batch,
+        "world_size": world.world_size,
         "lr": lr,
         **result,
         "wall_seconds": time.perf_counter() - wall_start,
@@ -376,10 +425,11 @@ def train(config: Config, *, resume: str | Path | None = None) -> dict[str, Any]
         "pid": os.getpid(),
         "config": asdict(config),
     }
-    run_log.write_summary(summary)
-    if config.log.plots:
-        run_log.rows = history
-        run_log.plot(title=f"{m.name} on {info.name}")
+    if run_log is not None:
+        run_log.write_summary(summary)
+        if config.log.plots:
+            run_log.rows = history
+            run_log.plot(title=f"{m.name} on {info.name}")
     progress.log(
         f"done in {summary['wall_seconds']:.0f} s: best val top-1 {result['best_top1']:.2f}% "
         f"(epoch {result['best_epoch']}), final {result['final_top1']:.2f}% -> {run_dir}"

@@ -15,6 +15,7 @@ METRIC_COLUMNS = (
     "train_loss",
     "train_top1",
     "train_img_s",
+    "train_skipped",
     "val_loss",
     "val_top1",
     "val_top5",

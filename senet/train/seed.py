@@ -19,15 +19,16 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """Seed of epoch ``epoch``: reseeding at each epoch start makes an epoch's augmentation and
-    dropout a function of ``(seed, epoch)`` only, so a run resumed at an epoch boundary (or
-    replayed to a step inside it) draws the same random numbers."""
-    return (seed * 1_000_003 + epoch) % 2**63
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """Seed of the training process's random stream (dropout, ...) in epoch ``epoch`` on DDP
+    rank ``rank``: reseeding at each epoch start makes an epoch a function of ``(seed, epoch)``
+    only; each rank draws its own numbers. (Augmentation has per-image seeds: see
+    ``senet.data.sampler``.)"""
+    return (seed * 1_000_003 + epoch + rank * 7_919_000_003) % 2**63
 
 
 def rng_state() -> dict[str, Any]:
-    """Python, NumPy, torch CPU and CUDA generator states (safe for weights_only loading)."""
+    """Python, NumPy, torch CPU and this GPU's generator states (safe for weights_only loading)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
@@ -35,8 +36,9 @@ def rng_state() -> dict[str, Any]:
         "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        # This process's GPU only: asking for all would open a context on every GPU (DDP).
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -47,4 +49,4 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])
