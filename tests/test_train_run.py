@@ -351,3 +351,16 @@ def test_demo_tour_still_runs():
     result = CliRunner().invoke(app, ["demo", "--tour"], env={"COLUMNS": "120"})
     assert result.exit_code == 0, result.output
     assert "cbam" in result.output and "none (input)" in result.output
+
+
+def test_initial_weights_of_another_model_are_refused_whole(run, tmp_path):
+    folder, _ = run
+    config = _config(
+        tmp_path, "model.name=resnet20_cifar", f"model.weights={folder / 'best.safetensors'}"
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"best.safetensors: the checkpoint does not fit CifarResNet:\n  95 missing",
+    ):
+        train(config)
+    assert not list(tmp_path.glob("**/summary.json"))

@@ -147,20 +147,13 @@ def load_initial_weights(model: nn.Module, path: str) -> None:
 
 
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or shapes:
-        raise ConfigError(
-            f"weights {source} do not fit the model: missing {missing[:5]}, unexpected "
-            f"{unexpected[:5]}, shape mismatches {shapes[:5]}"
-        )
-    model.load_state_dict(state)
+    """Load a senet state dict after checking every key and shape (nothing half-loaded)."""
+    from senet.models.weights import CheckpointError, load_converted
+
+    try:
+        load_converted(model, state, check_layout=False)
+    except CheckpointError as e:
+        raise ConfigError(f"weights {source}: {e}") from None
 
 
 def train(config: Config, *, resume: str | Path | None = None) -> dict[str, Any]:
