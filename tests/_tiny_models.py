@@ -10,6 +10,19 @@ from torch import nn
 
 from senet.models import _registry
 
+# A training config that runs in well under a second: the tiny model on synthetic 16x16 images.
+QUICK = [
+    "model.name=_test_tinynet",
+    "data.name=synthetic",
+    "data.num_classes=4",
+    "data.image_size=16",
+    "data.synthetic_train=256",
+    "data.synthetic_val=64",
+    "data.batch_size=32",
+    "optim.lr=1.6",
+    "log.progress=none",
+]
+
 
 class TinyNet(nn.Module):
     """Conv-BN-ReLU, Conv(stride 2)-BN-ReLU, global average pool, FC (``norm=False``: no BN,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _tiny_models import QUICK as TINY_RUN
 from _tiny_models import TinyNet, tiny_models_registered
 
 from senet.train import (
@@ -31,18 +32,11 @@ from senet.train import (
 CLI = Path(__file__).resolve().parent / "_senet_cli.py"
 TIMING = {"train_img_s", "epoch_seconds"}
 
+# The tiny run of the other training tests, with EMA (resumed too) and no extra files.
 QUICK = [
-    "model.name=_test_tinynet",
-    "data.name=synthetic",
-    "data.num_classes=4",
-    "data.image_size=16",
-    "data.synthetic_train=256",
-    "data.synthetic_val=64",
-    "data.batch_size=32",
-    "optim.lr=1.6",
+    *TINY_RUN,
     "train.ema=true",
     "train.ema_decay=0.9",
-    "log.progress=none",
     "log.tensorboard=false",
     "log.plots=false",
 ]

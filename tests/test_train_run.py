@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from _tiny_models import tiny_models_registered
+from _tiny_models import QUICK, tiny_models_registered
 from typer.testing import CliRunner
 
 from senet.cli import app
@@ -22,18 +22,6 @@ from senet.train import (
     train,
 )
 from senet.train.report import compare_runs, evaluate_weights
-
-QUICK = [
-    "model.name=_test_tinynet",
-    "data.name=synthetic",
-    "data.num_classes=4",
-    "data.image_size=16",
-    "data.synthetic_train=256",
-    "data.synthetic_val=64",
-    "data.batch_size=32",
-    "optim.lr=1.6",
-    "log.progress=none",
-]
 
 
 def _config(tmp_path, *extra):
