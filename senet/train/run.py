@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from senet.data import DatasetInfo, create_dataset, create_loader
 from senet.train.checkpoint import CheckpointDir, read_weights, restore_training_state
@@ -175,38 +176,11 @@ def train(config: Config, *, resume: str | Path | None = None) -> dict[str, Any]
         world.close()
 
 
-def _train(
-    config: Config, resume: str | Path | None, world: World, wall_start: float
-) -> dict[str, Any]:
-    t, d = config.train, config.data
-    device = world.device
-    if t.amp == "fp16" and device.type != "cuda":
-        raise ConfigError("train.amp=fp16 needs CUDA; on CPU use train.amp=bf16 or none")
-    if t.sync_bn and world.distributed and device.type != "cuda":
-        raise ConfigError(
-            "train.sync_bn=true needs CUDA (torch's SyncBatchNorm runs on GPUs only); on CPU "
-            "set train.sync_bn=false: each process then normalises with its own batch"
-        )
-    global_batch = d.batch_size * world.world_size
-    notes: list[str] = []  # said once the progress display exists
-
-    def prepare() -> tuple[Path, Path | None, dict[str, Any] | None, list[str]]:
-        found = None
-        if resume is not None:
-            found = find_resume_state(
-                resume, config, world_size=world.world_size, report=notes.append
-            )
-        folder = prepare_run_dir(config.output_dir, config)
-        path, state = found if found is not None else (None, None)
-        return folder, path, state, notes
-
-    # Rank 0 checks the folder and reads the checkpoint; every rank gets the outcome (or error).
-    run_dir, resume_path, resume_state, notes = world.main_result(prepare)
-    seed_everything(t.seed, deterministic=t.deterministic)
-    if device.type == "cuda" and not t.deterministic:
-        torch.backends.cudnn.benchmark = True
-
-    # Data first: a missing dataset is the commonest mistake, and the model needs its shape.
+def build_data(
+    config: Config, world: World
+) -> tuple[Dataset, Dataset, DatasetInfo, DataLoader, DataLoader]:
+    """Train and val datasets of ``config.data`` and their loaders, sharded over ``world``."""
+    t, d, device = config.train, config.data, world.device
     common = dict(
         root=d.root,
         download=d.download,
@@ -252,8 +226,17 @@ def _train(
         workers=d.workers,
         **shard,
     )
+    return train_set, val_set, info, train_loader, val_loader
 
-    m = config.model
+
+def build_model(
+    m: ModelConfig, info: DatasetInfo, val_set: Dataset
+) -> tuple[nn.Module, dict[str, Any], tuple[int, int, int], dict[str, Any]]:
+    """The model of ``m`` fitted to the data: checked on two images, with its cost counted.
+
+    Returns the model, the keyword arguments it was built with, one image's (C, H, W) and
+    ``model_cost`` at that size.
+    """
     if m.num_classes is not None and m.num_classes != info.num_classes:
         raise ConfigError(
             f"model.num_classes={m.num_classes} but {info.name} has {info.num_classes} classes; "
@@ -273,6 +256,44 @@ def _train(
     check_model_fits_data(model, sample, info, m.name)
     input_size = (info.in_chans, *sample.shape[-2:])
     cost = model_cost(model, input_size)
+    return model, model_kwargs, input_size, cost
+
+
+def _train(
+    config: Config, resume: str | Path | None, world: World, wall_start: float
+) -> dict[str, Any]:
+    t, d = config.train, config.data
+    device = world.device
+    if t.amp == "fp16" and device.type != "cuda":
+        raise ConfigError("train.amp=fp16 needs CUDA; on CPU use train.amp=bf16 or none")
+    if t.sync_bn and world.distributed and device.type != "cuda":
+        raise ConfigError(
+            "train.sync_bn=true needs CUDA (torch's SyncBatchNorm runs on GPUs only); on CPU "
+            "set train.sync_bn=false: each process then normalises with its own batch"
+        )
+    global_batch = d.batch_size * world.world_size
+    notes: list[str] = []  # said once the progress display exists
+
+    def prepare() -> tuple[Path, Path | None, dict[str, Any] | None, list[str]]:
+        found = None
+        if resume is not None:
+            found = find_resume_state(
+                resume, config, world_size=world.world_size, report=notes.append
+            )
+        folder = prepare_run_dir(config.output_dir, config)
+        path, state = found if found is not None else (None, None)
+        return folder, path, state, notes
+
+    # Rank 0 checks the folder and reads the checkpoint; every rank gets the outcome (or error).
+    run_dir, resume_path, resume_state, notes = world.main_result(prepare)
+    seed_everything(t.seed, deterministic=t.deterministic)
+    if device.type == "cuda" and not t.deterministic:
+        torch.backends.cudnn.benchmark = True
+
+    # Data first: a missing dataset is the commonest mistake, and the model needs its shape.
+    train_set, val_set, info, train_loader, val_loader = build_data(config, world)
+    m = config.model
+    model, model_kwargs, input_size, cost = build_model(m, info, val_set)
 
     if t.sync_bn and world.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same state_dict keys
