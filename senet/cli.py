@@ -154,7 +154,11 @@ def profile_command(
     model: Annotated[str, typer.Argument(help="senet model name, torchvision:NAME or timm:NAME.")],
     compare: Annotated[
         list[str] | None,
-        typer.Option("--compare", "-c", help="Another model to compare against (repeatable)."),
+        typer.Option(
+            "--compare",
+            "-c",
+            help="A reference model (repeatable); deltas are against the first one given.",
+        ),
     ] = None,
     input_size: Annotated[tuple[int, int, int], typer.Option(help="One sample's shape: C H W.")] = (
         3,
@@ -185,7 +189,8 @@ def profile_command(
     )  # fmt: skip
     try:
         if compare:
-            models = {spec: resolve_model(spec) for spec in [model, *compare]}
+            # The reference first, as in the paper's tables: MODEL's deltas read as its cost.
+            models = {spec: resolve_model(spec) for spec in dict.fromkeys([*compare, model])}
             result = compare_models(models, input_size, batch_size=batch_size, **timing_kw)
         else:
             result = profile(
