@@ -259,6 +259,57 @@ def build_model(
     return model, model_kwargs, input_size, cost
 
 
+def restore_run(state: dict[str, Any], path: Path | None, **parts: Any) -> None:
+    """Load a checkpoint's model, optimiser, scheduler, scaler and EMA states into ``parts``."""
+    try:
+        restore_training_state(state, **parts)
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise ConfigError(
+            f"cannot resume from {path}: its state does not fit this model and "
+            f"optimiser ({str(e).splitlines()[0]})"
+        ) from None
+
+
+def own_rng_state(
+    state: dict[str, Any], world: World, *, resumes_mid_epoch: bool, notes: list[str]
+) -> Any:
+    """This rank's saved RNG state, or None (with a note) when the world size changed."""
+    rngs = state["rng"]
+    if len(rngs) == world.world_size:
+        return rngs[world.rank]
+    if resumes_mid_epoch:
+        notes.append(
+            f"the checkpoint was written by {len(rngs)} processes, this run has "
+            f"{world.world_size}: data order and augmentation resume exactly, the model's "
+            "own random draws (dropout) restart from the epoch seed"
+        )
+    return None
+
+
+def weights_metadata(
+    config: Config, info: DatasetInfo, model_kwargs: dict[str, Any], input_size: tuple[int, ...]
+) -> dict[str, Any]:
+    """What travels with saved weights: enough to rebuild the model and its preprocessing."""
+    d = config.data
+    return {
+        "model": config.model.name,
+        "model_kwargs": model_kwargs,
+        "data": info.name,
+        "classes": info.classes,
+        "mean": list(info.mean),
+        "std": list(info.std),
+        "input_size": list(input_size),
+        # Enough to rebuild the same dataset for `senet evaluate` (synthetic data needs all).
+        "data_args": {
+            "num_classes": d.num_classes,
+            "channels": d.channels,
+            "seed": config.train.seed,
+            "image_size": d.image_size,
+            "eval_resize": d.eval_resize,
+        },
+    }
+
+
 def _train(
     config: Config, resume: str | Path | None, world: World, wall_start: float
 ) -> dict[str, Any]:
@@ -312,32 +363,19 @@ def _train(
     start_epoch, best, history = 0, None, []
     start, rng = EpochTotals(), None
     if resume_state is not None:
-        try:
-            restore_training_state(
-                resume_state,
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                scaler=scaler,
-                ema=ema,
-            )
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise ConfigError(
-                f"cannot resume from {resume_path}: its state does not fit this model and "
-                f"optimiser ({str(e).splitlines()[0]})"
-            ) from None
+        restore_run(
+            resume_state,
+            resume_path,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=scaler,
+            ema=ema,
+        )
         start_epoch, best = resume_state["epoch"], resume_state["best"]
         history = resume_state["history"]
         start = EpochTotals(**resume_state.get("totals", {}))
-        rngs = resume_state["rng"]
-        if len(rngs) == world.world_size:
-            rng = rngs[world.rank]
-        elif start.step:
-            notes.append(
-                f"the checkpoint was written by {len(rngs)} processes, this run has "
-                f"{world.world_size}: data order and augmentation resume exactly, the model's "
-                "own random draws (dropout) restart from the epoch seed"
-            )
+        rng = own_rng_state(resume_state, world, resumes_mid_epoch=bool(start.step), notes=notes)
     if t.compile:
         model.compile()  # in place: state_dict keys stay the same
     train_model = wrap_ddp(model, world)
@@ -368,23 +406,7 @@ def _train(
         f"{t.epochs} epochs x {steps} steps, batch {global_batch}{procs}, lr {lr:.4g}, "
         f"{device}{', ' + t.amp if t.amp != 'none' else ''} -> {run_dir}"
     )
-    weights_meta = {
-        "model": m.name,
-        "model_kwargs": model_kwargs,
-        "data": info.name,
-        "classes": info.classes,
-        "mean": list(info.mean),
-        "std": list(info.std),
-        "input_size": list(input_size),
-        # Enough to rebuild the same dataset for `senet evaluate` (synthetic data needs all).
-        "data_args": {
-            "num_classes": d.num_classes,
-            "channels": d.channels,
-            "seed": t.seed,
-            "image_size": d.image_size,
-            "eval_resize": d.eval_resize,
-        },
-    }
+    weights_meta = weights_metadata(config, info, model_kwargs, input_size)
     checkpoints = (
         CheckpointDir(checkpoint_folder(run_dir), keep=t.keep_checkpoints)
         if world.is_main
