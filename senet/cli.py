@@ -295,7 +295,7 @@ def retrofit(
             dry_run=dry_run,
         )
     except ValueError as err:
-        typer.echo(f"senet retrofit: {err}", err=True)
+        typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
 
 
