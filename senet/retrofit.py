@@ -26,6 +26,7 @@ from senet.retrofit_insert import (
     GraphInsert,
     IdentityBlend,
     free_name,
+    iterates_children,
     patch_output,
     rewrite_forward,
     set_identity_point,
@@ -240,8 +241,11 @@ def _check_stages(stages: Iterable[int] | int | None) -> frozenset[int] | None:
     return frozenset(stages)
 
 
-def _out_channels(shape: tuple[int, ...] | None) -> int | None:
-    return shape[1] if shape is not None and len(shape) == 4 else None
+_ITERATES_CHILDREN = (
+    "a container with its own forward (a Sequential/ModuleList subclass), which may loop over "
+    "its children, so an attention module added to it could run inside that loop; name the "
+    "modules inside it, or its parent, in sites=[...]"
+)
 
 
 def _plan_residual(
@@ -249,11 +253,13 @@ def _plan_residual(
 ) -> _Placement | Skipped:
     module, stage = c.module, probe.stage(c.out_shape)
     if strategy == "post":
-        channels = _out_channels(c.out_shape)
-        if channels is None:
-            return Skipped(c.unit, f"output has shape {c.out_shape}, not (N, C, H, W)")
+        if problem := probe.not_a_feature_map(c.out_shape):
+            return Skipped(c.unit, f"output: {problem}")
+        channels = c.out_shape[1]
         if c.calls != 1:
             return Skipped(c.unit, f"called {c.calls} times per forward; name one call's module")
+        if iterates_children(module):
+            return Skipped(c.unit, _ITERATES_CHILDREN)
         name = plan.name_for(c.unit, module, "attn")
         site = Site(
             c.unit, c.kind, "post", "after the add + act", _join(c.unit, name),
@@ -277,9 +283,9 @@ def _plan_residual(
         return Skipped(c.unit, "forward takes more than one tensor; name sites inside it")
     sample = _sample(in_shapes[0], ref)
     shape = record_shapes(module, graph, sample).get(where.node)
-    channels = _out_channels(shape)
-    if channels is None:
-        return Skipped(c.unit, f"{strategy} site has shape {shape}, not (N, C, H, W)")
+    if problem := probe.not_a_feature_map(shape):
+        return Skipped(c.unit, f"{strategy} site: {problem}")
+    channels = shape[1]
     name = plan.name_for(c.unit, module, "attn")
     site = Site(c.unit, c.kind, strategy, where.location, _join(c.unit, name), channels, stage, 0)
     return _Placement(site, "graph", c.unit, name, strategy)
@@ -288,12 +294,14 @@ def _plan_residual(
 def _plan_output(plan: _Plan, c: Candidate, probe: Probe, model: nn.Module) -> _Placement | Skipped:
     """A site on a module's output, or for an in-graph conv unit on its last op."""
     stage = probe.stage(c.out_shape)
-    channels = _out_channels(c.out_shape)
-    if channels is None:
-        return Skipped(c.unit, f"output has shape {c.out_shape}, not (N, C, H, W)")
+    if problem := probe.not_a_feature_map(c.out_shape):
+        return Skipped(c.unit, f"output: {problem}")
+    channels = c.out_shape[1]
     if c.container is None:
         if c.calls != 1:
             return Skipped(c.unit, f"called {c.calls} times per forward; name one call's module")
+        if iterates_children(c.module):
+            return Skipped(c.unit, _ITERATES_CHILDREN)
         name = plan.name_for(c.unit, c.module, "attn")
         site = Site(c.unit, c.kind, "output", "module output", _join(c.unit, name), channels,
                     stage, 0)  # fmt: skip
@@ -354,11 +362,10 @@ def _explicit_candidates(
                 f"retrofit: site {path!r} ({type(module).__name__}) is never called by the "
                 "model's forward, so attention there would do nothing; name a module that runs"
             )
-        if kind != "residual" and (shape is None or len(shape) != 4):
+        if kind != "residual" and (problem := probe.not_a_feature_map(shape)):
             raise ValueError(
-                f"retrofit: site {path!r} ({type(module).__name__}) outputs "
-                f"{'a non-tensor' if shape is None else f'shape {shape}'}, but attention needs "
-                "an (N, C, H, W) feature map; name a module that outputs one"
+                f"retrofit: site {path!r} ({type(module).__name__}) output: {problem}; name a module "
+                "that outputs an (N, C, H, W) feature map"
             )
         if kind != "residual" and calls != 1:
             raise ValueError(
@@ -532,10 +539,14 @@ def retrofit(
     # MACs at the sample's size, counted by senet.profile on the model as it is and as it
     # would be; a dry run wires the modules into a copy, so the caller's model stays as it was.
     report.base_macs = profile(model, size, name=report.model).macs
-    target = model if not dry_run else copy.deepcopy(model)
-    _apply(target, plan.placements)
-    _verify(target, plan.placements, sample)
-    report.added_macs = profile(target, size, name=report.model).macs - report.base_macs
+    # Wired into a copy and run there first: a model whose forward defeats the plan (a wrong
+    # channel count, a module called twice) raises here and the caller's model is untouched.
+    trial = copy.deepcopy(model)
+    _apply(trial, plan.placements)
+    _verify(trial, plan.placements, sample)
+    report.added_macs = profile(trial, size, name=report.model).macs - report.base_macs
+    if not dry_run:
+        _apply(model, plan.placements)
     return report
 
 
@@ -562,15 +573,15 @@ def _plan_replacement(
     plan: _Plan, path: str, module: nn.Module, probe: Probe, wanted: frozenset[int] | None
 ) -> None:
     in_shapes = probe.in_shapes.get(id(module), ())
-    channels = _out_channels(in_shapes[0]) if in_shapes else None
+    problem = probe.not_a_feature_map(in_shapes[0] if in_shapes else None)
     stage = probe.stage(probe.out_shape(module))
-    if channels is None:
-        plan.skipped.append(Skipped(path, f"existing attention input {in_shapes} is not 4-D"))
+    if problem:
+        plan.skipped.append(Skipped(path, f"input of the existing attention: {problem}"))
     elif wanted is not None and stage not in wanted:
         plan.skipped.append(Skipped(path, f"stage {stage} not in stages={sorted(wanted)}"))
     else:
         site = Site(path, "existing", "replace", f"replaces {type(module).__name__}", path,
-                    channels, stage, 0)  # fmt: skip
+                    in_shapes[0][1], stage, 0)  # fmt: skip
         plan.placements.append(_Placement(site, "replace", path, path.rsplit(".", 1)[-1], ""))
 
 
@@ -627,6 +638,15 @@ def _verify(model: nn.Module, placements: list[_Placement], sample: torch.Tensor
     try:
         with _inference(model):
             model(sample)
+    except Exception as err:  # whatever the model raises, the caller's model is unchanged
+        sites = ", ".join(p.site.attn_path for p in placements[:4])
+        raise RuntimeError(
+            f"retrofit: {type(model).__name__} fails with the planned attention modules "
+            f"({sites}{', ...' if len(placements) > 4 else ''}): {type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}. The model was left unchanged; "
+            "this is a retrofit bug (please report it with the model), and sites=[...] naming "
+            "other modules works around it"
+        ) from err
     finally:
         for h in handles:
             h.remove()
@@ -636,5 +656,6 @@ def _verify(model: nn.Module, placements: list[_Placement], sample: torch.Tensor
     if wrong:
         raise RuntimeError(
             "retrofit: these attention modules are not called exactly once per forward, which "
-            f"is a retrofit bug (please report it with the model): {', '.join(wrong)}"
+            f"is a retrofit bug (please report it with the model); the model was left "
+            f"unchanged: {', '.join(wrong)}"
         )

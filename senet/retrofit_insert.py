@@ -193,8 +193,34 @@ def _apply_outputs(module: nn.Module, y: Any, outputs: Iterable[tuple[str, str |
     return y
 
 
+def _chain_except(added: frozenset[str]) -> Callable[..., Any]:
+    """``nn.Sequential.forward`` over the children retrofit did not add."""
+
+    def forward(self: nn.Module, x: Any) -> Any:
+        for name, child in self._modules.items():
+            if name not in added:
+                x = child(x)
+        return x
+
+    return forward
+
+
+def iterates_children(module: nn.Module) -> bool:
+    """True for a container subclass with its own forward (it may loop over its children, so
+    a child added to it could run inside that loop)."""
+    containers = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+    return isinstance(module, containers) and not is_transparent(module)
+
+
 def _make_forward(recipe: Recipe) -> Callable[..., Any]:
-    inner = recipe.base.forward if recipe.source is None else _compile_forward(recipe)
+    if recipe.source is not None:
+        inner = _compile_forward(recipe)
+    elif recipe.base.forward is nn.Sequential.forward:
+        # A plain Sequential chains every child, the added attention too: leave those out.
+        added = frozenset(name for pair in recipe.outputs for name in pair if name is not None)
+        inner = _chain_except(added)
+    else:
+        inner = recipe.base.forward
     if not recipe.outputs:
         return inner
     outputs = recipe.outputs

@@ -120,6 +120,27 @@ class Probe:
     def out_shape(self, module: nn.Module) -> tuple[int, ...] | None:
         return self.out_shapes.get(id(module))
 
+    def not_a_feature_map(self, shape: tuple[int, ...] | None) -> str | None:
+        """Why a tensor of ``shape`` is not an (N, C, H, W) feature map of the probe input, or
+        None when it is one."""
+        if shape is None:
+            return "not a tensor"
+        if len(shape) != 4:
+            return f"shape {shape}, not (N, C, H, W)"
+        # Convs keep the input's aspect ratio in the last two dims; a channels-last tensor
+        # (N, H, W, C) of a transformer-style block has its channels there instead, and
+        # attention would pool over the wrong dims. Only C close to W escapes this test.
+        h, w = shape[-2:]
+        expected_h = w * self.input_hw[0] / self.input_hw[1]
+        if abs(h - expected_h) > max(1.5, 0.1 * expected_h):
+            return (
+                f"shape {shape}, whose last two dims are not the "
+                f"{self.input_hw[0]}x{self.input_hw[1]} input's grid scaled down: it looks "
+                "channels-last (N, H, W, C), as in transformer-style blocks, and attention "
+                "needs (N, C, H, W)"
+            )
+        return None
+
     def call_count(self, module: nn.Module) -> int:
         return self.calls.get(id(module), 0)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import io
 import warnings
 from collections.abc import Callable
@@ -451,6 +452,46 @@ def test_plain_network_conv_units() -> None:
         h.remove()
 
 
+class ChannelsLastBlock(nn.Module):
+    """A transformer-style block on (N, H, W, C) tensors, as in Swin: norm and MLP on the last dim."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.mlp = nn.Sequential(nn.Linear(channels, 2 * channels), nn.GELU())
+        self.proj = nn.Linear(2 * channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.proj(self.mlp(self.norm(x)))
+
+
+class ChannelsLastNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, 24, 4, stride=4)  # NCHW, then permuted to NHWC
+        self.blocks = nn.Sequential(ChannelsLastBlock(24), ChannelsLastBlock(24))
+        self.head = nn.Linear(24, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.patch(x).permute(0, 2, 3, 1))
+        return self.head(x.mean((1, 2)))
+
+
+def test_channels_last_blocks_are_not_mistaken_for_feature_maps() -> None:
+    # (N, 8, 8, 24) is 4-D, but its dim 1 is height: SE there would pool over the wrong dims.
+    for size, shape in [(32, "(1, 8, 8, 24)"), ((3, 64, 32), "(1, 16, 8, 24)")]:
+        with pytest.raises(ValueError, match="found no insertion site") as err:
+            senet.retrofit(ChannelsLastNet(), "se", input_size=size)
+        for block in ("blocks.0", "blocks.1"):
+            assert f"{block}: standard site: shape {shape}" in str(err.value)
+        assert "looks channels-last (N, H, W, C)" in str(err.value)
+        # The NCHW conv before the permute is a feature map, with the input's aspect ratio.
+        report = senet.retrofit(ChannelsLastNet(), "se", sites=["patch"], input_size=size)
+        assert [(s.unit, s.channels) for s in report.sites] == [("patch", 24)]
+    with pytest.raises(ValueError, match=r"site 'blocks.1.proj' .* looks channels-last"):
+        senet.retrofit(ChannelsLastNet(), "se", sites=["blocks.1.proj"], input_size=32)
+
+
 def test_explicit_sites(base_models: dict[str, nn.Module]) -> None:
     model = fresh(base_models, "resnet50")
     report = senet.retrofit(model, "se", sites=["layer1.0", "layer4.2"], input_size=64)
@@ -469,6 +510,88 @@ def test_explicit_sites(base_models: dict[str, nn.Module]) -> None:
     assert [(s.strategy, s.channels) for s in report.sites] == [("output", 64), ("output", 512)]
 
 
+class AppendingSequential(nn.Sequential):
+    """A Sequential subclass whose forward loops over its children (timm's VoVNet has one)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [x]
+        for child in self:
+            outputs.append(child(outputs[-1]))
+        return torch.cat(outputs, dim=1)
+
+
+def _two_stage_sequential() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU()),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
+    ).eval()
+
+
+@pytest.mark.parametrize("init", ["default", "identity"])
+def test_plain_sequential_site_runs_its_attention_once(init: str) -> None:
+    base = _two_stage_sequential()
+    model = copy.deepcopy(base)
+    report = senet.retrofit(model, "se", sites=["2"], reduction=4, init=init, input_size=32)
+    assert [(s.attn_path, s.channels) for s in report.sites] == [("2.attn", 16)]
+    x = torch.randn(2, 3, 32, 32)
+    calls, handles = count_calls(inserted(model, report))
+    with torch.no_grad():
+        y = model(x)
+    assert list(calls.values()) == [1]
+    for h in handles:
+        h.remove()
+    with torch.no_grad():
+        expected = base[3:](report_se(model[2], base[2](base[1](base[0](x)))))
+    torch.testing.assert_close(y, expected)
+    if init == "identity":
+        torch.testing.assert_close(y, base(x), rtol=0, atol=1e-5)
+    rebuilt = copy.deepcopy(model)  # the retrofitted class survives copying / pickling
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), y)
+
+
+def report_se(block: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """The attention output the retrofitted Sequential ``block`` should produce."""
+    attended = block.attn(features)
+    blend = getattr(block, "attn_blend", None)  # identity init of a gate-less module
+    return attended if blend is None else blend(features, attended)
+
+
+def test_containers_that_loop_over_children_are_not_patched() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        AppendingSequential(nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)),
+        nn.Conv2d(24, 8, 1),
+    ).eval()
+    with pytest.raises(ValueError, match=r"site '1': a container with its own forward"):
+        senet.retrofit(model, "se", sites=["1"], input_size=16)
+    assert "attn" not in dict(model[1].named_children())
+    report = senet.retrofit(model, "se", sites=["1.0", "2"], reduction=4, input_size=16)
+    assert [(s.unit, s.channels) for s in report.sites] == [("1.0", 8), ("2", 8)]
+    assert model(torch.randn(1, 3, 16, 16)).shape == (1, 8, 16, 16)
+
+
+def test_a_failed_check_leaves_the_model_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    retrofit_module = importlib.import_module("senet.retrofit")
+
+    def fail(*args: object) -> None:
+        raise RuntimeError("retrofit: simulated failure of the trial forward")
+
+    monkeypatch.setattr(retrofit_module, "_verify", fail)
+    model = ToyNet().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    forward_class = type(model.body[0])
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        senet.retrofit(model, "se", input_size=32)
+    assert type(model.body[0]) is forward_class and not hasattr(model.body[0], "attn")
+    assert model.state_dict().keys() == before.keys()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
 def test_bad_input_errors(base_models: dict[str, nn.Module]) -> None:
     model = fresh(base_models, "resnet18")
     with pytest.raises(ValueError, match=r"unknown attention 'sqex'.*cbam.*se"):
@@ -481,7 +604,7 @@ def test_bad_input_errors(base_models: dict[str, nn.Module]) -> None:
         senet.retrofit(model, "se", stages=[0], input_size=64)
     with pytest.raises(ValueError, match=r"'layer1.9'.*close matches: .*layer1.0"):
         senet.retrofit(model, "se", sites=["layer1.9"], input_size=64)
-    with pytest.raises(ValueError, match=r"site 'fc' \(Linear\) outputs shape \(1, 1000\)"):
+    with pytest.raises(ValueError, match=r"site 'fc' \(Linear\) output: shape \(1, 1000\), not"):
         senet.retrofit(model, "se", sites=["fc"], input_size=64)
     with pytest.raises(ValueError, match=r"site 'layer1.0.relu' .* called 2 times"):
         senet.retrofit(model, "se", sites=["layer1.0.relu"], input_size=64)
