@@ -13,8 +13,8 @@ class InMemoryImages(Dataset):
     """uint8 images held as one (N, C, H, W) tensor; item = (normalised float image, label).
 
     Training augmentation is the CIFAR recipe of the paper, on tensors: random horizontal flip,
-    ``pad`` pixels of zero padding, then a random crop back to H x W. This is several times
-    faster than per-image PIL transforms, which matters on a 2-core CPU.
+    ``pad`` pixels of zero padding, then a random crop back to H x W. On tensors it runs 2-3x
+    as fast as torchvision's per-image PIL transforms (``benchmarks/bench_data.py``).
     """
 
     def __init__(
