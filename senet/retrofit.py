@@ -208,6 +208,8 @@ def _reference_tensor(model: nn.Module) -> torch.Tensor:
 
 def _sample(shape: Sequence[int], ref: torch.Tensor) -> torch.Tensor:
     """A random input from a private generator: retrofitting leaves the global RNG alone."""
+    if ref.device.type == "meta":  # shapes only (a model built under torch.device("meta"))
+        return torch.empty(tuple(shape), device="meta", dtype=ref.dtype)
     generator = torch.Generator(device=ref.device).manual_seed(0)
     return torch.randn(tuple(shape), generator=generator, device=ref.device).to(ref.dtype)
 

@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    name: str = "se_resnet20_cifar"  # registry name, as in senet.list_models()
+    name: str = "se_resnet20_cifar"  # senet.list_models() name, or torchvision:NAME / timm:NAME
     num_classes: int | None = None  # None: the dataset's class count
     in_chans: int | None = None  # None: the dataset's channel count
     attn: str | None = None  # attention name ("se", "cbam", ..., "none"); None: model default
@@ -35,6 +35,9 @@ class ModelConfig:
     stride_in_1x1: bool | None = None  # ImageNet ResNets: Caffe layout (True) or torchvision
     kwargs: dict[str, Any] = field(default_factory=dict)  # any other builder keyword argument
     weights: str | None = None  # initial weights (file path), loaded before training
+    # senet.retrofit arguments ({attn: se, init: identity, stages: [4, 5], reduction: 8}):
+    # attention put into the model after it is built (and after base weights load); empty: none
+    retrofit: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -17,7 +17,13 @@ from senet.train.checkpoint import read_weights
 from senet.train.config import ConfigError
 from senet.train.loop import evaluate
 from senet.train.plots import plot_confusion, plot_overlay
-from senet.train.run import _create_model, _load_state, resolve_device
+from senet.train.run import (
+    _create_model,
+    _load_state,
+    is_foreign,
+    load_initial_weights,
+    resolve_device,
+)
 from senet.train.run_log import read_metrics
 
 
@@ -182,6 +188,10 @@ def _foreign_model(name: str, weights: Path, num_classes: int, in_chans: int) ->
     """
     from senet.models.weights import convert_state_dict, detect_layout, load_state_dict
 
+    if is_foreign(name):  # a torchvision/timm model and its own state dict, loaded as is
+        model = _create_model(name, num_classes=num_classes, in_chans=in_chans)
+        load_initial_weights(model, str(weights), foreign=True)
+        return model
     try:
         state = load_state_dict(str(weights))
         head = convert_state_dict(state, detect_layout(state)).get("fc.weight")

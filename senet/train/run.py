@@ -69,9 +69,12 @@ def prepare_run_dir(output_dir: str | None, config: Config) -> Path:
 
 
 def create_model_from_config(
-    cfg: ModelConfig, *, num_classes: int, in_chans: int
+    cfg: ModelConfig, *, num_classes: int, in_chans: int, base_weights: str | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """The registry model named ``cfg.name`` and the exact keyword arguments it was built with."""
+    """The model ``cfg`` names and the exact keyword arguments that rebuild it (weights aside).
+
+    ``base_weights`` load into the model as built, before ``cfg.retrofit`` adds attention.
+    """
     kwargs: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans}
     for key in ("attn", "strategy", "attn_stages", "stride_in_1x1"):
         value = getattr(cfg, key)
@@ -80,18 +83,48 @@ def create_model_from_config(
     if cfg.attn_kwargs:
         kwargs["attn_kwargs"] = dict(cfg.attn_kwargs)
     kwargs.update(cfg.kwargs)
-    return _create_model(cfg.name, **kwargs), kwargs
+    if cfg.retrofit:
+        kwargs["retrofit"] = dict(cfg.retrofit)
+    return _create_model(cfg.name, base_weights=base_weights, **kwargs), kwargs
 
 
-def _create_model(name: str, **kwargs: Any) -> nn.Module:
-    """``senet.create_model`` with build errors turned into ConfigErrors naming the arguments."""
-    from senet.models import create_model
+def is_foreign(name: str) -> bool:
+    """True for ``torchvision:NAME`` / ``timm:NAME`` model specs (not senet's registry)."""
+    return ":" in name
 
+
+def _create_model(
+    name: str,
+    *,
+    retrofit: dict[str, Any] | None = None,
+    base_weights: str | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a senet, torchvision or timm model, load ``base_weights``, then ``retrofit`` it;
+    build errors become ConfigErrors naming the arguments."""
+    from senet.hub import resolve_model
+    from senet.retrofit import retrofit as retrofit_model
+
+    if name.startswith("torchvision:") and kwargs.get("in_chans", 3) != 3:
+        raise ConfigError(
+            f"{name} reads 3-channel images but the data has {kwargs['in_chans']}; use "
+            f"timm:{name.partition(':')[2]} (timm models take in_chans) or 3-channel data"
+        )
+    if name.startswith("torchvision:"):
+        kwargs.pop("in_chans", None)
     try:
-        return create_model(name, **kwargs)
-    except (TypeError, ValueError) as e:
+        model = resolve_model(name, **kwargs)
+    except (TypeError, ValueError, ImportError) as e:
         shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         raise ConfigError(f"cannot build model {name!r}({shown}): {e}") from e
+    if base_weights:
+        load_initial_weights(model, base_weights, foreign=is_foreign(name))
+    if retrofit:
+        try:
+            retrofit_model(model, **retrofit)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model.retrofit={retrofit!r} on {name}: {e}") from e
+    return model
 
 
 def check_model_fits_data(
@@ -131,9 +164,11 @@ def model_cost(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, 
     }
 
 
-def load_initial_weights(model: nn.Module, path: str) -> None:
-    """Load ``model.weights``: a senet run's safetensors, or any layout senet.load_weights reads."""
+def load_initial_weights(model: nn.Module, path: str, *, foreign: bool = False) -> None:
+    """Load ``model.weights``: a senet run's safetensors, or any layout senet.load_weights reads
+    (``foreign``: a torchvision/timm model, whose own state dict layout is loaded as is)."""
     from senet.models import load_weights
+    from senet.models.weights import load_state_dict
 
     if not Path(path).is_file():
         raise ConfigError(f"model.weights={path} does not exist")
@@ -142,9 +177,17 @@ def load_initial_weights(model: nn.Module, path: str) -> None:
         _load_state(model, state, path)
         return
     try:
-        load_weights(model, path)
+        if foreign:
+            _load_state(model, load_state_dict(path), path)
+        else:
+            load_weights(model, path)
     except (ValueError, RuntimeError, KeyError) as e:
         raise ConfigError(f"model.weights={path} does not fit {type(model).__name__}: {e}") from e
+
+
+def _is_run_weights(path: str) -> bool:
+    """True for weights a senet run wrote (safetensors with senet's metadata)."""
+    return path.endswith(".safetensors") and Path(path).is_file() and bool(read_weights(path)[1])
 
 
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -247,11 +290,16 @@ def build_model(
             f"model.in_chans={m.in_chans} but {info.name} images have {info.in_chans} channels; "
             f"set model.in_chans={info.in_chans} or null"
         )
+    # Base weights (not a senet run's file, which holds the attention too) load before retrofit.
+    weights_first = bool(m.weights and m.retrofit and not _is_run_weights(m.weights))
     model, model_kwargs = create_model_from_config(
-        m, num_classes=info.num_classes, in_chans=info.in_chans
+        m,
+        num_classes=info.num_classes,
+        in_chans=info.in_chans,
+        base_weights=m.weights if weights_first else None,
     )
-    if m.weights:
-        load_initial_weights(model, m.weights)
+    if m.weights and not weights_first:
+        load_initial_weights(model, m.weights, foreign=is_foreign(m.name))
     sample = torch.stack([val_set[i][0] for i in range(min(2, len(val_set)))])
     check_model_fits_data(model, sample, info, m.name)
     input_size = (info.in_chans, *sample.shape[-2:])
@@ -401,7 +449,8 @@ def _train(
         )
     procs = f" ({d.batch_size} x {world.world_size} processes)" if world.distributed else ""
     progress.log(
-        f"training {m.name} ({cost['params']:,} params, {cost['macs'] / 1e6:,.1f} M MACs) on "
+        f"training {m.name}{' + ' + str(m.retrofit.get('attn', 'se')) if m.retrofit else ''} "
+        f"({cost['params']:,} params, {cost['macs'] / 1e6:,.1f} M MACs) on "
         f"{info.name}: {len(train_set):,} train / {len(val_set):,} val images, "
         f"{t.epochs} epochs x {steps} steps, batch {global_batch}{procs}, lr {lr:.4g}, "
         f"{device}{', ' + t.amp if t.amp != 'none' else ''} -> {run_dir}"
