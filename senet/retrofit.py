@@ -543,11 +543,19 @@ def retrofit(
     report.base_macs = profile(model, size, name=report.model).macs
     # Wired into a copy and run there first: a model whose forward defeats the plan (a wrong
     # channel count, a module called twice) raises here and the caller's model is untouched.
-    trial = copy.deepcopy(model)
+    try:
+        trial = copy.deepcopy(model)
+    except Exception as err:  # a model holding locks, files, ...: check in place instead
+        if dry_run:
+            raise ValueError(
+                f"retrofit: dry_run wires the plan into a copy, and {type(model).__name__} "
+                f"cannot be copied ({type(err).__name__}: {err}); run without dry_run"
+            ) from err
+        trial = model
     _apply(trial, plan.placements)
-    _verify(trial, plan.placements, sample)
+    _verify(trial, plan.placements, sample, on_copy=trial is not model)
     report.added_macs = profile(trial, size, name=report.model).macs - report.base_macs
-    if not dry_run:
+    if not dry_run and trial is not model:
         _apply(model, plan.placements)
     return report
 
@@ -629,8 +637,15 @@ def _apply(model: nn.Module, placements: list[_Placement]) -> None:
             p.blend.train(model.training)
 
 
-def _verify(model: nn.Module, placements: list[_Placement], sample: torch.Tensor) -> None:
+def _verify(
+    model: nn.Module, placements: list[_Placement], sample: torch.Tensor, *, on_copy: bool
+) -> None:
     """Run the model once and check every new module is called exactly once (no silent no-op)."""
+    kept = (
+        "The model was left unchanged"
+        if on_copy
+        else "The model could not be copied, so it now holds the modules named"
+    )
     calls = {id(p.attn): 0 for p in placements}
 
     def count(module: nn.Module, args: Any) -> None:
@@ -645,7 +660,7 @@ def _verify(model: nn.Module, placements: list[_Placement], sample: torch.Tensor
         raise RuntimeError(
             f"retrofit: {type(model).__name__} fails with the planned attention modules "
             f"({sites}{', ...' if len(placements) > 4 else ''}): {type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}. The model was left unchanged; "
+            f"{str(err).splitlines()[0] if str(err) else ''}. {kept}; "
             "this is a retrofit bug (please report it with the model), and sites=[...] naming "
             "other modules works around it"
         ) from err
@@ -658,6 +673,5 @@ def _verify(model: nn.Module, placements: list[_Placement], sample: torch.Tensor
     if wrong:
         raise RuntimeError(
             "retrofit: these attention modules are not called exactly once per forward, which "
-            f"is a retrofit bug (please report it with the model); the model was left "
-            f"unchanged: {', '.join(wrong)}"
+            f"is a retrofit bug (please report it with the model). {kept}: {', '.join(wrong)}"
         )

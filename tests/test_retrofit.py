@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib
 import io
+import threading
 import warnings
 from collections.abc import Callable
 
@@ -578,7 +579,7 @@ def test_containers_that_loop_over_children_are_not_patched() -> None:
 def test_a_failed_check_leaves_the_model_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     retrofit_module = importlib.import_module("senet.retrofit")
 
-    def fail(*args: object) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
         raise RuntimeError("retrofit: simulated failure of the trial forward")
 
     monkeypatch.setattr(retrofit_module, "_verify", fail)
@@ -590,6 +591,16 @@ def test_a_failed_check_leaves_the_model_unchanged(monkeypatch: pytest.MonkeyPat
     assert type(model.body[0]) is forward_class and not hasattr(model.body[0], "attn")
     assert model.state_dict().keys() == before.keys()
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+def test_a_model_that_cannot_be_copied_is_checked_in_place() -> None:
+    model = ToyNet().eval()
+    model.lock = threading.Lock()  # deepcopy refuses it
+    with pytest.raises(ValueError, match=r"dry_run wires the plan into a copy.*cannot be copied"):
+        senet.retrofit(model, "se", input_size=32, dry_run=True)
+    assert not hasattr(model.body[0], "attn")
+    report = senet.retrofit(model, "se", input_size=32)
+    assert len(report.sites) == 3 and isinstance(model.body[0].attn, SqueezeExcite)
 
 
 def test_bad_input_errors(base_models: dict[str, nn.Module]) -> None:
