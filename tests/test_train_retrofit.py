@@ -85,3 +85,22 @@ def test_retrofit_builds_on_the_meta_device_for_grid_checks(tmp_path):
     base = sum(p.numel() for p in torchvision.models.resnet18(num_classes=4).parameters())
     se = _se_params([64, 64, 128, 128, 256, 256, 512, 512], reduction=8)
     assert sum(p.numel() for p in model.parameters()) == base + se
+
+
+def test_fine_tune_from_weights_with_another_head(tmp_path):
+    # ImageNet-style weights (1000 classes) into a 4-class model: weights_head=false keeps the
+    # model's new classifier and loads everything else, before the retrofit.
+    base = torchvision.models.resnet18(num_classes=1000)
+    torch.save(base.state_dict(), tmp_path / "imagenet.pth")
+    common = [*RESNET18_SE, f"model.weights={tmp_path / 'imagenet.pth'}"]
+    val, info = create_dataset("synthetic", "val", num_classes=4, image_size=16, synthetic_size=8)
+    with pytest.raises(
+        ConfigError,
+        match=r"(?s)imagenet.pth: the checkpoint does not fit ResNet.*fc.weight.*weights_head=false",
+    ):
+        build_model(_config(tmp_path, *common).model, info, val)
+    model, _, _, _ = build_model(
+        _config(tmp_path, *common, "model.weights_head=false").model, info, val
+    )
+    assert model.fc.out_features == 4 and torch.equal(model.conv1.weight, base.conv1.weight)
+    assert torch.equal(model.layer4[1].bn2.running_var, base.layer4[1].bn2.running_var)

@@ -35,6 +35,7 @@ class ModelConfig:
     stride_in_1x1: bool | None = None  # ImageNet ResNets: Caffe layout (True) or torchvision
     kwargs: dict[str, Any] = field(default_factory=dict)  # any other builder keyword argument
     weights: str | None = None  # initial weights (file path), loaded before training
+    weights_head: bool = True  # false: keep a new classifier (fine-tuning on other classes)
     # senet.retrofit arguments ({attn: se, init: identity, stages: [4, 5], reduction: 8}):
     # attention put into the model after it is built (and after base weights load); empty: none
     retrofit: dict[str, Any] = field(default_factory=dict)

@@ -85,7 +85,10 @@ def create_model_from_config(
     kwargs.update(cfg.kwargs)
     if cfg.retrofit:
         kwargs["retrofit"] = dict(cfg.retrofit)
-    return _create_model(cfg.name, base_weights=base_weights, **kwargs), kwargs
+    model = _create_model(
+        cfg.name, base_weights=base_weights, weights_head=cfg.weights_head, **kwargs
+    )
+    return model, kwargs
 
 
 def is_foreign(name: str) -> bool:
@@ -98,6 +101,7 @@ def _create_model(
     *,
     retrofit: dict[str, Any] | None = None,
     base_weights: str | None = None,
+    weights_head: bool = True,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a senet, torchvision or timm model, load ``base_weights``, then ``retrofit`` it;
@@ -118,7 +122,7 @@ def _create_model(
         shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         raise ConfigError(f"cannot build model {name!r}({shown}): {e}") from e
     if base_weights:
-        load_initial_weights(model, base_weights, foreign=is_foreign(name))
+        load_initial_weights(model, base_weights, foreign=is_foreign(name), head=weights_head)
     if retrofit:
         try:
             retrofit_model(model, **retrofit)
@@ -164,25 +168,50 @@ def model_cost(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, 
     }
 
 
-def load_initial_weights(model: nn.Module, path: str, *, foreign: bool = False) -> None:
+def load_initial_weights(
+    model: nn.Module, path: str, *, foreign: bool = False, head: bool = True
+) -> None:
     """Load ``model.weights``: a senet run's safetensors, or any layout senet.load_weights reads
-    (``foreign``: a torchvision/timm model, whose own state dict layout is loaded as is)."""
+    (``foreign``: a torchvision/timm model, whose own state dict layout is loaded as is).
+    ``head=False`` keeps the model's classifier (the last Linear layer) as it is."""
     from senet.models import load_weights
     from senet.models.weights import load_state_dict
 
     if not Path(path).is_file():
         raise ConfigError(f"model.weights={path} does not exist")
     state, meta = read_weights(path) if path.endswith(".safetensors") else ({}, {})
-    if meta:
-        _load_state(model, state, path)
-        return
     try:
-        if foreign:
-            _load_state(model, load_state_dict(path), path)
+        if meta or foreign:
+            state = state if meta else load_state_dict(path)
+            _load_state(model, state if head else _with_own_head(model, state), path)
         else:
-            load_weights(model, path)
+            load_weights(model, path, classifier=head)
     except (ValueError, RuntimeError, KeyError) as e:
-        raise ConfigError(f"model.weights={path} does not fit {type(model).__name__}: {e}") from e
+        message = str(e) if isinstance(e, ConfigError) else f"model.weights={path}: {e}"
+        head_name = _head_name(model)
+        if head and head_name and f"{head_name}.weight" in message:
+            message += (
+                f"\n  if the classifier ({head_name}) is all that differs, "
+                "model.weights_head=false keeps the model's own (fine-tuning on other classes)"
+            )
+        raise ConfigError(message) from e
+
+
+def _head_name(model: nn.Module) -> str | None:
+    """The module name of the model's classifier: its last Linear layer."""
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    return linears[-1] if linears else None
+
+
+def _with_own_head(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with the classifier's tensors replaced by the model's own."""
+    head_name = _head_name(model)
+    if head_name is None:
+        raise ConfigError(f"model.weights_head=false: {type(model).__name__} has no Linear head")
+    prefix = f"{head_name}."
+    kept = {k: v for k, v in state.items() if not k.startswith(prefix)}
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+    return {**kept, **own}
 
 
 def _is_run_weights(path: str) -> bool:
@@ -299,7 +328,7 @@ def build_model(
         base_weights=m.weights if weights_first else None,
     )
     if m.weights and not weights_first:
-        load_initial_weights(model, m.weights, foreign=is_foreign(m.name))
+        load_initial_weights(model, m.weights, foreign=is_foreign(m.name), head=m.weights_head)
     sample = torch.stack([val_set[i][0] for i in range(min(2, len(val_set)))])
     check_model_fits_data(model, sample, info, m.name)
     input_size = (info.in_chans, *sample.shape[-2:])
