@@ -98,7 +98,7 @@ class _AttnBlock(nn.Module):
         self.strategy = check_strategy(type(self).__name__, strategy, bottleneck=bottleneck)
         width = attn_width(strategy, in_chs=in_chs, mid_chs=mid_chs, out_chs=out_chs)
         self.attn = create_attn(attn, width, **(attn_kwargs or {}))
-        # Plain bools so forward's branches are constants to TorchScript and torch.compile.
+        # Plain bools so forward's branches are constants to torch.compile and torch.export.
         self._at = {s: self.attn is not None and strategy == s for s in STRATEGIES}
 
     def extra_repr(self) -> str:

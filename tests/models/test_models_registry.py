@@ -195,3 +195,13 @@ def test_torch_compile_matches_eager(name, size):
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         torch.testing.assert_close(torch.compile(model)(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("name", "size"), [("se_resnet20_cifar", 32), ("cbam_resnet50", 64)])
+def test_torch_export_matches_eager(name, size):
+    # torch.export is the deployment path; TorchScript, deprecated by PyTorch, is not supported.
+    model = senet.create_model(name).eval()
+    x = torch.randn(2, 3, size, size)
+    exported = torch.export.export(model, (x,)).module()
+    with torch.no_grad():
+        torch.testing.assert_close(exported(x), model(x), rtol=1e-5, atol=1e-5)
