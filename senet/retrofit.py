@@ -541,23 +541,71 @@ def retrofit(
     # MACs at the sample's size, counted by senet.profile on the model as it is and as it
     # would be; a dry run wires the modules into a copy, so the caller's model stays as it was.
     report.base_macs = profile(model, size, name=report.model).macs
-    # Wired into a copy and run there first: a model whose forward defeats the plan (a wrong
-    # channel count, a module called twice) raises here and the caller's model is untouched.
+    macs, in_place = _check_on_copy(model, plan.placements, sample, size, dry_run=dry_run)
+    report.added_macs = macs - report.base_macs
+    if not dry_run and not in_place:
+        _apply(model, plan.placements)
+    return report
+
+
+def _meta_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` with every parameter and buffer on the meta device (no memory,
+    no weights copied)."""
+    memo: dict[int, Any] = {}
+    for t in [*module.parameters(), *module.buffers()]:
+        empty = torch.empty_like(t, device="meta")
+        memo[id(t)] = (
+            nn.Parameter(empty, requires_grad=t.requires_grad)
+            if isinstance(t, nn.Parameter)
+            else empty
+        )
+    return copy.deepcopy(module, memo)
+
+
+def _check_on_copy(
+    model: nn.Module,
+    placements: list[_Placement],
+    sample: torch.Tensor,
+    size: tuple[int, int, int],
+    *,
+    dry_run: bool,
+) -> tuple[int, bool]:
+    """Wire the plan into a copy of ``model``, run it once there; return the copy's MACs and
+    whether the plan had to be wired into ``model`` itself (it could not be copied).
+
+    A model whose forward defeats the plan (a wrong channel count, a module called twice) raises
+    here, before the caller's model is touched. The copy lives on the meta device, so it costs no
+    memory; a model that cannot run there (data-dependent control flow, tensors kept outside
+    its parameters) is checked on a real copy, and one that cannot be copied at all in place.
+    """
+    name = type(model).__name__
+    try:
+        trial = _meta_copy(model)
+        metas = [
+            replace(
+                p,
+                attn=_meta_copy(p.attn),
+                blend=_meta_copy(p.blend) if p.blend is not None else None,
+            )
+            for p in placements
+        ]
+        _apply(trial, metas)
+        _verify(trial, metas, torch.empty_like(sample, device="meta"), on_copy=True)
+        return profile(trial, size, name=name).macs, False
+    except Exception:  # decided below, on real tensors
+        pass
     try:
         trial = copy.deepcopy(model)
     except Exception as err:  # a model holding locks, files, ...: check in place instead
         if dry_run:
             raise ValueError(
-                f"retrofit: dry_run wires the plan into a copy, and {type(model).__name__} "
-                f"cannot be copied ({type(err).__name__}: {err}); run without dry_run"
+                f"retrofit: dry_run wires the plan into a copy, and {name} cannot be copied "
+                f"({type(err).__name__}: {err}); run without dry_run"
             ) from err
         trial = model
-    _apply(trial, plan.placements)
-    _verify(trial, plan.placements, sample, on_copy=trial is not model)
-    report.added_macs = profile(trial, size, name=report.model).macs - report.base_macs
-    if not dry_run and trial is not model:
-        _apply(model, plan.placements)
-    return report
+    _apply(trial, placements)
+    _verify(trial, placements, sample, on_copy=trial is not model)
+    return profile(trial, size, name=name).macs, trial is model
 
 
 def _build_modules(
