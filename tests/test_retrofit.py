@@ -603,6 +603,37 @@ def test_a_model_that_cannot_be_copied_is_checked_in_place() -> None:
     assert len(report.sites) == 3 and isinstance(model.body[0].attn, SqueezeExcite)
 
 
+class DataDependentNet(ToyNet):
+    """Reads a value in forward (``.item()``), which shapes alone cannot give."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = 2.0 if x.mean().item() > 10 else 1.0
+        return super().forward(x * scale)
+
+
+@pytest.mark.parametrize(("net", "real_copies"), [(ToyNet, 0), (DataDependentNet, 1)])
+def test_the_plan_is_checked_on_a_meta_copy(
+    monkeypatch: pytest.MonkeyPatch, net: type, real_copies: int
+) -> None:
+    # The checking copy costs no memory; only a model that cannot run on meta gets a real one.
+    copies: list[object] = []
+    real_deepcopy = copy.deepcopy
+
+    def counting_deepcopy(x: object, memo: dict | None = None) -> object:
+        if memo is None and isinstance(x, nn.Module):
+            copies.append(x)
+        return real_deepcopy(x, memo)
+
+    monkeypatch.setattr(copy, "deepcopy", counting_deepcopy)
+    model = net().eval()
+    base = real_deepcopy(model)
+    report = senet.retrofit(model, "se", init="identity", input_size=32)
+    assert len(report.sites) == 3 and len(copies) == real_copies
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), base(x), rtol=0, atol=1e-5)
+
+
 def test_bad_input_errors(base_models: dict[str, nn.Module]) -> None:
     model = fresh(base_models, "resnet18")
     with pytest.raises(ValueError, match=r"unknown attention 'sqex'.*cbam.*se"):
