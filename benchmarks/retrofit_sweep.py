@@ -5,7 +5,7 @@
 For each model: the sites found, what was skipped, and the seconds retrofit took (one sample
 pass, the copy it checks on, two profiles). A model with no usable site must end in retrofit's
 ValueError that says why; anything else (a crash, a forward that fails afterwards) is a bug and
-makes the exit status 1. Takes about 2 minutes for torchvision, 1 more with --timm, on 2 cores (3.5 in all).
+makes the exit status 1. Takes about 2 minutes for torchvision, 1 more with --timm, on 2 cores (under 3 in all).
 """
 
 from __future__ import annotations
