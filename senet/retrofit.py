@@ -538,8 +538,8 @@ def retrofit(
         added_params=sum(p.site.params for p in plan.placements) - removed,
         applied=not dry_run,
     )
-    # MACs at the sample's size, counted by senet.profile on the model as it is and as it
-    # would be; a dry run wires the modules into a copy, so the caller's model stays as it was.
+    # MACs at the sample's size, counted by senet.profile on the model as it is and, on the
+    # checking copy, as it will be; only then (and not for a dry run) is the model changed.
     report.base_macs = profile(model, size, name=report.model).macs
     macs, in_place = _check_on_copy(model, plan.placements, sample, size, dry_run=dry_run)
     report.added_macs = macs - report.base_macs

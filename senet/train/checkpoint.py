@@ -152,13 +152,18 @@ def save_weights(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> No
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
+def read_weights_metadata(path: str | Path) -> dict[str, Any]:
+    """The senet metadata of a ``.safetensors`` file (empty if it has none), from its header only."""
+    with safe_open(str(path), framework="pt") as f:
+        raw = (f.metadata() or {}).get("senet")
+    return json.loads(raw) if raw else {}
+
+
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The state dict and the senet metadata (empty if the file has none) of a weights file."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get("senet")
-        return load_file(str(path)), json.loads(raw) if raw else {}
+        return load_file(str(path)), read_weights_metadata(path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "version" in state and "model" in state:
         return state["model"], {}  # a senet training checkpoint

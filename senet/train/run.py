@@ -19,7 +19,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from senet.data import DatasetInfo, create_dataset, create_loader
-from senet.train.checkpoint import CheckpointDir, read_weights, restore_training_state
+from senet.train.checkpoint import (
+    CheckpointDir,
+    read_weights,
+    read_weights_metadata,
+    restore_training_state,
+)
 from senet.train.config import Config, ConfigError, ModelConfig, save_config
 from senet.train.distributed import World, init_world, resolve_device, wrap_ddp
 from senet.train.ema import create_ema
@@ -109,13 +114,13 @@ def _create_model(
     from senet.hub import resolve_model
     from senet.retrofit import retrofit as retrofit_model
 
-    if name.startswith("torchvision:") and kwargs.get("in_chans", 3) != 3:
-        raise ConfigError(
-            f"{name} reads 3-channel images but the data has {kwargs['in_chans']}; use "
-            f"timm:{name.partition(':')[2]} (timm models take in_chans) or 3-channel data"
-        )
-    if name.startswith("torchvision:"):
-        kwargs.pop("in_chans", None)
+    if name.startswith("torchvision:"):  # torchvision builders take no in_chans
+        in_chans = kwargs.pop("in_chans", 3)
+        if in_chans != 3:
+            raise ConfigError(
+                f"{name} reads 3-channel images but the data has {in_chans}; use "
+                f"timm:{name.partition(':')[2]} (timm models take in_chans) or 3-channel data"
+            )
     try:
         model = resolve_model(name, **kwargs)
     except (TypeError, ValueError, ImportError) as e:
@@ -216,7 +221,9 @@ def _with_own_head(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str
 
 def _is_run_weights(path: str) -> bool:
     """True for weights a senet run wrote (safetensors with senet's metadata)."""
-    return path.endswith(".safetensors") and Path(path).is_file() and bool(read_weights(path)[1])
+    return (
+        path.endswith(".safetensors") and Path(path).is_file() and bool(read_weights_metadata(path))
+    )
 
 
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
