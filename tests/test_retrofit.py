@@ -546,7 +546,7 @@ def test_plain_sequential_site_runs_its_attention_once(init: str) -> None:
     for h in handles:
         h.remove()
     with torch.no_grad():
-        expected = base[3:](report_se(model[2], base[2](base[1](base[0](x)))))
+        expected = base[3:](attended_output(model[2], base[2](base[1](base[0](x)))))
     torch.testing.assert_close(y, expected)
     if init == "identity":
         torch.testing.assert_close(y, base(x), rtol=0, atol=1e-5)
@@ -555,7 +555,7 @@ def test_plain_sequential_site_runs_its_attention_once(init: str) -> None:
         torch.testing.assert_close(rebuilt(x), y)
 
 
-def report_se(block: nn.Module, features: torch.Tensor) -> torch.Tensor:
+def attended_output(block: nn.Module, features: torch.Tensor) -> torch.Tensor:
     """The attention output the retrofitted Sequential ``block`` should produce."""
     attended = block.attn(features)
     blend = getattr(block, "attn_blend", None)  # identity init of a gate-less module
