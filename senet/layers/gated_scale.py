@@ -1,0 +1,30 @@
+"""The scale step shared by gating attention: ``x * s``, fused with a residual add when given."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class GatedScale(nn.Module):
+    """Base for attention that rescales its input by a gate s = ``excitation(x)``: Gate, Scale.
+
+    ``forward(x)`` is ``x * s`` (the SE paper's F_scale, eq. 4). ``forward(x, residual)`` is
+    ``residual + x * s`` in one pass over the activation (``torch.addcmul``) instead of two, which
+    is what a residual block does next; the blocks of ``senet.models`` call it that way. Both
+    return a new tensor and keep ``x``, not the output, for backward, so the caller may add to or
+    rectify the result in place.
+    """
+
+    #: Blocks check this to hand over their residual add.
+    fuses_residual = True
+
+    def excitation(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate s, broadcastable to ``x`` and of ``x``'s dtype."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        s = self.excitation(x).to(x.dtype)  # a float32 gate would promote the whole map
+        if residual is None:
+            return x * s
+        return torch.addcmul(residual, x, s)
