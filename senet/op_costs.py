@@ -89,8 +89,9 @@ ELEMENTWISE = _packets(
     # gates and activations (the paper's Table 12 compares sigmoid, tanh and ReLU gates)
     "sigmoid", "hardsigmoid", "tanh", "relu", "clamp", "clamp_min", "clamp_max", "hardtanh",
     "silu", "hardswish", "gelu", "leaky_relu", "elu", "softmax", "_softmax", "exp",
-    # arithmetic: the scale x * s, the CBAM sum, (1 + M) * T, residual adds
-    "mul", "div", "add", "sub", "rsub", "maximum", "minimum",
+    # arithmetic: the scale x * s, the CBAM sum, (1 + M) * T, residual adds; addcmul is a scale
+    # fused with the residual add that follows it, one op per element like the scale alone
+    "mul", "div", "add", "sub", "rsub", "maximum", "minimum", "addcmul",
     # normalisation, one op per element (not counted by the paper: BN folds into the conv)
     "native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
     "_native_batch_norm_legit_functional", "cudnn_batch_norm", "miopen_batch_norm",

@@ -5,8 +5,9 @@ from senet.layers.cbam import CBAM, ChannelGate, SpatialGate
 from senet.layers.create_attn import attention_names, create_attn, get_attn
 from senet.layers.detect import SENET_ATTENTION, is_attention_module
 from senet.layers.eca import ECA, eca_kernel_size
+from senet.layers.gated_scale import GatedScale
 from senet.layers.gather_excite import GatherExcite
-from senet.layers.pooling import GlobalPool2d
+from senet.layers.pooling import GlobalPool2d, spatial_mean
 from senet.layers.residual_attention import (
     PreActUnit,
     ResidualAttention,
@@ -24,6 +25,7 @@ __all__ = [
     "SENET_ATTENTION",
     "ChannelGate",
     "Clamp01",
+    "GatedScale",
     "GatherExcite",
     "GlobalPool2d",
     "PreActUnit",
@@ -43,4 +45,5 @@ __all__ = [
     "hidden_width",
     "is_attention_module",
     "make_divisible",
+    "spatial_mean",
 ]

@@ -7,10 +7,12 @@ from torch import nn
 
 from senet.layers._validate import check_feature_map, check_positive_int
 from senet.layers.activations import ActLayer, create_act
+from senet.layers.gated_scale import GatedScale
+from senet.layers.pooling import spatial_mean
 from senet.layers.squeeze_excite import hidden_width
 
 
-class ChannelGate(nn.Module):
+class ChannelGate(GatedScale):
     """CBAM channel attention: AvgPool and MaxPool, shared MLP (FC, Act, FC), Sum, Sigmoid, Scale.
 
     Differs from SE in feeding both pooled descriptors through the one MLP and summing them.
@@ -40,15 +42,12 @@ class ChannelGate(nn.Module):
     def excitation(self, x: torch.Tensor) -> torch.Tensor:
         """Channel weights (N, C, 1, 1)."""
         check_feature_map(type(self).__name__, self.channels, x)
-        avg = self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True))))
+        avg = self.fc2(self.act(self.fc1(spatial_mean(x))))
         mx = self.fc2(self.act(self.fc1(x.amax((2, 3), keepdim=True))))
         return self.gate(avg + mx)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.excitation(x)
 
-
-class SpatialGate(nn.Module):
+class SpatialGate(GatedScale):
     """CBAM spatial attention: channel-wise Max and Mean, Concat, KxK Conv, BN, Sigmoid, Scale."""
 
     def __init__(
@@ -77,9 +76,6 @@ class SpatialGate(nn.Module):
         pooled = torch.cat([x.amax(1, keepdim=True), x.mean(1, keepdim=True)], dim=1)
         return self.gate(self.bn(self.conv(pooled)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.excitation(x)
-
 
 class CBAM(nn.Module):
     """Convolutional Block Attention Module (Woo et al., ECCV 2018): ChannelGate, SpatialGate."""
@@ -104,5 +100,7 @@ class CBAM(nn.Module):
         )  # fmt: skip
         self.spatial_gate = SpatialGate(kernel_size, norm=norm, gate=gate)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.spatial_gate(self.channel_gate(x))
+    fuses_residual = True  # the spatial gate's scale takes the block's residual add
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        return self.spatial_gate(self.channel_gate(x), residual)

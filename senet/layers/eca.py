@@ -9,6 +9,8 @@ from torch import nn
 
 from senet.layers._validate import check_feature_map, check_positive_int
 from senet.layers.activations import ActLayer, create_act
+from senet.layers.gated_scale import GatedScale
+from senet.layers.pooling import spatial_mean
 
 
 def eca_kernel_size(channels: int, gamma: int = 2, beta: int = 1) -> int:
@@ -17,7 +19,7 @@ def eca_kernel_size(channels: int, gamma: int = 2, beta: int = 1) -> int:
     return k if k % 2 else k + 1
 
 
-class ECA(nn.Module):
+class ECA(GatedScale):
     """Efficient Channel Attention (Wang et al., CVPR 2020): AvgPool, Conv1d(k), Sigmoid, Scale.
 
     No dimensionality reduction: each channel's weight comes from its k neighbours in the pooled
@@ -48,11 +50,10 @@ class ECA(nn.Module):
     def excitation(self, x: torch.Tensor) -> torch.Tensor:
         """Channel weights (N, C, 1, 1)."""
         check_feature_map(type(self).__name__, self.channels, x)
-        y = x.mean((2, 3)).unsqueeze(1)  # (N, 1, C): channels become the 1-D sequence
+        y = spatial_mean(x).view(
+            x.shape[0], 1, self.channels
+        )  # (N, 1, C): channels become the 1-D sequence
         return self.gate(self.conv(y).view(x.shape[0], self.channels, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.excitation(x)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, kernel_size={self.kernel_size}"

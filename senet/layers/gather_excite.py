@@ -10,10 +10,12 @@ from torch import nn
 
 from senet.layers._validate import check_feature_map, check_positive_int
 from senet.layers.activations import ActLayer, create_act
+from senet.layers.gated_scale import GatedScale
+from senet.layers.pooling import spatial_mean
 from senet.layers.squeeze_excite import hidden_width
 
 
-class GatherExcite(nn.Module):
+class GatherExcite(GatedScale):
     """Gather-Excite (Hu et al., NeurIPS 2018): Gather, [MLP], Interpolate, Sigmoid, Scale.
 
     Variants of the paper:
@@ -89,7 +91,7 @@ class GatherExcite(nn.Module):
         if self.extra_params:
             g = self.gather(x)
         elif self.extent == 0:
-            g = x.mean((2, 3), keepdim=True)
+            g = spatial_mean(x)
         else:
             e = self.extent
             g = F.avg_pool2d(x, 2 * e - 1, stride=e, padding=e - 1, count_include_pad=False)
@@ -97,9 +99,6 @@ class GatherExcite(nn.Module):
         if g.shape[-2:] != (1, 1):
             g = F.interpolate(g, size=x.shape[-2:], mode="nearest")
         return self.gate(g)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.excitation(x)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, extent={self.extent}, extra_params={self.extra_params}"

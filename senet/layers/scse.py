@@ -6,10 +6,11 @@ import torch
 from torch import nn
 
 from senet.layers._validate import check_choice, check_feature_map, check_positive_int
+from senet.layers.gated_scale import GatedScale
 from senet.layers.squeeze_excite import SqueezeExcite
 
 
-class SpatialSE(nn.Module):
+class SpatialSE(GatedScale):
     """sSE: 1x1 Conv to one channel, Sigmoid, Scale: a per-pixel gate shared by all channels."""
 
     def __init__(self, channels: int) -> None:
@@ -21,9 +22,6 @@ class SpatialSE(nn.Module):
     def excitation(self, x: torch.Tensor) -> torch.Tensor:
         check_feature_map(type(self).__name__, self.channels, x)
         return self.gate(self.conv(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.excitation(x)
 
 
 class SCSE(nn.Module):

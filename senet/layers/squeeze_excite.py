@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from senet.layers._validate import check_feature_map, check_positive_int
 from senet.layers.activations import ActLayer, create_act
+from senet.layers.gated_scale import GatedScale
 from senet.layers.pooling import GlobalPool2d
+
+
+def autocast_off(device_type: str) -> contextlib.AbstractContextManager[object]:
+    """A context with autocast disabled on ``device_type`` if it is on (no-op elsewhere, e.g. meta)."""
+    try:
+        enabled = torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device type autocast does not know
+        enabled = False
+    return torch.autocast(device_type, enabled=False) if enabled else contextlib.nullcontext()
 
 
 def make_divisible(value: float, divisor: int, min_value: int | None = None) -> int:
@@ -31,7 +44,7 @@ def hidden_width(
     return make_divisible(channels / reduction, divisor, min_value=max(min_channels, divisor))
 
 
-class SqueezeExcite(nn.Module):
+class SqueezeExcite(GatedScale):
     """Squeeze-and-Excitation (Hu et al., CVPR 2018): Pool, FC, Act, FC, Gate, Scale.
 
     With the paper's symbols (Sec. 3): ``squeeze`` is F_sq (eq. 2), ``fc1``/``fc2`` are W1 (C/r x C)
@@ -54,7 +67,12 @@ class SqueezeExcite(nn.Module):
 
     The excitation vector s (N, C, 1, 1) — (N, C, H, W) with ``squeeze="none"`` — is returned by
     :meth:`excitation` and is the output of the ``gate`` submodule, so a forward hook on
-    ``module.gate`` records it.
+    ``module.gate`` records it. ``forward(x, residual)`` adds a residual in the same pass as the
+    scale (see :class:`GatedScale`).
+
+    Speed: on pooled descriptors the two FCs run as matrix products on (N, C) in the weights'
+    dtype, outside autocast: under bf16 autocast that saves casting the FC weights every call
+    and oneDNN's fixed cost for a 1x1 convolution on a 1x1 map; s is cast to ``x``'s dtype once.
     """
 
     def __init__(
@@ -80,19 +98,28 @@ class SqueezeExcite(nn.Module):
         if hidden_channels is None:
             hidden_channels = hidden_width(channels, reduction, min_channels, divisor)
         self.hidden_channels = check_positive_int(owner, "hidden_channels", hidden_channels)
-        self.squeeze = GlobalPool2d(squeeze)
+        self.squeeze = GlobalPool2d(squeeze, owner=owner, arg="squeeze")
         self.fc1 = nn.Conv2d(channels, hidden_channels, 1, bias=bias)
         self.act = create_act(act_layer, owner=owner, arg="act_layer")
         self.fc2 = nn.Conv2d(hidden_channels, channels, 1, bias=bias)
         self.gate = create_act(gate, owner=owner, arg="gate")
 
     def excitation(self, x: torch.Tensor) -> torch.Tensor:
-        """The channel weights s = sigma(W2 delta(W1 z)), z = F_sq(x)."""
+        """The channel weights s = sigma(W2 delta(W1 z)), z = F_sq(x), in ``x``'s dtype."""
         check_feature_map(type(self).__name__, self.channels, x)
-        return self.gate(self.fc2(self.act(self.fc1(self.squeeze(x)))))
+        z = self.squeeze(x)
+        if self.squeeze.pool_type == "none":  # NoSqueeze: full-resolution 1x1 convs
+            return self.gate(self.fc2(self.act(self.fc1(z))))
+        return self._excite_pooled(z).to(x.dtype)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.excitation(x)
+    def _excite_pooled(self, z: torch.Tensor) -> torch.Tensor:
+        """The FCs on the (N, C, 1, 1) descriptor as (N, C) matrix products, autocast off."""
+        n = z.shape[0]
+        weight = self.fc1.weight
+        with autocast_off(z.device.type):
+            h = F.linear(z.view(n, -1).to(weight.dtype), weight.flatten(1), self.fc1.bias)
+            y = F.linear(self.act(h), self.fc2.weight.flatten(1), self.fc2.bias)
+            return self.gate(y.view(n, self.channels, 1, 1))
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, reduction={self.reduction}"

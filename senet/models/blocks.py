@@ -16,7 +16,9 @@ projection), a post-activation block computes:
 The sum is taken in place on the branch output (no extra activation-sized buffer); every op that
 can produce that tensor (BN, conv, senet's gates ``x * s``) keeps its input, not its output, for
 the backward pass. An ``attn`` class that returns a tensor autograd saved (e.g. ``torch.sigmoid``
-of its input) makes backward raise rather than compute wrong gradients.
+of its input) makes backward raise rather than compute wrong gradients. Gating attention
+(``senet.layers.GatedScale``: SE, ECA, CBAM's gates, GE) under ``standard`` or ``identity`` takes
+the sum into its scale, ``shortcut + F(x) * s`` in one pass over the activation instead of two.
 
 Pre-activation blocks (BN-ReLU before each conv) place ``A`` the same way; there the pre-activation
 is shared with a projection shortcut, so ``pre`` applies ``A`` after it, at the head of the convs.
@@ -100,6 +102,19 @@ class _AttnBlock(nn.Module):
         self.attn = create_attn(attn, width, **(attn_kwargs or {}))
         # Plain bools so forward's branches are constants to torch.compile and torch.export.
         self._at = {s: self.attn is not None and strategy == s for s in STRATEGIES}
+        self._fuses_sum = getattr(self.attn, "fuses_residual", False) is True
+
+    def _add_shortcut(self, out: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        """``out + shortcut`` with attention on the branch (standard) or the shortcut (identity)."""
+        if self._fuses_sum and self._at["standard"]:
+            return self.attn(out, shortcut)  # shortcut + out * s
+        if self._fuses_sum and self._at["identity"]:
+            return self.attn(shortcut, out)  # out + shortcut * s
+        if self._at["standard"]:
+            out = self.attn(out)
+        if self._at["identity"]:
+            shortcut = self.attn(shortcut)
+        return out.add_(shortcut)
 
     def extra_repr(self) -> str:
         return f"strategy={self.strategy!r}" if self.attn is not None else ""
@@ -143,11 +158,7 @@ class BasicBlock(_AttnBlock):
             x = self.attn(x)
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        if self._at["standard"]:
-            out = self.attn(out)
-        if self._at["identity"]:
-            shortcut = self.attn(shortcut)
-        out += shortcut
+        out = self._add_shortcut(out, shortcut)
         out = self.act2(out)
         if self._at["post"]:
             out = self.attn(out)
@@ -212,11 +223,7 @@ class Bottleneck(_AttnBlock):
         if self._at["conv3x3"]:
             out = self.attn(out)
         out = self.bn3(self.conv3(out))
-        if self._at["standard"]:
-            out = self.attn(out)
-        if self._at["identity"]:
-            shortcut = self.attn(shortcut)
-        out += shortcut
+        out = self._add_shortcut(out, shortcut)
         out = self.act3(out)
         if self._at["post"]:
             out = self.attn(out)
@@ -268,11 +275,7 @@ class PreActBasicBlock(_AttnBlock):
             pre = self.attn(pre)
         out = self.conv1(pre)
         out = self.conv2(self.drop(self.act2(self.bn2(out))))
-        if self._at["standard"]:
-            out = self.attn(out)
-        if self._at["identity"]:
-            shortcut = self.attn(shortcut)
-        out += shortcut
+        out = self._add_shortcut(out, shortcut)
         if self._at["post"]:
             out = self.attn(out)
         return out
@@ -329,11 +332,7 @@ class PreActBottleneck(_AttnBlock):
         if self._at["conv3x3"]:
             out = self.attn(out)
         out = self.conv3(self.act3(self.bn3(out)))
-        if self._at["standard"]:
-            out = self.attn(out)
-        if self._at["identity"]:
-            shortcut = self.attn(shortcut)
-        out += shortcut
+        out = self._add_shortcut(out, shortcut)
         if self._at["post"]:
             out = self.attn(out)
         return out
