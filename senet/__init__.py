@@ -3,6 +3,7 @@
 from senet import layers
 from senet.layers import attention_names, create_attn
 from senet.models import create_model, list_models, load_weights, register_model
+from senet.models.inference import optimize_for_inference
 
 # senet.profile is the function; import the module's names with `from senet.profile import ...`.
 from senet.profile import compare, profile
@@ -20,6 +21,7 @@ __all__ = [
     "layers",
     "list_models",
     "load_weights",
+    "optimize_for_inference",
     "profile",
     "register_model",
     "retrofit",
