@@ -2,7 +2,7 @@
 
 from senet import layers
 from senet.layers import attention_names, create_attn
-from senet.models import create_model, list_models, load_weights, register_model
+from senet.models import create_model, list_models, load_weights, register_model, with_stn
 
 # senet.profile is the function; import the module's names with `from senet.profile import ...`.
 from senet.profile import compare, profile
@@ -23,4 +23,5 @@ __all__ = [
     "profile",
     "register_model",
     "retrofit",
+    "with_stn",
 ]
