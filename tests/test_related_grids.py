@@ -39,3 +39,24 @@ def test_attention_grid_covers_the_modules_on_equal_terms():
         (c.model.name, c.data.train_size, c.train.epochs, c.optim.lr, c.data.name) for c in configs
     }
     assert recipes == {("resnet20_cifar", 20000, 5, 0.1, "fashion_mnist")}
+
+
+def test_the_grid_table_reports_measured_time_per_image(tmp_path):
+    from senet.ablation.report import build_rows, markdown_table
+    from senet.ablation.runner import PointResult
+
+    grid = load_grid(CONFIGS / "ablations" / "fashion_mnist_stn.yaml")
+    # Throughputs of 500 and 1000 img/s: 1000 / 750 = 1.333 ms per image, mean over seeds.
+    results = [
+        PointResult(point, tmp_path, "done", summary={
+            "final_top1": 80.0 + i, "final_top5": 99.0, "params": 274_954, "macs": 73_103_152,
+            "train_img_s": 500.0 if i % 2 else 1000.0,
+        })
+        for i, point in enumerate(grid.points)
+        if point.seed in (0, 1)
+    ]  # fmt: skip
+    rows = build_rows(grid, results)
+    assert [round(r.train_ms_per_image, 3) for r in rows] == [1.333, 1.333]
+    table = markdown_table(grid, rows)
+    assert "| Δ top-1 | train ms/img | seeds |" in table
+    assert "| 1.333 | 2 |" in table
