@@ -11,6 +11,7 @@ from senet.layers.residual_attention import (
     PreActUnit,
     ResidualAttention,
     ResidualAttentionModule,
+    SoftMask,
     SoftMaskBranch,
 )
 from senet.layers.scse import SCSE, SpatialSE
@@ -29,6 +30,7 @@ __all__ = [
     "PreActUnit",
     "ResidualAttention",
     "ResidualAttentionModule",
+    "SoftMask",
     "SoftMaskBranch",
     "SpatialGate",
     "SpatialSE",
