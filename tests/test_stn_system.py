@@ -273,3 +273,22 @@ def test_stn_under_ddp_matches_one_process(tmp_path):
     for name in one:
         torch.testing.assert_close(ddp[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
     assert math.isfinite(float(ddp["stn.regressor.2.bias"].sum()))
+
+
+def test_base_weights_load_into_the_model_behind_the_stn(tmp_path):
+    # model.weights of a plain model (not a senet run) load before the STN goes in front.
+    torch.manual_seed(1)
+    base = senet.create_model("resnet20_cifar", in_chans=1, num_classes=4)
+    torch.save(base.state_dict(), tmp_path / "base.pth")
+    overrides = [
+        *RTS, "model.name=resnet20_cifar", f"model.weights={tmp_path / 'base.pth'}",
+        "train.epochs=1", "data.synthetic_train=32", f"output_dir={tmp_path / 'run'}",
+    ]  # fmt: skip
+    from senet.train.run import build_model
+
+    config = load_config(None, overrides)
+    val, info = create_dataset("synthetic", "val", size=4, channels=1, num_classes=4)
+    model, kwargs, _, _ = build_model(config.model, info, val)
+    assert isinstance(model, STNClassifier) and kwargs["stn"]["kind"] == "affine"
+    for name, value in base.state_dict().items():
+        assert torch.equal(model.model.state_dict()[name], value), name
