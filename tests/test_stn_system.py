@@ -292,3 +292,13 @@ def test_base_weights_load_into_the_model_behind_the_stn(tmp_path):
     assert isinstance(model, STNClassifier) and kwargs["stn"]["kind"] == "affine"
     for name, value in base.state_dict().items():
         assert torch.equal(model.model.state_dict()[name], value), name
+
+
+@pytest.mark.slow
+def test_training_compiled_with_stn(tmp_path):
+    with tiny_models_registered():
+        overrides = [*RTS, "train.epochs=1", "train.compile=true", f"output_dir={tmp_path}"]
+        summary = train(load_config(None, overrides))
+    weights, _ = read_weights(tmp_path / "last.safetensors")
+    assert any(k.startswith("stn.") for k in weights)  # compile kept the state-dict keys
+    assert math.isfinite(summary["final_top1"]) and (tmp_path / "stn_rectified.png").is_file()

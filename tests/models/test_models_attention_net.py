@@ -154,3 +154,13 @@ def test_wrong_channels_and_bad_arguments_are_clear_errors():
         senet.create_model("attention56", modules=(1, 1))
     with pytest.raises(TypeError, match="unknown argument"):
         senet.create_model("attention56", attn="se")
+
+
+def test_traces_whole_under_torch_compile():
+    # fullgraph: the input-size check must not break the graph.
+    torch.manual_seed(0)
+    model = senet.create_model("attention92_cifar", in_chans=1).eval()
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        compiled = torch.compile(model, backend="eager", fullgraph=True)
+        torch.testing.assert_close(compiled(x), model(x))
