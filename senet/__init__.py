@@ -2,7 +2,7 @@
 
 from senet import layers
 from senet.layers import attention_names, create_attn
-from senet.models import create_model, list_models, load_weights, register_model
+from senet.models import create_model, list_models, load_weights, register_model, with_stn
 from senet.models.inference import optimize_for_inference
 
 # senet.profile is the function; import the module's names with `from senet.profile import ...`.
@@ -25,4 +25,5 @@ __all__ = [
     "profile",
     "register_model",
     "retrofit",
+    "with_stn",
 ]

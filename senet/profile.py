@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from senet.layers._validate import check_positive_int
 from senet.layers.detect import is_attention_module
+from senet.layers.residual_attention import SoftMask
 from senet.op_costs import ACTIVATION_OPS, ELEMENTWISE_COSTS
 from senet.timing import Timing, eval_mode, measure
 
@@ -301,7 +302,9 @@ def _module_costs(model: nn.Module, counter: _Counter) -> list[ModuleCost]:
     named = list(model.named_modules())
     outer: list[str] = []  # outermost attention modules: nested ones are counted once, here
     for name, module in named:
-        if is_attention_module(module) and not any(_within(name, a) for a in outer):
+        # A residual attention net's soft masks count as attention, like SE's gates.
+        counted = is_attention_module(module) or isinstance(module, SoftMask)
+        if counted and not any(_within(name, a) for a in outer):
             outer.append(name)
 
     def ops(name: str) -> tuple[int, int]:

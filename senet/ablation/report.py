@@ -2,7 +2,8 @@
 
 Each row pools a point's seeds: top-1/top-5 as mean +- std of the final-epoch validation
 accuracy (the paper reports final, not best-epoch, numbers), params and MACs of the model, and
-the change against the reference row (the baseline, or the first point).
+the change against the reference row (the baseline, or the first point), and the measured
+training time per image (mean over seeds of each run's mean epoch throughput).
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ class Row:
     params: int | None = None
     macs: int | None = None
     failed_seeds: list[int] = field(default_factory=list)
+    train_img_s: list[float] = field(default_factory=list)  # each seed's training images/s
+
+    @property
+    def train_ms_per_image(self) -> float | None:
+        """Training time per image (forward + backward + step), ms, mean over seeds."""
+        return 1000 / statistics.fmean(self.train_img_s) if self.train_img_s else None
 
     @property
     def top1_mean(self) -> float | None:
@@ -73,6 +80,8 @@ def build_rows(grid: Grid, results: list[PointResult]) -> list[Row]:
         row.top1.append(result.summary["final_top1"])
         row.top5.append(result.summary.get("final_top5"))
         row.params, row.macs = result.summary.get("params"), result.summary.get("macs")
+        if result.summary.get("train_img_s"):
+            row.train_img_s.append(result.summary["train_img_s"])
     return list(rows.values())
 
 
@@ -94,17 +103,19 @@ def markdown_table(grid: Grid, rows: list[Row]) -> str:
     lines = [
         f"### {grid.title}",
         "",
-        "| setting | params | MACs (M) | top-1 (%) | top-5 (%) | Δ top-1 | seeds |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| setting | params | MACs (M) | top-1 (%) | top-5 (%) | Δ top-1 | train ms/img | seeds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         label = f"{r.label} (reference)" if r.is_reference else r.label
         params = f"{r.params / 1e6:.3f}M" if r.params is not None else "—"
         macs = f"{r.macs / 1e6:.2f}" if r.macs is not None else "—"
         seeds = f"{len(r.seeds)}" + (f" ({len(r.failed_seeds)} failed)" if r.failed_seeds else "")
+        ms = r.train_ms_per_image
         lines.append(
             f"| {label} | {params} | {macs} | {_pm(r.top1_mean, r.top1_std)} | "
-            f"{_pm(r.top5_mean, r.top5_std)} | {_delta(r.top1_mean, ref.top1_mean)} | {seeds} |"
+            f"{_pm(r.top5_mean, r.top5_std)} | {_delta(r.top1_mean, ref.top1_mean)} | "
+            f"{'—' if ms is None else f'{ms:.3f}'} | {seeds} |"
         )
     lines += ["", "top-1/top-5: final-epoch validation accuracy, mean ± std over seeds."]
     return "\n".join(lines) + "\n"
@@ -121,7 +132,7 @@ def write_report(grid: Grid, results: list[PointResult], out_dir: str | Path) ->
         writer = csv.writer(f)
         writer.writerow(
             ["setting", "reference", "params", "macs", "top1_mean", "top1_std", "top5_mean",
-             "top5_std", "delta_top1", "seeds", "failed_seeds"]
+             "top5_std", "delta_top1", "seeds", "failed_seeds", "train_ms_per_image"]
         )  # fmt: skip
         for r in rows:
             delta = (
@@ -131,7 +142,7 @@ def write_report(grid: Grid, results: list[PointResult], out_dir: str | Path) ->
             )
             writer.writerow(
                 [r.label, r.is_reference, r.params, r.macs, r.top1_mean, r.top1_std, r.top5_mean,
-                 r.top5_std, delta, len(r.seeds), len(r.failed_seeds)]
+                 r.top5_std, delta, len(r.seeds), len(r.failed_seeds), r.train_ms_per_image]
             )  # fmt: skip
     payload = {
         "grid": grid.to_dict(),

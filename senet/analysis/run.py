@@ -17,6 +17,7 @@ from senet.train.config import ConfigError
 from senet.train.loop import evaluate
 from senet.train.report import prepare_evaluation
 from senet.train.run import resolve_device
+from senet.train.stn_plot import find_stn, save_rectified
 
 
 def run_folder_source(run_dir: str | Path) -> dict[str, Any]:
@@ -63,7 +64,8 @@ def analyze_weights(
     Writes into ``output_dir`` (default: ``analysis-<data>`` beside the weights):
     ``gates.json`` (per block: class-mean and overall gate vectors, specificity),
     ``class_gates.png`` (Fig. 6-style curves), ``specificity.png`` (specificity vs depth) and
-    ``saturation.json`` (near-constant blocks, and top-1 before/after freezing them).
+    ``saturation.json`` (near-constant blocks, and top-1 before/after freezing them); for a model
+    with a spatial transformer in front, ``stn_rectified.png`` (inputs and the STN's outputs).
     """
     setup = prepare_evaluation(model_name, weights, data, root=root, size=size, download=download)
     dev = resolve_device(device)
@@ -72,11 +74,19 @@ def analyze_weights(
         setup.dataset, batch_size=batch_size, train=False, device=dev, workers=workers
     )
     names = setup.info.classes or [str(k) for k in range(setup.info.num_classes)]
-    stats = collect_gates(
-        model, loader, num_classes=setup.info.num_classes, class_names=names, device=dev
-    )
     out = Path(output_dir) if output_dir else setup.weights.parent / f"analysis-{setup.info.name}"
     out.mkdir(parents=True, exist_ok=True)
+    stn_picture = None
+    if find_stn(model) is not None:  # a model trained with model.stn: what its STN does
+        stn_picture = save_rectified(model, setup.dataset, out / "stn_rectified.png")
+    try:
+        stats = collect_gates(
+            model, loader, num_classes=setup.info.num_classes, class_names=names, device=dev
+        )
+    except ValueError as e:
+        if stn_picture is None:
+            raise
+        raise ConfigError(f"{e} (the STN's inputs and outputs are in {stn_picture})") from None
     gates = stats.to_dict()
     (out / "gates.json").write_text(json.dumps(gates) + "\n")
     plot_class_gates(stats, out / "class_gates.png", classes=classes)
@@ -98,6 +108,7 @@ def analyze_weights(
         ],
         "saturation": saturation,
         "output_dir": str(out),
+        "stn_picture": str(stn_picture) if stn_picture else None,
     }
 
 

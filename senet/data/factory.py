@@ -12,6 +12,7 @@ from torch.utils.data import Dataset, Subset
 
 from senet.data.base import DataError, DatasetInfo
 from senet.data.cifar import cifar_dataset, cifar_info
+from senet.data.distort import DISTORTIONS, rts_distort
 from senet.data.fashion_mnist import fashion_mnist_dataset, fashion_mnist_info
 from senet.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD, image_folder_dataset
 from senet.data.memory import InMemoryImages
@@ -38,18 +39,31 @@ def create_dataset(
     num_classes: int = 10,
     channels: int = 3,
     seed: int = 0,
+    distort: str | None = None,
+    distort_canvas: int | None = None,
 ) -> tuple[Dataset, DatasetInfo]:
     """The ``split`` ("train" or "val") of dataset ``name``, first ``size`` images, and its info.
 
     ``augment`` applies the paper's training augmentation for the dataset: CIFAR-style flip +
     pad + crop for the small in-memory datasets; RandomResizedCrop + flip for image folders.
     Evaluation of image folders resizes to ``eval_resize`` (default size/0.875) and centre-crops.
-    ``mean``/``std`` default to the dataset's statistics.
+    ``mean``/``std`` default to the dataset's statistics. ``distort="rts"`` rotates, scales and
+    translates every image once onto a ``distort_canvas``-sized canvas (senet.data.distort).
     """
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    if distort not in (None, *DISTORTIONS):
+        raise DataError(
+            f"unknown data.distort {distort!r}; expected one of {', '.join(DISTORTIONS)} or null"
+        )
+    distort = None if distort == "none" else distort
+    if distort and name == "imagefolder":
+        raise DataError(
+            "data.distort=rts works on the in-memory datasets (fashion_mnist, cifar10, cifar100, "
+            "synthetic), not on imagefolder"
+        )
     if name == "imagefolder":
         size_px = image_size or 224
         mean_, std_ = tuple(mean or IMAGENET_MEAN), tuple(std or IMAGENET_STD)
@@ -114,6 +128,10 @@ def create_dataset(
             .to(torch.uint8)
         )
         info = replace(info, image_size=image_size)
+    if distort:
+        # One fixed draw per split, the same for every training seed (fair comparisons).
+        ds.images = rts_distort(ds.images, canvas=distort_canvas, seed=int(split == "val"))
+        info = replace(info, image_size=ds.images.shape[-1])
     info = replace(info, classes=ds.classes or info.classes)
     return ds, info
 

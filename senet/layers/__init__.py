@@ -12,6 +12,7 @@ from senet.layers.residual_attention import (
     PreActUnit,
     ResidualAttention,
     ResidualAttentionModule,
+    SoftMask,
     SoftMaskBranch,
 )
 from senet.layers.scse import SCSE, SpatialSE
@@ -31,6 +32,7 @@ __all__ = [
     "PreActUnit",
     "ResidualAttention",
     "ResidualAttentionModule",
+    "SoftMask",
     "SoftMaskBranch",
     "SpatialGate",
     "SpatialSE",

@@ -59,6 +59,12 @@ class SoftMaskBranch(nn.Module):
         return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
+class SoftMask(nn.Sequential):
+    """The soft mask M(x) of an attention module: SoftMaskBranch, BN, ReLU, 1x1, BN, ReLU, 1x1,
+    Sigmoid. A ``Sequential`` (same state-dict keys); its own class lets ``senet.profile`` count
+    its work in the attention share."""
+
+
 class ResidualAttention(nn.Module):
     """Attention residual learning (Wang et al., 2017): out = (1 + M(x)) * T(x).
 
@@ -87,7 +93,7 @@ class ResidualAttentionModule(nn.Module):
         self.channels = check_positive_int(owner, "channels", channels)
         check_positive_int(owner, "depth", depth)
         self.pre = _units(channels, p)
-        mask = nn.Sequential(
+        mask = SoftMask(
             SoftMaskBranch(channels, depth, check_positive_int(owner, "r", r)),
             *_bn_relu_conv(channels, channels, 1),
             *_bn_relu_conv(channels, channels, 1),

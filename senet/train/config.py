@@ -39,6 +39,8 @@ class ModelConfig:
     # senet.retrofit arguments ({attn: se, init: identity, stages: [4, 5], reduction: 8}):
     # attention put into the model after it is built (and after base weights load); empty: none
     retrofit: dict[str, Any] = field(default_factory=dict)
+    stn: Literal["affine"] | None = None  # affine: a spatial transformer in front (senet.with_stn)
+    stn_size: int | None = None  # side of the STN's output (the model's input); None: the input's
 
 
 @dataclass
@@ -62,6 +64,8 @@ class DataConfig:
     channels: int = 3  # synthetic only: image channels
     synthetic_train: int = 512  # synthetic only: training images
     synthetic_val: int = 256  # synthetic only: validation images
+    distort: Literal["none", "rts"] | None = None  # rts: rotate/scale/translate on a canvas
+    distort_canvas: int | None = None  # rts canvas side; None: 1.5 x the image side (28 -> 42)
 
 
 @dataclass
@@ -212,6 +216,8 @@ def check_values(config: Config) -> None:
         ("train.checkpoint_every_steps", t.checkpoint_every_steps >= 0, ">= 0 (0: off)"),
         ("train.keep_checkpoints", t.keep_checkpoints >= 1, ">= 1"),
         ("log.log_every", config.log.log_every >= 1, ">= 1"),
+        ("model.stn_size", config.model.stn_size is None or config.model.stn_size >= 1, ">= 1"),
+        ("data.distort_canvas", d.distort_canvas is None or d.distort_canvas >= 1, ">= 1"),
     ]
     for key, ok, expected in checks:
         if not ok:

@@ -90,6 +90,8 @@ def create_model_from_config(
     kwargs.update(cfg.kwargs)
     if cfg.retrofit:
         kwargs["retrofit"] = dict(cfg.retrofit)
+    if cfg.stn:
+        kwargs["stn"] = {"kind": cfg.stn, "output_size": cfg.stn_size}
     model = _create_model(
         cfg.name, base_weights=base_weights, weights_head=cfg.weights_head, **kwargs
     )
@@ -105,12 +107,14 @@ def _create_model(
     name: str,
     *,
     retrofit: dict[str, Any] | None = None,
+    stn: dict[str, Any] | None = None,
     base_weights: str | None = None,
     weights_head: bool = True,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build a senet, torchvision or timm model, load ``base_weights``, then ``retrofit`` it;
-    build errors become ConfigErrors naming the arguments."""
+    """Build a senet, torchvision or timm model, load ``base_weights``, ``retrofit`` it, then
+    put a spatial transformer in front (``stn``); build errors become ConfigErrors naming the
+    arguments."""
     from senet.hub import resolve_model
     from senet.retrofit import retrofit as retrofit_model
 
@@ -133,6 +137,13 @@ def _create_model(
             retrofit_model(model, **retrofit)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model.retrofit={retrofit!r} on {name}: {e}") from e
+    if stn:
+        from senet.models.stn import with_stn
+
+        try:
+            model = with_stn(model, **stn)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model.stn={stn.get('kind')} on {name}: {e}") from e
     return model
 
 
@@ -145,7 +156,7 @@ def check_model_fits_data(
     try:
         with torch.no_grad():
             out = model(sample)
-    except RuntimeError as e:
+    except (RuntimeError, ValueError) as e:  # ValueError: a model's own input check
         raise ConfigError(
             f"model {model_name} cannot take the {info.name} images of shape "
             f"{tuple(sample.shape[1:])} ({str(e).splitlines()[0]}); check model.in_chans "
@@ -269,6 +280,8 @@ def build_data(
         num_classes=d.num_classes,
         channels=d.channels,
         seed=t.seed,
+        distort=d.distort,
+        distort_canvas=d.distort_canvas,
     )
     with world.main_first():  # rank 0 unpacks or downloads; the others then read
         train_set, info = create_dataset(
@@ -327,7 +340,7 @@ def build_model(
             f"set model.in_chans={info.in_chans} or null"
         )
     # Base weights (not a senet run's file, which holds the attention too) load before retrofit.
-    weights_first = bool(m.weights and m.retrofit and not _is_run_weights(m.weights))
+    weights_first = bool(m.weights and (m.retrofit or m.stn) and not _is_run_weights(m.weights))
     model, model_kwargs = create_model_from_config(
         m,
         num_classes=info.num_classes,
@@ -390,6 +403,8 @@ def weights_metadata(
             "seed": config.train.seed,
             "image_size": d.image_size,
             "eval_resize": d.eval_resize,
+            "distort": d.distort,
+            "distort_canvas": d.distort_canvas,
         },
     }
 
@@ -551,6 +566,10 @@ def _train(
         if config.log.plots:
             run_log.rows = history
             run_log.plot(title=f"{m.name} on {info.name}")
+        if m.stn:  # what the STN learned: inputs beside its rectified outputs
+            from senet.train.stn_plot import save_rectified
+
+            save_rectified(model, val_set, run_dir / "stn_rectified.png", notice=progress.log)
     progress.log(
         f"done in {summary['wall_seconds']:.0f} s: best val top-1 {result['best_top1']:.2f}% "
         f"(epoch {result['best_epoch']}), final {result['final_top1']:.2f}% -> {run_dir}"
