@@ -45,7 +45,7 @@ def _median_time(fn: Callable[[], object], min_run_time: float) -> float:
 
 
 def _inference_fn(model: torch.nn.Module, mode: str, x: torch.Tensor) -> Callable[[], object]:
-    model = model.eval()
+    model = model.eval().to(x.device)
     if mode.startswith("fast"):
         size = tuple(x.shape[1:])
         fast = senet.optimize_for_inference(
@@ -56,7 +56,7 @@ def _inference_fn(model: torch.nn.Module, mode: str, x: torch.Tensor) -> Callabl
     if cl:
         model = model.to(memory_format=torch.channels_last)
         x = x.to(memory_format=torch.channels_last)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode.startswith("bf16"))
+    autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=mode.startswith("bf16"))
 
     def run() -> object:
         with autocast:
@@ -82,7 +82,9 @@ def _macs_overhead(se: str, base: str, input_size: tuple[int, ...], **kw: object
     return a / b - 1
 
 
-def bench_inference(batches: list[int], modes: list[str], rounds: int, min_run_time: float) -> None:
+def bench_inference(
+    batches: list[int], modes: list[str], rounds: int, min_run_time: float, device: str
+) -> None:
     macs = _macs_overhead("se_resnet50", "resnet50", (3, 224, 224))
     print(
         f"\nInference, 224x224. SE MACs overhead: +{macs:.2%} (paper: +0.26% from rounded GFLOPs)"
@@ -100,7 +102,7 @@ def bench_inference(batches: list[int], modes: list[str], rounds: int, min_run_t
     for mode in modes:
         for batch in batches:
             torch.manual_seed(0)
-            x = torch.randn(batch, 3, 224, 224)
+            x = torch.randn(batch, 3, 224, 224, device=device)
             fns = {k: _inference_fn(build(), mode, x) for k, build in builders.items()}
             t = _interleaved(fns, rounds, min_run_time)
             ours = t["senet_se50"] / t["senet_r50"] - 1
@@ -113,17 +115,18 @@ def bench_inference(batches: list[int], modes: list[str], rounds: int, min_run_t
             torch._dynamo.reset()
 
 
-def _train_step_fn(name: str, mode: str, batch: int) -> Callable[[], object]:
+def _train_step_fn(name: str, mode: str, batch: int, device: str) -> Callable[[], object]:
     torch.manual_seed(0)
-    model = senet.create_model(name, in_chans=1).train()
-    x, y = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    model = senet.create_model(name, in_chans=1).train().to(device)
+    x = torch.randn(batch, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
     if mode.startswith("bf16"):
         model = model.to(memory_format=torch.channels_last)
         x = x.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if mode.endswith("compile") else model
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     autocast = (
-        torch.autocast("cpu", dtype=torch.bfloat16)
+        torch.autocast(x.device.type, dtype=torch.bfloat16)
         if mode.startswith("bf16")
         else contextlib.nullcontext()
     )
@@ -139,15 +142,17 @@ def _train_step_fn(name: str, mode: str, batch: int) -> Callable[[], object]:
     return step
 
 
-def bench_train(modes: list[str], rounds: int, min_run_time: float, batch: int = 128) -> None:
+def bench_train(
+    modes: list[str], rounds: int, min_run_time: float, device: str, batch: int = 128
+) -> None:
     macs = _macs_overhead("se_resnet20_cifar", "resnet20_cifar", (1, 28, 28), in_chans=1)
     print(f"\nTraining step, {batch} x 1x28x28. SE MACs overhead: +{macs:.2%}")
     print(
         "| mode | resnet20_cifar step ms | img/s | se_resnet20_cifar overhead |\n|---|---:|---:|---:|"
     )
-    base_fp32 = None
     for mode in modes:
-        fns = {n: _train_step_fn(n, mode, batch) for n in ("resnet20_cifar", "se_resnet20_cifar")}
+        names = ("resnet20_cifar", "se_resnet20_cifar")
+        fns = {n: _train_step_fn(n, mode, batch, device) for n in names}
         for fn in fns.values():  # warm-up (and compilation) outside inference_mode
             fn()
         times: dict[str, list[float]] = {k: [] for k in fns}
@@ -155,7 +160,6 @@ def bench_train(modes: list[str], rounds: int, min_run_time: float, batch: int =
             for k, fn in fns.items():
                 times[k].append(_median_time(fn, min_run_time))
         t = {k: statistics.median(v) for k, v in times.items()}
-        base_fp32 = base_fp32 or t["resnet20_cifar"]
         print(
             f"| {mode} | {t['resnet20_cifar'] * 1e3:.1f} | {batch / t['resnet20_cifar']:.0f} "
             f"| {t['se_resnet20_cifar'] / t['resnet20_cifar'] - 1:+.1%} |",
@@ -173,20 +177,22 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="add the compiled modes")
     parser.add_argument("--train", action="store_true", help="add the training-step comparison")
     parser.add_argument("--no-inference", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--min-run-time", type=float, default=0.3)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, timm {timm.__version__}; {describe_cpu()}")
+    where = torch.cuda.get_device_name() if args.device == "cuda" else describe_cpu()
+    print(f"torch {torch.__version__}, timm {timm.__version__}; {where}")
     start = time.time()
     if not args.no_inference:
         modes = list(args.modes) + (["fast-compile"] if args.compile else [])
-        bench_inference(args.batch, modes, args.rounds, args.min_run_time)
+        bench_inference(args.batch, modes, args.rounds, args.min_run_time, args.device)
     if args.train:
         modes = [m for m in TRAIN_MODES if args.compile or not m.endswith("compile")]
-        bench_train(modes, args.rounds, args.min_run_time)
+        bench_train(modes, args.rounds, args.min_run_time, args.device)
     print(f"\n({time.time() - start:.0f} s)")
 
 

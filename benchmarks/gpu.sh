@@ -3,7 +3,8 @@
 #   bash benchmarks/gpu.sh            (after `make setup`; results also land in $OUT if set)
 # 1. the CUDA tests (layers, zoo, retrofit, AMP training, CUDA timing),
 # 2. a 1-process torchrun over NCCL with SyncBatchNorm (the DDP code path on CUDA),
-# 3. the speed ratios against timm / torchvision on the GPU (bf16, channels_last).
+# 3. the speed ratios against timm / torchvision on the GPU (bf16, channels_last),
+# 4. SE's wall-time overhead against its FLOPs overhead (bench_se_overhead.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -22,5 +23,7 @@ step "$PY" -m senet profile se_resnet50 --compare resnet50 --timing --device cud
     --batch-size 64 --channels-last
 step "$PY" benchmarks/bench_zoo.py --device cuda --batch 64 --channels-last
 step "$PY" benchmarks/bench_train.py --device cuda
+# 4. SE's latency overhead on CUDA beside timm's, inference and training, eager and compiled
+step "$PY" benchmarks/bench_se_overhead.py --device cuda --batch 1 32 --rounds 3 --train --compile
 echo; echo "gpu.sh: $([ $status -eq 0 ] && echo all passed || echo SOME STEPS FAILED); log in $OUT/gpu.log"
 exit $status
