@@ -122,8 +122,10 @@ def test_imported_weights_reproduce_the_source_model(ref_id, tmp_path):
     model = senet.create_model(name, pretrained=path).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        diff = (model(x) - ref(x)).abs().max().item()
-    assert diff < 1e-5
+        out, ref_out = model(x), ref(x)
+    # fp32 rounding through ~50 layers (SE's FCs run as matmuls, its scale fused with the add):
+    # ~1e-6 of the logits' size; a wrong weight or layout is off by the logits' size itself
+    assert (out - ref_out).abs().max().item() < 1e-5 * max(1.0, ref_out.abs().max().item())
     assert model.pretrained_cfg["weights_layout"] == expected_layout
     assert model.pretrained_cfg["loaded_from"] == str(path)
     if expected_layout == "torchvision":
