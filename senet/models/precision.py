@@ -40,3 +40,25 @@ def describe_cpu() -> str:
 def _cpu_flag(name: str) -> bool:
     fn = {"amx": "_is_amx_tile_supported", "avx512_bf16": "_is_avx512_bf16_supported"}[name]
     return bool(getattr(torch.cpu, fn, lambda: False)())
+
+
+def choose_amp(amp: str, device: torch.device | str) -> tuple[str, str]:
+    """Resolve ``train.amp`` (``auto``, ``none``, ``bf16``, ``fp16``) on ``device``, with why.
+
+    ``auto`` is bf16 where the hardware runs it (AMX/AVX512-BF16 CPUs, CUDA with bf16), fp16 on
+    older CUDA GPUs, and fp32 elsewhere. An explicit bf16 on a CPU without bf16 hardware still
+    runs, emulated and slower than fp32, and the reason says so for the run log.
+    """
+    device = torch.device(device)
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("train.amp=fp16 needs CUDA; on CPU use train.amp=bf16 or none")
+    if amp != "auto":
+        slow = amp == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16()
+        note = "this CPU has no bf16 hardware: emulated, slower than fp32" if slow else "as set"
+        return amp, note
+    dtype = fast_dtype(device)
+    if dtype == torch.float32:
+        return "none", f"auto: fp32 ({device.type} without bf16 hardware)"
+    name = "bf16" if dtype == torch.bfloat16 else "fp16"
+    where = "CPU with AMX/AVX512-BF16" if device.type == "cpu" else device.type
+    return name, f"auto: {name} autocast ({where})"

@@ -1,0 +1,34 @@
+"""The fast path's precision choice: bf16 only where the hardware runs it, said in the log."""
+
+import pytest
+import torch
+
+from senet.models import precision
+
+
+@pytest.mark.parametrize(("hardware", "expected"), [(True, "bf16"), (False, "none")])
+def test_auto_follows_the_cpu(monkeypatch, hardware, expected):
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: hardware)
+    amp, why = precision.choose_amp("auto", "cpu")
+    assert amp == expected
+    assert why.startswith("auto: ") and ("AMX" in why) == hardware
+    assert precision.fast_dtype("cpu") == (torch.bfloat16 if hardware else torch.float32)
+
+
+def test_explicit_bf16_without_hardware_runs_and_says_it_is_slow(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
+    assert precision.choose_amp("bf16", "cpu") == (
+        "bf16",
+        "this CPU has no bf16 hardware: emulated, slower than fp32",
+    )
+    assert precision.choose_amp("none", "cpu") == ("none", "as set")
+
+
+def test_fp16_on_cpu_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="train.amp=fp16 needs CUDA; on CPU use train.amp=bf16"):
+        precision.choose_amp("fp16", "cpu")
+
+
+def test_this_machine_is_described():
+    text = precision.describe_cpu()
+    assert "threads" in text and ("bf16" in text)
