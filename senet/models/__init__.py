@@ -2,11 +2,12 @@
 ShuffleNet and Shake-Shake with any attention, a registry, checkpoint import."""
 
 # Importing the families registers their models.
-from senet.models import resnet, resnet_cifar  # noqa: F401
 from senet.models import (  # noqa: F401
     bninception,
     inception_resnet_v2,
     mobilenet,
+    resnet,
+    resnet_cifar,
     shake_shake,
     shufflenet,
     vgg,

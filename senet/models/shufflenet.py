@@ -129,7 +129,7 @@ class ShuffleNetV1(ClassifierNet):
                         group_first=not (index == 0 and j == 0),
                         attn=attn,
                         attn_kwargs=attn_kwargs,
-                    )  # fmt: skip
+                    )
                 )
                 in_chs = width
             self.add_module(f"stage{index + 2}", nn.Sequential(*stage))
