@@ -14,7 +14,7 @@ def _variant(cls: type[nn.Module], name: str, doc: str, arch: dict[str, Any]) ->
     def builder(**kwargs: Any) -> nn.Module:
         model = build(cls, arch, kwargs)
         # The name picks the known public weights (if any) for pretrained_cfg["url"].
-        model.pretrained_cfg = model.make_cfg(name)
+        model.pretrained_cfg = {**model.make_cfg(name), "architecture": name}
         return model
 
     builder.__name__ = builder.__qualname__ = name
