@@ -16,7 +16,11 @@ from senet.data.fashion_mnist import fashion_mnist_dataset, fashion_mnist_info
 from senet.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD, image_folder_dataset
 from senet.data.memory import InMemoryImages
 from senet.data.synthetic import synthetic_dataset
-from senet.data.transforms import imagenet_eval_transform, imagenet_train_transform
+from senet.data.transforms import (
+    check_cutout,
+    imagenet_eval_transform,
+    imagenet_train_transform,
+)
 
 DATASETS = ("fashion_mnist", "cifar10", "cifar100", "imagefolder", "synthetic")
 
@@ -29,6 +33,7 @@ def create_dataset(
     download: bool = False,
     size: int | None = None,
     augment: bool = False,
+    cutout: int = 0,
     image_size: int | None = None,
     eval_resize: int | None = None,
     mean: Sequence[float] | None = None,
@@ -44,12 +49,19 @@ def create_dataset(
     ``augment`` applies the paper's training augmentation for the dataset: CIFAR-style flip +
     pad + crop for the small in-memory datasets; RandomResizedCrop + flip for image folders.
     Evaluation of image folders resizes to ``eval_resize`` (default size/0.875) and centre-crops.
+    ``cutout`` > 0 adds Cutout of that side to the in-memory datasets' augmentation.
     ``mean``/``std`` default to the dataset's statistics.
     """
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    if check_cutout(cutout) and (name == "imagefolder" or not augment):
+        raise ValueError(
+            f"cutout={cutout} needs augment=True and an in-memory dataset (CIFAR, Fashion-MNIST, "
+            f"synthetic); got {name!r} with augment={augment}. Set data.cutout=0 or "
+            "data.augment=true."
+        )
     if name == "imagefolder":
         size_px = image_size or 224
         mean_, std_ = tuple(mean or IMAGENET_MEAN), tuple(std or IMAGENET_STD)
@@ -115,6 +127,7 @@ def create_dataset(
         )
         info = replace(info, image_size=image_size)
     info = replace(info, classes=ds.classes or info.classes)
+    ds.cutout = check_cutout(cutout)
     return ds, info
 
 
