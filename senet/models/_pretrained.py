@@ -61,6 +61,9 @@ KNOWN_WEIGHTS: dict[str, KnownWeights] = {
         "GluonCV port (timm resnext101_32x4d.gluon_in1k)",
         interpolation="bicubic",
     ),
+    "vgg16_bn": KnownWeights(
+        f"{_TORCHVISION}/vgg16_bn-6c64b313.pth", "torchvision_vgg", "torchvision vgg16_bn"
+    ),
     "se_resnet50": KnownWeights(
         f"{_TIMM}/v0.1-cadene/se_resnet50-ce0d4300.pth", "cadene", "Cadene se_resnet50 (Caffe)"
     ),

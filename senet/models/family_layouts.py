@@ -158,6 +158,17 @@ def _timm_mobilenetv1(state: Mapping[str, torch.Tensor]) -> StateDict:
     return out
 
 
+# Input conventions of imported weights that differ from senet's defaults for the family.
+# Cadene's BN-Inception is the Caffe model: BGR images in [0, 255] minus the Caffe mean.
+LAYOUT_PREPROCESSING: dict[str, dict[str, object]] = {
+    "cadene_bninception": {
+        "input_space": "BGR",
+        "input_range": (0.0, 255.0),
+        "mean": (104.0, 117.0, 128.0),
+        "std": (1.0, 1.0, 1.0),
+    },
+}
+
 _CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor]], StateDict]] = {
     "torchvision_vgg": _torchvision_vgg,
     "cadene_bninception": _cadene_bninception,

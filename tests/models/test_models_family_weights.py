@@ -137,3 +137,20 @@ def test_a_family_checkpoint_does_not_fit_another_family():
     ref = timm.create_model("mobilenetv1_100", num_classes=10)
     with pytest.raises(CheckpointError, match="does not fit"):
         senet.load_weights(senet.create_model("shufflenet_v1_g3", num_classes=10), ref.state_dict())
+
+
+def test_cadene_bninception_weights_bring_their_caffe_preprocessing(tmp_path):
+    ref = cadene("bninception").BNInception(num_classes=10)
+    path = tmp_path / "bninception.pth"
+    torch.save(ref.state_dict(), path)
+    cfg = senet.create_model("bninception", pretrained=path, num_classes=10).pretrained_cfg
+    assert cfg["input_space"] == "BGR" and cfg["input_range"] == (0.0, 255.0)
+    assert cfg["mean"] == (104.0, 117.0, 128.0) and cfg["std"] == (1.0, 1.0, 1.0)
+    assert cfg["weights_layout"] == "cadene_bninception"
+
+
+def test_vgg16_bn_knows_torchvision_weights():
+    with torch.device("meta"):
+        cfg = senet.create_model("vgg16_bn", num_classes=0).pretrained_cfg
+    assert cfg["url"].endswith("/vgg16_bn-6c64b313.pth")
+    assert cfg["weights_layout"] == "torchvision_vgg"
