@@ -31,7 +31,9 @@ from senet.models._twins import register_twins
 from senet.models.conv_unit import ConvBnAct, Size, check_attn_kwargs
 
 
-def _unit(in_chs: int, out_chs: int, kernel_size: Size, stride: int = 1, padding: Size = 0):
+def _unit(
+    in_chs: int, out_chs: int, kernel_size: Size, stride: int = 1, padding: Size = 0
+) -> ConvBnAct:
     # TensorFlow's BN epsilon, kept by every public port of the Google weights.
     return ConvBnAct(in_chs, out_chs, kernel_size, stride=stride, padding=padding, eps=1e-3)
 
