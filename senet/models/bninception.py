@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from senet.layers import create_attn
@@ -47,6 +48,22 @@ MODULES: dict[str, ModuleSpec] = {
 }
 
 
+class ReductionPool(nn.Module):
+    """Pad bottom/right with -inf, MaxPool3x3/2 (ceil mode): the pool branch of 3c and 4e.
+
+    On an even-sized map this is exactly Caffe's ceil-mode pool (its last window is clipped
+    either way); on an odd-sized one Caffe's pool comes out one pixel smaller than the stride-2
+    convs it is concatenated with, and the padding makes the sizes agree.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(F.pad(x, (0, 1, 0, 1), value=float("-inf")))
+
+
 def _unit(in_chs: int, out_chs: int, kernel_size: int, stride: int = 1) -> ConvBnAct:
     return ConvBnAct(in_chs, out_chs, kernel_size, stride=stride, padding=kernel_size // 2)
 
@@ -78,7 +95,7 @@ class InceptionModule(nn.Module):
         elif spec.pool == "max":
             pool = nn.MaxPool2d(3, 1, padding=1, ceil_mode=True)
         else:
-            pool = nn.MaxPool2d(3, 2, ceil_mode=True)
+            pool = ReductionPool()
         proj = [_unit(in_chs, spec.pool_proj, 1)] if spec.pool_proj else []
         self.branch_pool = nn.Sequential(pool, *proj)
         self.out_chs = spec.b1x1 + spec.b3x3 + spec.double + (spec.pool_proj or in_chs)

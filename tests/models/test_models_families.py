@@ -183,7 +183,7 @@ def compile_target(family: str) -> tuple[nn.Module, torch.Tensor]:
     at a smaller size) and an input for it."""
     base, side, *_ = FAMILIES[family]
     torch.manual_seed(0)
-    if family == "inception_resnet_v2":  # 40 residual blocks: compile one SE block of each kind
+    if family == "inception_resnet_v2":  # 40 residual blocks: compile one SE residual block
         model = senet.create_model(f"se_{base}", num_classes=3)
         return nn.Sequential(model.repeat[0]), torch.randn(1, 320, 9, 9)
     small = {"vgg": {"stages": ((8, 8), (16,))}, "shake_shake": {"depth": 8, "base_width": 8}}
