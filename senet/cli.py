@@ -234,6 +234,9 @@ def models(
     table.add_column("conv+FC GMACs", justify="right")
     if paper:
         table.add_column("GFLOPs (paper convention)", justify="right")
+    printed = any("paper" in row for row in rows)
+    if printed:
+        table.add_column("paper GFLOPs / params (M)", justify="right")
     for row in rows:
         cells = [
             row["name"],
@@ -243,6 +246,10 @@ def models(
         ]
         if paper:
             cells.append(f"{row['macs'] / 1e9:.2f}" if "macs" in row else "-")
+        if printed:  # the SE paper's own figure (Tables 2-3); the JSON output says how it counts
+            figure = row.get("paper", {})
+            params = f" / {figure['params_m']}" if "params_m" in figure else ""
+            cells.append(f"{figure['gflops']}{params}" if figure else "")
         table.add_row(*cells)
     Console(width=120).print(table)
 

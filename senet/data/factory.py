@@ -17,7 +17,11 @@ from senet.data.fashion_mnist import fashion_mnist_dataset, fashion_mnist_info
 from senet.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD, image_folder_dataset
 from senet.data.memory import InMemoryImages
 from senet.data.synthetic import synthetic_dataset
-from senet.data.transforms import imagenet_eval_transform, imagenet_train_transform
+from senet.data.transforms import (
+    check_cutout,
+    imagenet_eval_transform,
+    imagenet_train_transform,
+)
 
 DATASETS = ("fashion_mnist", "cifar10", "cifar100", "imagefolder", "synthetic")
 
@@ -30,6 +34,7 @@ def create_dataset(
     download: bool = False,
     size: int | None = None,
     augment: bool = False,
+    cutout: int = 0,
     image_size: int | None = None,
     eval_resize: int | None = None,
     mean: Sequence[float] | None = None,
@@ -49,6 +54,7 @@ def create_dataset(
     Evaluation of image folders resizes to ``eval_resize`` (default size/0.875) and centre-crops.
     ``mean``/``std`` default to the dataset's statistics. ``distort="rts"`` rotates, scales and
     translates every image once onto a ``distort_canvas``-sized canvas (senet.data.distort).
+    ``cutout`` > 0 adds Cutout of that side to the in-memory datasets' augmentation.
     """
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -63,6 +69,12 @@ def create_dataset(
         raise DataError(
             "data.distort=rts works on the in-memory datasets (fashion_mnist, cifar10, cifar100, "
             "synthetic), not on imagefolder"
+        )
+    if check_cutout(cutout) and (name == "imagefolder" or not augment):
+        raise ValueError(
+            f"cutout={cutout} needs augment=True and an in-memory dataset (CIFAR, Fashion-MNIST, "
+            f"synthetic); got {name!r} with augment={augment}. Set data.cutout=0 or "
+            "data.augment=true."
         )
     if name == "imagefolder":
         size_px = image_size or 224
@@ -133,6 +145,7 @@ def create_dataset(
         ds.images = rts_distort(ds.images, canvas=distort_canvas, seed=int(split == "val"))
         info = replace(info, image_size=ds.images.shape[-1])
     info = replace(info, classes=ds.classes or info.classes)
+    ds.cutout = check_cutout(cutout)
     return ds, info
 
 

@@ -1,4 +1,4 @@
-"""PIL-image transforms of the paper's ImageNet recipe (torchvision.transforms.v2)."""
+"""PIL-image transforms of the paper's ImageNet recipe (torchvision.transforms.v2), and Cutout."""
 
 from __future__ import annotations
 
@@ -54,3 +54,21 @@ def imagenet_eval_transform(
 
 def _to_tensor(mean: Sequence[float], std: Sequence[float]) -> list:
     return [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(list(mean), list(std))]
+
+
+def check_cutout(size: object) -> int:
+    """A Cutout square side: an int >= 0 (0: no Cutout)."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ValueError(f"cutout must be a square side in pixels >= 0 (0: off), got {size!r}")
+    return size
+
+
+def cutout(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Cutout (DeVries & Taylor 2017) of one normalised (C, H, W) image, in place: zero a
+    ``size`` x ``size`` square (0 = the dataset mean) centred on a uniform random pixel, clipped
+    at the border, as the SE paper's Shake-Shake CIFAR-10 rows (Table 4) use with ``size=16``."""
+    h, w = x.shape[-2:]
+    cy, cx = torch.randint(0, h, ()).item(), torch.randint(0, w, ()).item()
+    top, left = max(cy - size // 2, 0), max(cx - size // 2, 0)
+    x[..., top : min(cy + size - size // 2, h), left : min(cx + size - size // 2, w)] = 0
+    return x

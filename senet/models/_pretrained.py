@@ -16,7 +16,10 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 #                 ``seresnext50_32x4d``, gluon ports): stride on the 3x3 conv, max pool padding 1;
 #   "cadene"      Cadene's pretrainedmodels ``senet.py`` and timm's ``legacy_*`` SENets: the
 #                 authors' Caffe models, stem max pool with ceil_mode and no padding.
-LAYOUTS = ("senet", "torchvision", "cadene")
+#   and the other families' public layouts (family_layouts.py): "torchvision_vgg",
+#   "cadene_bninception", "inception_resnet_v2" (Cadene and timm), "timm_mobilenetv1".
+LAYOUTS = ("senet", "torchvision", "cadene", "torchvision_vgg", "cadene_bninception",
+           "inception_resnet_v2", "timm_mobilenetv1")  # fmt: skip
 
 _TIMM = "https://github.com/rwightman/pytorch-image-models/releases/download"
 _TORCHVISION = "https://download.pytorch.org/models"
@@ -57,6 +60,9 @@ KNOWN_WEIGHTS: dict[str, KnownWeights] = {
         "torchvision",
         "GluonCV port (timm resnext101_32x4d.gluon_in1k)",
         interpolation="bicubic",
+    ),
+    "vgg16_bn": KnownWeights(
+        f"{_TORCHVISION}/vgg16_bn-6c64b313.pth", "torchvision_vgg", "torchvision vgg16_bn"
     ),
     "se_resnet50": KnownWeights(
         f"{_TIMM}/v0.1-cadene/se_resnet50-ce0d4300.pth", "cadene", "Cadene se_resnet50 (Caffe)"
@@ -129,4 +135,29 @@ def cifar_cfg(in_chans: int = 3) -> dict[str, Any]:
         "weights_origin": None,
         "first_conv": "stem.conv1",
         "classifier": "fc",
+    }
+
+
+def family_cfg(
+    name: str,
+    in_chans: int,
+    *,
+    size: int = 224,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+    crop_pct: float = 0.875,
+    first_conv: str,
+    classifier: str = "fc",
+) -> dict[str, Any]:
+    """``imagenet_cfg`` for a family whose input size, statistics or module names differ."""
+    mean, std = _channel_stats(mean, std, in_chans)
+    known = KNOWN_WEIGHTS.get(name)
+    return {
+        **imagenet_cfg(name, in_chans),
+        "input_size": (in_chans, size, size),
+        "mean": mean,
+        "std": std,
+        "crop_pct": known.crop_pct if known else crop_pct,
+        "first_conv": first_conv,
+        "classifier": classifier,
     }

@@ -10,6 +10,7 @@ from torch import nn
 from senet.models import resnet
 from senet.models._pretrained import KNOWN_WEIGHTS
 from senet.models._registry import get_model_builder
+from senet.models.family_layouts import LAYOUT_PREPROCESSING
 from senet.models.weights import (
     convert_state_dict,
     detect_layout,
@@ -79,6 +80,7 @@ def create_model(
     if hasattr(model, "pretrained_cfg"):
         model.pretrained_cfg = {
             **model.pretrained_cfg,
+            **LAYOUT_PREPROCESSING.get(layout, {}),  # e.g. Caffe's BGR, 0-255 input
             "loaded_from": str(source),
             "weights_layout": layout,
         }

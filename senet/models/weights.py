@@ -21,6 +21,12 @@ import torch
 from torch import nn
 
 from senet.models._pretrained import LAYOUTS
+from senet.models.family_layouts import (
+    FAMILY_LAYOUTS,
+    LayoutError,
+    convert_family_state_dict,
+    detect_family_layout,
+)
 
 StateDict = dict[str, torch.Tensor]
 Source = str | os.PathLike | Mapping[str, Any]
@@ -146,9 +152,13 @@ def load_state_dict(source: Source, *, progress: bool = True) -> StateDict:
 
 
 def detect_layout(state: Mapping[str, Any]) -> str:
-    """``"senet"``, ``"torchvision"`` (also timm's resnet.py) or ``"cadene"`` (also timm legacy)."""
+    """``"senet"``, ``"torchvision"`` (also timm's resnet.py), ``"cadene"`` (also timm legacy),
+    or one of the other families' public layouts (``family_layouts.FAMILY_LAYOUTS``)."""
     keys = set(state)
-    if any(k.startswith("stem.") for k in keys):
+    family = detect_family_layout(keys)
+    if family is not None:
+        return family
+    if any(k.startswith(("stem.", "features.conv1_1.", "conv2d_1a.")) for k in keys):
         return "senet"
     if any(k.startswith("layer0.") for k in keys) or "last_linear.weight" in keys:
         return "cadene"
@@ -156,7 +166,9 @@ def detect_layout(state: Mapping[str, Any]) -> str:
         return "torchvision"
     raise CheckpointError(
         f"unrecognised checkpoint layout (first keys: {sorted(keys)[:_SHOW]}); senet reads its "
-        f"own keys and those of torchvision/timm ResNets and Cadene/timm-legacy SENets ({LAYOUTS})"
+        f"own keys and those of torchvision/timm ResNets, Cadene/timm-legacy SENets, torchvision "
+        f"vgg16_bn, Cadene bninception, Cadene/timm Inception-ResNet-v2 and timm mobilenetv1_100 "
+        f"({LAYOUTS})"
     )
 
 
@@ -179,6 +191,11 @@ def convert_state_dict(state: Mapping[str, torch.Tensor], layout: str | None = N
     layout = layout or detect_layout(state)
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+    if layout in FAMILY_LAYOUTS:
+        try:
+            return convert_family_state_dict(state, layout)
+        except LayoutError as err:
+            raise CheckpointError(f"{layout} checkpoint: {err}") from err
     return {_rename(k, layout): v for k, v in state.items()}
 
 

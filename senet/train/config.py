@@ -58,6 +58,7 @@ class DataConfig:
     image_size: int | None = None  # training crop side; None: the dataset's native size
     eval_resize: int | None = None  # eval: resize shorter side to this, then centre crop
     augment: bool = True  # the paper's training augmentation for this dataset
+    cutout: int = 0  # Cutout square side in pixels, in-memory datasets (paper Table 4: 16); 0: off
     mean: list[float] | None = None  # normalisation; None: the dataset's statistics
     std: list[float] | None = None
     num_classes: int = 10  # synthetic only: number of classes

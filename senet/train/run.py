@@ -290,6 +290,7 @@ def build_data(
             size=d.train_size,
             synthetic_size=d.synthetic_train,
             augment=d.augment,
+            cutout=d.cutout,
             **common,
         )
         val_set, _ = create_dataset(

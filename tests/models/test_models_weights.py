@@ -290,7 +290,7 @@ def test_every_known_url_carries_a_hash_and_a_registered_name():
     for name, known in _pretrained.KNOWN_WEIGHTS.items():
         assert name in senet.list_models()
         assert torch.hub.HASH_REGEX.search(Path(known.url).name), known.url
-        assert known.layout in ("torchvision", "cadene")
+        assert known.layout in _pretrained.LAYOUTS and known.layout != "senet"
         with torch.device("meta"):
             cfg = senet.create_model(name).pretrained_cfg
         assert (cfg["url"], cfg["weights_layout"]) == (known.url, known.layout)
