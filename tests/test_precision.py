@@ -25,7 +25,7 @@ def test_explicit_bf16_without_hardware_runs_and_says_it_is_slow(monkeypatch):
 
 
 def test_fp16_on_cpu_is_refused_with_the_fix():
-    with pytest.raises(ValueError, match="train.amp=fp16 needs CUDA; on CPU use train.amp=bf16"):
+    with pytest.raises(ValueError, match=r"train\.amp=fp16 needs CUDA; on CPU use train\.amp=bf16"):
         precision.choose_amp("fp16", "cpu")
 
 

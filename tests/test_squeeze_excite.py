@@ -135,7 +135,10 @@ def test_gate_is_readable_by_hook_and_method():
         ({"channels": 0}, "channels must be an integer >= 1, got 0"),
         ({"channels": 64, "reduction": 0}, "reduction must be an integer >= 1, got 0"),
         ({"channels": 64, "reduction": 2.5}, "reduction must be an integer >= 1, got 2.5"),
-        ({"channels": 64, "squeeze": "median"}, "SqueezeExcite: unknown squeeze 'median'; expected one of"),
+        (
+            {"channels": 64, "squeeze": "median"},
+            "SqueezeExcite: unknown squeeze 'median'; expected one of",
+        ),
         ({"channels": 64, "gate": "softmax"}, "unknown gate 'softmax'; expected one of"),
         ({"channels": 64, "act_layer": "prelu"}, "unknown act_layer 'prelu'"),
     ],
