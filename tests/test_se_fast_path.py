@@ -143,7 +143,7 @@ def test_gate_hook_sees_the_excitation_and_checkpoint_keys_are_unchanged():
 
 def _unfused(block):
     ref = copy.deepcopy(block)
-    ref._fuses_sum = False
+    ref.attn.fuses_residual = False  # the block then scales, adds and rectifies in three steps
     return ref
 
 
@@ -159,7 +159,7 @@ BLOCKS = [
 @pytest.mark.parametrize(("block_cls", "kwargs"), BLOCKS)
 def test_fused_residual_add_equals_the_unfused_block(attn, strategy, block_cls, kwargs):
     block = block_cls(**kwargs, attn=attn, strategy=strategy)
-    assert block._fuses_sum
+    assert block.attn.fuses_residual
     with torch.no_grad():
         for p in block.parameters():
             p.normal_(0, 0.3)  # non-trivial BN affines and gates
@@ -188,6 +188,14 @@ def test_every_strategy_of_se_resnet_keeps_its_function_under_bf16_channels_last
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             out = fast(x.to(memory_format=torch.channels_last))
         torch.testing.assert_close(out.float(), ref, rtol=0.05, atol=0.05)
+
+
+def test_a_block_whose_attention_is_swapped_for_a_plain_module_still_runs():
+    block = BasicBlock(16, 16, attn="se")
+    x = torch.randn(2, 16, 8, 8)
+    block.attn = torch.nn.Identity()  # e.g. an analysis freezing a gate, or a user's own module
+    expected = torch.relu(block.bn2(block.conv2(block.act1(block.bn1(block.conv1(x))))) + x)
+    torch.testing.assert_close(block(x), expected)
 
 
 def test_other_gating_modules_take_the_residual_too():

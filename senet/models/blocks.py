@@ -102,13 +102,14 @@ class _AttnBlock(nn.Module):
         self.attn = create_attn(attn, width, **(attn_kwargs or {}))
         # Plain bools so forward's branches are constants to torch.compile and torch.export.
         self._at = {s: self.attn is not None and strategy == s for s in STRATEGIES}
-        self._fuses_sum = getattr(self.attn, "fuses_residual", False) is True
 
     def _add_shortcut(self, out: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
         """``out + shortcut`` with attention on the branch (standard) or the shortcut (identity)."""
-        if self._fuses_sum and self._at["standard"]:
+        # Asked at each call, not cached: the attention module may be swapped after construction.
+        fuses = getattr(self.attn, "fuses_residual", False) is True
+        if fuses and self._at["standard"]:
             return self.attn(out, shortcut)  # shortcut + out * s
-        if self._fuses_sum and self._at["identity"]:
+        if fuses and self._at["identity"]:
             return self.attn(shortcut, out)  # out + shortcut * s
         if self._at["standard"]:
             out = self.attn(out)
