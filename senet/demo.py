@@ -189,7 +189,12 @@ def committed_study_text(study: dict | None) -> str:
     for p in study["pairs"]:
         arm, ref = cells.get(p["arm"], {}), cells.get(p["reference"], {})
         lines.append(
-            f"  {p['name']}: baseline {ref.get('shown', '?')}%, SE {arm.get('shown', '?')}%, "
+            f"  {p['name']}: baseline {_percent(ref)}, SE {_percent(arm)}, "
             f"SE - baseline {p['shown']} points (95% CI): {p['verdict']}"
         )
     return "\n".join(lines)
+
+
+def _percent(cell: dict) -> str:
+    shown = cell.get("shown", "?")
+    return shown if shown.startswith("missing") or shown == "?" else f"{shown}%"

@@ -55,7 +55,10 @@ def test_pairing_by_seed_is_tighter_than_the_unpaired_spread():
     assert pair.verdict == "no difference"  # [-0.48, +4.48] spans 0
     worse = paired_difference(base, se)
     assert worse.interval == pytest.approx((-2 - 4.303 / 3**0.5, -2 + 4.303 / 3**0.5))
-    assert paired_difference(Cell("a", [0, 1], {0: 1.0, 1: 1.5}), Cell("b", [0, 1], {0: 2.0, 1: 2.4})).verdict == "worse"  # fmt: skip
+    lower = paired_difference(
+        Cell("a", [0, 1], {0: 1.0, 1: 1.5}), Cell("b", [0, 1], {0: 2.0, 1: 2.4})
+    )
+    assert lower.verdict == "worse"  # -1.0, -0.9: [-1.59, -0.31]
 
 
 def test_a_missing_seed_marks_the_cell_and_the_pair_instead_of_averaging_fewer():
@@ -152,7 +155,8 @@ def test_report_cli_tables_a_grid_folder_and_marks_the_missing_cell(tmp_path, ca
     printed = capsys.readouterr().out
     study = json.loads(json_copy.read_text())
     assert study == json.loads((out / "study.json").read_text())
-    assert study["status"] == "partial" and (study["finished_runs"], study["total_runs"]) == (11, 12)
+    assert study["status"] == "partial"
+    assert (study["finished_runs"], study["total_runs"]) == (11, 12)
     assert study["recipe"] == {"epochs": 15, "train_images": 60000, "val_images": None}
     r20, se20, r56, se56 = study["cells"]
     assert r20["name"] == "ResNet-20" and r20["mean"] == pytest.approx(93.1)
