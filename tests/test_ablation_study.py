@@ -2,6 +2,8 @@
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -192,3 +194,31 @@ def load_grid_from(out: Path):
 def test_report_cli_rejects_a_folder_that_is_not_a_grid(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert "no grid.yaml" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_senet_ablate_ends_with_the_study_tables(tmp_path):
+    tiny = {
+        "data.name": "synthetic", "data.synthetic_train": 64, "data.train_size": 64,
+        "data.synthetic_val": 32, "data.image_size": 16, "data.batch_size": 32,
+        "train.epochs": 1, "log.plots": False, "log.tensorboard": False,
+    }  # fmt: skip
+    grid = {
+        "base": str(RECIPE),
+        "overrides": tiny,
+        "axes": {"model.name": ["resnet20_cifar", "se_resnet20_cifar"]},
+        "seeds": [0, 1],
+    }
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "senet", "ablate", str(tmp_path / "grid.yaml"), "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    study = json.loads((out / "study.json").read_text())
+    assert study["status"] == "complete" and study["paired_by"] == "model twins"
+    (pair,) = study["pairs"]
+    se, base = (study["cells"][1]["top1"], study["cells"][0]["top1"])
+    assert pair["differences"] == pytest.approx({s: se[s] - base[s] for s in ("0", "1")})
+    assert "Paired by seed" in proc.stdout and (out / "study.png").is_file()
