@@ -259,7 +259,11 @@ def write_study(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m senet.ablation.study", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m senet.ablation.study",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("out_dir", type=Path, help="a `senet ablate` results folder")
     parser.add_argument("--json", type=Path, help="also write study.json here")
     parser.add_argument("--plot", type=Path, help="the depth plot's path (default: in out_dir)")
