@@ -352,6 +352,9 @@ def ablate(
     paths = write_report(spec, results, out)
     Console().print(paths["md"].read_text())
     typer.echo(f"table: {paths['md']} (also .csv, .json); plot: {paths['png']}")
+    from senet.ablation.study import study_markdown, write_study  # seed-paired 95% CIs
+
+    Console().print(study_markdown(write_study(out)))
     failed = [r.point.run_id for r in results if r.status == "failed"]
     if failed:
         typer.echo(f"{len(failed)} run(s) failed: {', '.join(failed)}; rerun to retry", err=True)

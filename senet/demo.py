@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,8 +17,19 @@ from rich.table import Table
 
 from senet.layers import attention_names, create_attn
 
-RECIPE = Path(__file__).resolve().parents[1] / "configs" / "fashion_mnist_se_resnet20.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "configs" / "fashion_mnist_se_resnet20.yaml"
 MODELS = ("se_resnet20_cifar", "resnet20_cifar")
+# The committed full-budget study (docs/results/fashion_mnist.md), as `senet.ablation.study`
+# writes it; the demo prints it beside its own short run.
+STUDY_RESULTS = ROOT / "docs" / "results" / "fashion_mnist.json"
+# Budgets that keep `make demo` within 10 minutes on 2 idle cores, both models plus eval and the
+# gate analysis. Estimated, not timed end to end: fp32 trains ResNet-20 at 599 img/s and
+# SE-ResNet-20 at 521 (README demo log); bf16 + channels_last at 850-900 img/s for ResNet-20
+# (issue #13), SE ~15% slower. bf16: 2 x 3 x 50,000 images ~ 170 + 195 s training, + ~30 s eval
+# and ~40 s set-up and analysis ~ 7.3 min. fp32: 2 x 3 x 30,000 ~ 150 + 173 + 70 s ~ 6.6 min.
+FAST_BUDGET = ("data.train_size=50000", "train.epochs=3")
+FP32_BUDGET = ("data.train_size=30000", "train.epochs=3")
 
 
 def attention_tour(channels: int = 256, size: int = 56, seed: int = 0) -> Table:
@@ -81,10 +93,13 @@ def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None) 
     console = Console()
     ensure_fashion_mnist(console)
     out = Path(out)
+    path_overrides, choice = fast_path()
+    console.print(f"precision: {choice}")
     for name in MODELS:
         console.rule(f"[bold]{name}")
         config = load_config(
-            RECIPE, [f"model.name={name}", f"output_dir={out / name}", *(overrides or [])]
+            RECIPE,
+            [*path_overrides, f"model.name={name}", f"output_dir={out / name}", *(overrides or [])],
         )
         train(config)
     rows, _ = compare_runs([out / name for name in MODELS], plot_path=out / "compare.png")
@@ -97,6 +112,8 @@ def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None) 
         f"{100 * (base['median_img_s'] / se['median_img_s'] - 1):+.0f}% time per image "
         f"(median epoch). One seed each. Curves: {out / 'compare.png'}"
     )
+    console.rule("[bold]the full study")
+    console.print(committed_study_text(load_committed_study()))
     # The paper's Sec. 7 on the SE model just trained: what its gates learned, block by block.
     from senet.analysis.run import analysis_table, analyze_weights, saturation_summary
 
@@ -128,3 +145,56 @@ def demo_table(rows: list[dict]) -> Table:
             f"{r['median_img_s']:,.0f}",
         )
     return table
+
+
+def fast_path() -> tuple[list[str], str]:
+    """The demo's precision and budget overrides, and a line saying which path and why."""
+    from senet.models.precision import cpu_has_fast_bf16
+
+    if cpu_has_fast_bf16():
+        overrides = ["train.amp=bf16", "train.channels_last=true", *FAST_BUDGET]
+        return (
+            overrides,
+            "bf16 autocast + channels_last (this CPU has bf16 hardware: AMX/AVX512-BF16)",
+        )
+    # Emulated bf16 is slower than fp32, so such CPUs train in fp32 on a smaller budget.
+    overrides = ["train.amp=none", *FP32_BUDGET]
+    return overrides, "fp32 (this CPU has no bf16 hardware, where bf16 would be slower)"
+
+
+def load_committed_study(path: str | Path = STUDY_RESULTS) -> dict | None:
+    """The committed study's results (``study.json`` format), or None when the file is absent."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def committed_study_text(study: dict | None) -> str:
+    """What the full study found, SE - baseline per depth, or plainly that it has not run."""
+    where = "docs/results/fashion_mnist.md"
+    if study is None or study.get("status") == "not yet run" or not study.get("pairs"):
+        return (
+            f"The full-budget study ({where}) has no results yet: nothing to compare this short "
+            "run with. Its commands are in that file."
+        )
+    recipe = study.get("recipe") or {}
+    lines = [
+        f"The committed study ({where}; {study['status']}, "
+        f"{study['finished_runs']}/{study['total_runs']} runs, seeds "
+        f"{', '.join(map(str, study['seeds']))}, {recipe.get('train_images') or '?'} images x "
+        f"{recipe.get('epochs') or '?'} epochs):"
+    ]
+    cells = {c["label"]: c for c in study["cells"]}
+    for p in study["pairs"]:
+        arm, ref = cells.get(p["arm"], {}), cells.get(p["reference"], {})
+        lines.append(
+            f"  {p['name']}: baseline {_percent(ref)}, SE {_percent(arm)}, "
+            f"SE - baseline {p['shown']} points (95% CI): {p['verdict']}"
+        )
+    return "\n".join(lines)
+
+
+def _percent(cell: dict) -> str:
+    shown = cell.get("shown", "?")
+    return shown if shown.startswith("missing") or shown == "?" else f"{shown}%"

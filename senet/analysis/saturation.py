@@ -16,12 +16,17 @@ from senet.layers import CBAM, SCSE, SpatialGate, SpatialSE
 class ConstantGate(nn.Module):
     """Scale by a fixed per-channel vector: an SE block replaced by its mean gate (paper Sec. 7.2)."""
 
+    # Blocks call a gate that fuses the residual add as attn(x, residual): take that form too.
+    fuses_residual = True
+
     def __init__(self, gate: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("gate_value", gate.detach().float().view(1, -1, 1, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate_value.to(x.dtype)
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """x * gate, plus ``residual`` when the block hands its shortcut over."""
+        out = x * self.gate_value.to(x.dtype)
+        return out if residual is None else residual + out
 
 
 # Modules that also gate space: a channel vector alone cannot stand in for them.

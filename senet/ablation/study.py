@@ -1,0 +1,281 @@
+"""A finished (or part-finished) grid folder -> the study report: cells, seed-paired differences.
+
+    python -m senet.ablation.study runs/ablations/fashion_mnist_depth \
+        --json docs/results/fashion_mnist.json --plot docs/results/fashion_mnist_depth.png
+
+Reads ``grid.yaml`` and ``runs/*/summary.json`` that ``senet ablate`` leaves (nothing is trained).
+Pairs: in a grid whose ``model.name`` axis holds twins (``X`` and ``se_X``), each SE model against
+its twin (the depth study); otherwise every setting against the reference row. Writes
+``study.md`` and ``study.json`` into the folder (and copies where asked), and for twin grids the
+accuracy-vs-depth plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from senet.ablation.grid import Grid, GridError, GridPoint, grid_from_dict
+from senet.ablation.paired import (
+    Cell,
+    PairedDifference,
+    format_cell,
+    format_difference,
+    paired_difference,
+)
+from senet.ablation.runner import read_summary
+
+MODEL_AXIS = "model.name"
+
+
+def load_study_grid(out_dir: str | Path) -> Grid:
+    """The grid that ``senet ablate`` ran into ``out_dir`` (its saved ``grid.yaml``)."""
+    path = Path(out_dir) / "grid.yaml"
+    if not path.is_file():
+        raise GridError(
+            f"{out_dir} has no grid.yaml: not a `senet ablate` results folder "
+            "(run `senet ablate GRID --out FOLDER` first)"
+        )
+    return grid_from_dict(yaml.safe_load(path.read_text()), source=None)
+
+
+def _labels(grid: Grid) -> list[str]:
+    return list(dict.fromkeys(p.label for p in grid.points))
+
+
+def collect_cells(grid: Grid, out_dir: str | Path) -> tuple[list[Cell], dict[str, dict]]:
+    """One cell per setting (grid order) and the summary of one finished run of each setting."""
+    out_dir = Path(out_dir)
+    errors = _run_errors(out_dir)
+    cells = {label: Cell(label, list(grid.seeds)) for label in _labels(grid)}
+    info: dict[str, dict] = {}
+    for point in grid.points:
+        cell = cells[point.label]
+        summary = read_summary(out_dir / "runs" / point.run_id)
+        if summary is None:
+            if point.run_id in errors:
+                cell.failed[point.seed] = errors[point.run_id]
+            continue
+        cell.top1[point.seed] = float(summary["final_top1"])
+        info.setdefault(point.label, {"summaries": []})["summaries"].append(summary)
+    return list(cells.values()), info
+
+
+def _run_errors(out_dir: Path) -> dict[str, str]:
+    # `senet ablate` records each failed run's error in results.json (after all retries).
+    try:
+        runs = json.loads((out_dir / "results.json").read_text())["runs"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return {}
+    return {r["run_id"]: r.get("error") or "failed" for r in runs if r.get("status") == "failed"}
+
+
+def twin_pairs(grid: Grid) -> list[tuple[str, str]] | None:
+    """(SE label, twin label) for a grid whose model axis holds ``X`` and ``se_X``; else None."""
+    names = grid.axes.get(MODEL_AXIS)
+    if names is None or len(grid.axes) != 1 or grid.baseline is not None:
+        return None
+    label = {name: _point_label(grid, name) for name in names}
+    pairs = [(label[n], label[n[3:]]) for n in names if n.startswith("se_") and n[3:] in label]
+    return pairs or None
+
+
+def _point_label(grid: Grid, model: str) -> str:
+    return GridPoint(((MODEL_AXIS, model),), seed=0).label
+
+
+def reference_pairs(grid: Grid) -> list[tuple[str, str]]:
+    """Every setting against the reference row (the baseline, else the first point).
+
+    With a baseline, each later setting is also paired with the first one (e.g. a width floor
+    against the paper's r = 16 without one), so settings compare with each other, not only with
+    the baseline.
+    """
+    labels = _labels(grid)
+    reference = "baseline" if grid.baseline is not None else labels[0]
+    pairs = [(label, reference) for label in labels if label != reference]
+    if grid.baseline is not None:
+        first, *later = [label for label in labels if label != reference]
+        pairs += [(label, first) for label in later]
+    return pairs
+
+
+def pretty_model(name: str) -> str:
+    """``se_resnet110_cifar`` -> ``SE-ResNet-110``; ``wrn16_8_cifar`` -> ``WRN-16-8``."""
+    base = name.removeprefix("name=")
+    se = base.startswith("se_")
+    base = base.removeprefix("se_").removesuffix("_cifar")
+    if m := re.fullmatch(r"resnet(\d+)", base):
+        base = f"ResNet-{m.group(1)}"
+    elif m := re.fullmatch(r"wrn(\d+)_(\d+)", base):
+        base = f"WRN-{m.group(1)}-{m.group(2)}"
+    return f"SE-{base}" if se else base
+
+
+def build_study(grid: Grid, out_dir: str | Path) -> dict[str, Any]:
+    """The study as plain data (what ``study.json`` holds and the demo reads)."""
+    cells, info = collect_cells(grid, out_dir)
+    by_label = {c.label: c for c in cells}
+    twins = twin_pairs(grid)
+    pairs = [paired_difference(by_label[a], by_label[r]) for a, r in twins or reference_pairs(grid)]
+    finished = sum(len(c.top1) for c in cells)
+    total = len(grid.points)
+    status = "not yet run" if finished == 0 else "complete" if finished == total else "partial"
+    first = next((s["summaries"][0] for s in info.values()), {})
+    return {
+        "study": grid.name,
+        "title": grid.title,
+        "status": status,
+        "finished_runs": finished,
+        "total_runs": total,
+        "seeds": list(grid.seeds),
+        "paired_by": "model twins" if twins else "reference row",
+        "recipe": {k: first.get(k) for k in ("epochs", "train_images", "val_images")},
+        "cells": [_cell_dict(c, info.get(c.label)) for c in cells],
+        "pairs": [_pair_dict(p) for p in pairs],
+    }
+
+
+def _cell_dict(cell: Cell, info: dict | None) -> dict[str, Any]:
+    summaries = (info or {}).get("summaries", [])
+    per_epoch = [s["train_seconds"] / s["epochs"] for s in summaries if s.get("train_seconds")]
+    return {
+        "label": cell.label,
+        "name": pretty_model(cell.label) if cell.label.startswith("name=") else cell.label,
+        "complete": cell.complete,
+        "top1": {str(s): v for s, v in sorted(cell.top1.items())},
+        "mean": cell.mean,
+        "std": cell.std,
+        "missing_seeds": cell.missing_seeds,
+        "failed": {str(s): e for s, e in cell.failed.items()},
+        "params": summaries[0].get("params") if summaries else None,
+        "macs": summaries[0].get("macs") if summaries else None,
+        "seconds_per_epoch": sum(per_epoch) / len(per_epoch) if per_epoch else None,
+        "shown": format_cell(cell),
+    }
+
+
+def _pair_dict(pair: PairedDifference) -> dict[str, Any]:
+    interval = pair.interval
+    return {
+        "arm": pair.arm,
+        "reference": pair.reference,
+        "name": pretty_model(pair.reference) if pair.reference.startswith("name=") else pair.arm,
+        "differences": {str(s): v for s, v in sorted(pair.differences.items())},
+        "mean": pair.mean,
+        "ci95": list(interval) if interval else None,
+        "missing_seeds": pair.missing_seeds,
+        "verdict": pair.verdict,
+        "shown": format_difference(pair),
+    }
+
+
+def study_markdown(study: dict[str, Any]) -> str:
+    """The study's two tables: cells (mean ± std over seeds) and the paired differences."""
+    seeds = ", ".join(map(str, study["seeds"]))
+    lines = [
+        f"### {study['title']}",
+        "",
+        f"Status: {study['status']} ({study['finished_runs']}/{study['total_runs']} runs). "
+        f"Seeds {seeds}. Final-epoch test top-1; a cell with a seed missing is marked, "
+        "not averaged over fewer seeds.",
+        "",
+        "| setting | params | MACs (M) | s/epoch | top-1 (%), mean ± std |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for c in study["cells"]:
+        params = f"{c['params'] / 1e6:.3f}M" if c["params"] is not None else "—"
+        macs = f"{c['macs'] / 1e6:.2f}" if c["macs"] is not None else "—"
+        sec = f"{c['seconds_per_epoch']:.0f}" if c["seconds_per_epoch"] is not None else "—"
+        lines.append(f"| {c['name']} | {params} | {macs} | {sec} | {c['shown']} |")
+    against = "its twin without SE" if study["paired_by"] == "model twins" else "the reference"
+    lines += [
+        "",
+        f"Paired by seed: setting - {against}, top-1 points, mean [95% Student t CI].",
+        "",
+        "| pair | per-seed differences | mean [95% CI] | verdict |",
+        "|---|---|---:|---|",
+    ]
+    for p in study["pairs"]:
+        diffs = " / ".join(f"{v:+.2f}" for v in p["differences"].values()) or "—"
+        name = p["name"] if study["paired_by"] == "model twins" else p["arm"]
+        lines.append(f"| {name} | {diffs} | {p['shown']} | {p['verdict']} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_depth(study: dict[str, Any], path: str | Path) -> Path:
+    """Accuracy vs depth: one line without SE, one with, error bars = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = {c["label"]: c for c in study["cells"]}
+    names = [p["name"] for p in study["pairs"]]
+    fig, ax = plt.subplots(figsize=(5.0, 3.6))
+    for key, label, colour in (("reference", "baseline", "grey"), ("arm", "SE", "tab:blue")):
+        xs, ys, errs = [], [], []
+        for i, p in enumerate(study["pairs"]):
+            cell = cells[p[key]]
+            if cell["mean"] is not None:  # an incomplete cell is left out, not drawn from fewer
+                xs.append(i)
+                ys.append(cell["mean"])
+                errs.append(cell["std"] or 0.0)
+        ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=4, label=label, color=colour)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names)
+    ax.set_xlim(-0.5, len(names) - 0.5)
+    ax.set_xlabel("depth")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(f"{study['study']} ({study['status']})", fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_study(
+    out_dir: str | Path, *, json_path: str | Path | None = None, plot_path: str | Path | None = None
+) -> dict[str, Any]:
+    """Write study.md/study.json (and the depth plot for twin grids) under ``out_dir``."""
+    out_dir = Path(out_dir)
+    study = build_study(load_study_grid(out_dir), out_dir)
+    (out_dir / "study.md").write_text(study_markdown(study))
+    text = json.dumps(study, indent=2) + "\n"
+    (out_dir / "study.json").write_text(text)
+    if json_path is not None:
+        Path(json_path).write_text(text)
+    if study["paired_by"] == "model twins":
+        plot_depth(study, plot_path or out_dir / "study.png")
+    return study
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m senet.ablation.study",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("out_dir", type=Path, help="a `senet ablate` results folder")
+    parser.add_argument("--json", type=Path, help="also write study.json here")
+    parser.add_argument("--plot", type=Path, help="the depth plot's path (default: in out_dir)")
+    args = parser.parse_args(argv)
+    try:
+        study = write_study(args.out_dir, json_path=args.json, plot_path=args.plot)
+    except GridError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(study_markdown(study))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

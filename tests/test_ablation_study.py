@@ -1,0 +1,224 @@
+"""The study report: seed-paired 95% CIs (hand-computed), missing cells marked, the report CLI."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from senet.ablation import grid_from_dict, load_grid
+from senet.ablation.paired import (
+    Cell,
+    format_cell,
+    format_difference,
+    paired_difference,
+    t_quantile_975,
+)
+from senet.ablation.study import build_study, main, pretty_model, reference_pairs, twin_pairs
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "configs" / "fashion_mnist_se_resnet20.yaml"
+
+
+def test_t_quantiles_are_the_tabled_values():
+    assert t_quantile_975(1) == 12.706
+    assert t_quantile_975(2) == 4.303
+    assert t_quantile_975(30) == 2.042
+    assert t_quantile_975(45) == 2.021
+    assert t_quantile_975(5000) == 1.960
+    with pytest.raises(ValueError, match="two or more seeds"):
+        t_quantile_975(0)
+
+
+def test_paired_difference_ci_matches_a_hand_computation():
+    se = Cell("se", [0, 1, 2], {0: 94.4, 1: 94.5, 2: 94.6})
+    base = Cell("base", [0, 1, 2], {0: 94.0, 1: 94.0, 2: 94.0})
+    pair = paired_difference(se, base)
+    # differences 0.4, 0.5, 0.6: mean 0.5, s = 0.1, half width = 4.303 * 0.1 / sqrt(3)
+    half = 4.303 * 0.1 / math.sqrt(3)
+    assert pair.mean == pytest.approx(0.5, abs=1e-12)
+    assert pair.half_width == pytest.approx(half, abs=1e-9)
+    assert pair.interval == pytest.approx((0.5 - half, 0.5 + half), abs=1e-9)
+    assert pair.verdict == "better"
+    assert format_difference(pair) == "+0.50 [+0.25, +0.75]"
+    assert format_cell(se) == "94.50 ± 0.10"
+
+
+def test_pairing_by_seed_is_tighter_than_the_unpaired_spread():
+    # Seed noise shared by both arms cancels in the paired difference: 1, 2, 3 -> s = 1.
+    se = Cell("se", [0, 1, 2], {0: 91.0, 1: 95.0, 2: 93.0})
+    base = Cell("base", [0, 1, 2], {0: 90.0, 1: 93.0, 2: 90.0})
+    pair = paired_difference(se, base)
+    assert pair.differences == pytest.approx({0: 1.0, 1: 2.0, 2: 3.0})
+    assert pair.half_width == pytest.approx(4.303 / math.sqrt(3), abs=1e-9)
+    assert pair.verdict == "no difference"  # [-0.48, +4.48] spans 0
+    worse = paired_difference(base, se)
+    assert worse.interval == pytest.approx((-2 - 4.303 / 3**0.5, -2 + 4.303 / 3**0.5))
+    lower = paired_difference(
+        Cell("a", [0, 1], {0: 1.0, 1: 1.5}), Cell("b", [0, 1], {0: 2.0, 1: 2.4})
+    )
+    assert lower.verdict == "worse"  # -1.0, -0.9: [-1.59, -0.31]
+
+
+def test_a_missing_seed_marks_the_cell_and_the_pair_instead_of_averaging_fewer():
+    se = Cell("se", [0, 1, 2], {0: 94.0, 1: 94.2}, failed={2: "exit code 1: NaN loss"})
+    base = Cell("base", [0, 1, 2], {0: 94.0, 1: 94.0, 2: 93.0})
+    assert not se.complete and se.mean is None and se.std is None
+    assert format_cell(se) == "missing (2/3 seeds; seed 2 failed)"
+    assert format_cell(Cell("x", [0, 1, 2], {1: 90.0})) == "missing (1/3 seeds; seed 0, 2 not run)"
+    pair = paired_difference(se, base)
+    assert pair.missing_seeds == [2] and pair.mean is None and pair.interval is None
+    assert pair.verdict == "incomplete"
+    assert format_difference(pair) == "missing (seed 2)"
+
+
+def test_one_seed_gives_a_mean_but_no_interval():
+    pair = paired_difference(Cell("a", [0], {0: 91.0}), Cell("b", [0], {0: 90.5}))
+    assert pair.mean == pytest.approx(0.5) and pair.interval is None
+    assert format_difference(pair) == "+0.50"
+    with pytest.raises(ValueError, match="share no seed"):
+        paired_difference(Cell("a", [0], {}), Cell("b", [1], {}))
+
+
+def test_shipped_study_grids_pair_the_right_settings():
+    depth = load_grid(REPO / "configs" / "ablations" / "fashion_mnist_depth.yaml")
+    assert twin_pairs(depth) == [
+        (f"name=se_resnet{d}_cifar", f"name=resnet{d}_cifar") for d in (20, 56, 110)
+    ]
+    assert depth.seeds == [0, 1, 2] and len(depth.points) == 18
+    config = depth.point_config(depth.points[0])
+    assert config.data.train_size is None and config.data.val_size is None
+    assert config.train.amp == "bf16" and config.train.channels_last is True
+    width = load_grid(REPO / "configs" / "ablations" / "fashion_mnist_se_width.yaml")
+    assert twin_pairs(width) is None
+    assert reference_pairs(width) == [
+        ("min_channels=1", "baseline"),
+        ("min_channels=4", "baseline"),
+        ("min_channels=8", "baseline"),
+        ("min_channels=4", "min_channels=1"),
+        ("min_channels=8", "min_channels=1"),
+    ]
+
+
+def test_pretty_model_names():
+    assert pretty_model("name=se_resnet110_cifar") == "SE-ResNet-110"
+    assert pretty_model("resnet20_cifar") == "ResNet-20"
+    assert pretty_model("se_wrn16_8_cifar") == "SE-WRN-16-8"
+
+
+def _fake_grid_folder(tmp_path: Path, top1: dict[tuple[str, int], float], failed=()) -> Path:
+    """A `senet ablate` results folder with hand-written summaries (nothing trained)."""
+    grid = grid_from_dict(
+        {
+            "name": "fake_depth",
+            "title": "fake depth study",
+            "base": str(RECIPE),
+            "axes": {"model.name": ["resnet20_cifar", "se_resnet20_cifar", "resnet56_cifar",
+                                    "se_resnet56_cifar"]},
+            "seeds": [0, 1, 2],
+        }
+    )  # fmt: skip
+    out = tmp_path / "out"
+    (out / "runs").mkdir(parents=True)
+    (out / "grid.yaml").write_text(yaml.safe_dump(grid.to_dict(), sort_keys=False))
+    runs = []
+    for point in grid.points:
+        model = dict(point.settings)["model.name"]
+        run_dir = out / "runs" / point.run_id
+        run_dir.mkdir()
+        key = (model, point.seed)
+        if key in top1:
+            summary = {"final_top1": top1[key], "params": 1000 + len(model), "macs": 2_000_000,
+                       "train_seconds": 300.0, "epochs": 15, "train_images": 60000}  # fmt: skip
+            (run_dir / "summary.json").write_text(json.dumps(summary))
+            runs.append({"run_id": point.run_id, "status": "cached", "error": None})
+        elif key in failed:
+            runs.append({"run_id": point.run_id, "status": "failed", "error": "exit code 1: NaN"})
+    (out / "results.json").write_text(json.dumps({"runs": runs}))
+    return out
+
+
+def test_report_cli_tables_a_grid_folder_and_marks_the_missing_cell(tmp_path, capsys):
+    values = {}
+    for seed, (r20, se20, r56, se56) in enumerate(
+        [(93.0, 93.4, 94.0, 94.5), (93.2, 93.3, 94.2, 94.6), (93.1, 93.5, 94.1, 94.4)]
+    ):
+        values[("resnet20_cifar", seed)] = r20
+        values[("se_resnet20_cifar", seed)] = se20
+        values[("resnet56_cifar", seed)] = r56
+        if seed != 2:
+            values[("se_resnet56_cifar", seed)] = se56
+    out = _fake_grid_folder(tmp_path, values, failed={("se_resnet56_cifar", 2)})
+    json_copy, plot = tmp_path / "copy.json", tmp_path / "depth.png"
+    assert main([str(out), "--json", str(json_copy), "--plot", str(plot)]) == 0
+    printed = capsys.readouterr().out
+    study = json.loads(json_copy.read_text())
+    assert study == json.loads((out / "study.json").read_text())
+    assert study["status"] == "partial"
+    assert (study["finished_runs"], study["total_runs"]) == (11, 12)
+    assert study["recipe"] == {"epochs": 15, "train_images": 60000, "val_images": None}
+    r20, se20, r56, se56 = study["cells"]
+    assert r20["name"] == "ResNet-20" and r20["mean"] == pytest.approx(93.1)
+    assert r20["std"] == pytest.approx(0.1) and r20["seconds_per_epoch"] == pytest.approx(20.0)
+    assert se56["mean"] is None and se56["failed"] == {"2": "exit code 1: NaN"}
+    assert se56["shown"] == "missing (2/3 seeds; seed 2 failed)"
+    p20, p56 = study["pairs"]
+    # ResNet-20: differences 0.4, 0.1, 0.4 -> mean 0.3, s = sqrt(0.03), CI 0.3 +- 4.303 * 0.1
+    assert p20["name"] == "ResNet-20" and p20["mean"] == pytest.approx(0.3)
+    assert p20["ci95"] == pytest.approx([0.3 - 0.4303, 0.3 + 0.4303], abs=1e-9)
+    assert p20["verdict"] == "no difference"
+    assert p56["verdict"] == "incomplete" and p56["shown"] == "missing (seed 2)"
+    assert "| ResNet-20 | +0.40 / +0.10 / +0.40 | +0.30 [-0.13, +0.73] | no difference |" in printed
+    assert "| SE-ResNet-56 | 0.001M | 2.00 | 20 | missing (2/3 seeds; seed 2 failed) |" in printed
+    assert (out / "study.md").read_text() in printed
+    assert plot.is_file() and plot.stat().st_size > 1000
+
+
+def test_report_cli_on_an_untouched_grid_says_not_yet_run(tmp_path):
+    out = _fake_grid_folder(tmp_path, {})
+    assert main([str(out)]) == 0
+    study = json.loads((out / "study.json").read_text())
+    assert study["status"] == "not yet run" and all(c["mean"] is None for c in study["cells"])
+    assert build_study(load_grid_from(out), out)["finished_runs"] == 0
+
+
+def load_grid_from(out: Path):
+    from senet.ablation.study import load_study_grid
+
+    return load_study_grid(out)
+
+
+def test_report_cli_rejects_a_folder_that_is_not_a_grid(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 2
+    assert "no grid.yaml" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_senet_ablate_ends_with_the_study_tables(tmp_path):
+    tiny = {
+        "data.name": "synthetic", "data.synthetic_train": 64, "data.train_size": 64,
+        "data.synthetic_val": 32, "data.image_size": 16, "data.batch_size": 32,
+        "train.epochs": 1, "log.plots": False, "log.tensorboard": False,
+    }  # fmt: skip
+    grid = {
+        "base": str(RECIPE),
+        "overrides": tiny,
+        "axes": {"model.name": ["resnet20_cifar", "se_resnet20_cifar"]},
+        "seeds": [0, 1],
+    }
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "senet", "ablate", str(tmp_path / "grid.yaml"), "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    study = json.loads((out / "study.json").read_text())
+    assert study["status"] == "complete" and study["paired_by"] == "model twins"
+    (pair,) = study["pairs"]
+    se, base = (study["cells"][1]["top1"], study["cells"][0]["top1"])
+    assert pair["differences"] == pytest.approx({s: se[s] - base[s] for s in ("0", "1")})
+    assert "Paired by seed" in proc.stdout and (out / "study.png").is_file()

@@ -1,0 +1,84 @@
+"""The demo's fast-path choice and its reading of the committed study (docs/results/)."""
+
+import json
+
+import pytest
+
+import senet.models.precision as precision
+from senet.demo import (
+    FAST_BUDGET,
+    FP32_BUDGET,
+    RECIPE,
+    STUDY_RESULTS,
+    committed_study_text,
+    fast_path,
+    load_committed_study,
+)
+from senet.train import load_config
+
+
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_fast_path_follows_the_cpu(monkeypatch, has_bf16):
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: has_bf16)
+    overrides, line = fast_path()
+    config = load_config(RECIPE, overrides)
+    if has_bf16:
+        assert config.train.amp == "bf16" and config.train.channels_last is True
+        assert overrides[-2:] == list(FAST_BUDGET) and line.startswith("bf16 autocast")
+    else:
+        assert config.train.amp == "none" and config.train.channels_last is False
+        assert overrides[-2:] == list(FP32_BUDGET) and line.startswith("fp32")
+    assert config.train.epochs == 3 and config.data.val_size is None  # the full test set
+
+
+def test_committed_results_file_is_a_study_and_the_demo_reads_it():
+    study = load_committed_study()
+    assert study is not None, f"{STUDY_RESULTS} is missing"
+    assert study["study"] == "fashion_mnist_depth" and study["seeds"] == [0, 1, 2]
+    text = committed_study_text(study)
+    if study["status"] == "not yet run":
+        assert "has no results yet" in text
+    else:
+        assert text.count("SE - baseline") == len(study["pairs"])
+
+
+def test_demo_says_plainly_when_there_are_no_results(tmp_path):
+    assert load_committed_study(tmp_path / "absent.json") is None
+    for study in (None, {"status": "not yet run", "pairs": []}):
+        text = committed_study_text(study)
+        assert text.startswith(
+            "The full-budget study (docs/results/fashion_mnist.md) has no results"
+        )
+
+
+def test_demo_prints_each_depth_of_a_finished_study(tmp_path):
+    study = {
+        "status": "partial",
+        "finished_runs": 11,
+        "total_runs": 12,
+        "seeds": [0, 1, 2],
+        "recipe": {"epochs": 15, "train_images": 60000},
+        "cells": [
+            {"label": "name=resnet20_cifar", "shown": "93.10 ± 0.10"},
+            {"label": "name=se_resnet20_cifar", "shown": "93.40 ± 0.10"},
+            {"label": "name=resnet56_cifar", "shown": "94.10 ± 0.10"},
+            {"label": "name=se_resnet56_cifar", "shown": "missing (2/3 seeds; seed 2 failed)"},
+        ],
+        "pairs": [
+            {"arm": "name=se_resnet20_cifar", "reference": "name=resnet20_cifar",
+             "name": "ResNet-20", "shown": "+0.30 [-0.13, +0.73]", "verdict": "no difference"},
+            {"arm": "name=se_resnet56_cifar", "reference": "name=resnet56_cifar",
+             "name": "ResNet-56", "shown": "missing (seed 2)", "verdict": "incomplete"},
+        ],
+    }  # fmt: skip
+    path = tmp_path / "fashion_mnist.json"
+    path.write_text(json.dumps(study))
+    lines = committed_study_text(load_committed_study(path)).splitlines()
+    assert lines == [
+        "The committed study (docs/results/fashion_mnist.md; partial, 11/12 runs, seeds 0, 1, 2, "
+        "60000 images x 15 epochs):",
+        "  ResNet-20: baseline 93.10 ± 0.10%, SE 93.40 ± 0.10%, SE - baseline +0.30 [-0.13, +0.73]"
+        " points (95% CI): no difference",
+        "  ResNet-56: baseline 94.10 ± 0.10%, SE missing (2/3 seeds; seed 2 failed), SE - baseline"
+        " missing (seed 2) points (95% CI): incomplete",
+    ]
