@@ -66,7 +66,7 @@ def test_forward_backward_and_head(name):
 
     cfg = model.pretrained_cfg
     assert cfg.keys() >= CFG_KEYS
-    assert cfg["input_size"] == (1, 32, 32) if is_cifar(name) else (1, 224, 224)
+    assert cfg["input_size"] == ((1, 32, 32) if is_cifar(name) else (1, 224, 224))
     assert len(cfg["mean"]) == len(cfg["std"]) == 1
 
 
