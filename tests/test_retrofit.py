@@ -730,3 +730,43 @@ def test_report_prints_a_table(base_models: dict[str, nn.Module]) -> None:
     assert report.base_macs == base_macs
     assert report.added_macs == senet.profile(model, (3, 64, 64)).macs - base_macs > 0
     assert f"{report.added_macs:,} MACs" in text
+
+
+# The logit layer that identity init zeroes, per attention with an identity point.
+LOGITS = {"cbam": ("channel_gate.fc2", "spatial_gate.conv"), "eca": ("conv",),
+          "cbam_spatial": ("conv",)}  # fmt: skip
+
+
+@pytest.mark.parametrize("attn", ["cbam", "eca", "cbam_spatial", "scse"])
+def test_identity_init_of_the_other_attentions(attn: str) -> None:
+    model = ToyNet().eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):  # non-trivial statistics: the map is not near zero
+            m.running_var.uniform_(0.5, 2)
+            m.bias.data.uniform_(-0.5, 0.5)
+    base = copy.deepcopy(model)
+    report = senet.retrofit(model, attn, init="identity", input_size=32)
+    assert len(report.sites) == 3
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), base(x)) or (model(x) - base(x)).abs().max() <= 1e-6
+        # Not a no-op by construction: default init changes the function.
+        other = copy.deepcopy(base)
+        senet.retrofit(other, attn, input_size=32)
+        assert (other(x) - base(x)).abs().max() > 1e-3
+    modules = inserted(model, report)
+    if attn == "scse":  # no identity point (cSE + x * sSE is 2x at gate 1): a zero blend
+        assert {s.init for s in report.sites} == {"blend"}
+        blends = [model.get_submodule(f"{s.attn_path}_blend") for s in report.sites]
+        assert all(b.alpha.item() == 0.0 for b in blends)
+        sgd_steps(model, 32, steps=1)
+        assert all(b.alpha.item() != 0.0 for b in blends)
+        return
+    assert {s.init for s in report.sites} == {"gate=1"}
+    for module in modules:
+        assert all(not module.get_submodule(name).weight.any() for name in LOGITS[attn])
+    before = [copy.deepcopy(m.state_dict()) for m in modules]
+    sgd_steps(model, 32)
+    for module, state in zip(modules, before, strict=True):  # the zeroed logits learn
+        for name in LOGITS[attn]:
+            assert not torch.equal(module.state_dict()[f"{name}.weight"], state[f"{name}.weight"])
