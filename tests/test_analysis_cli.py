@@ -27,7 +27,7 @@ def run_dir(tmp_path_factory) -> Path:
     return out
 
 
-def gate_specificity_by_hand(run_dir: Path) -> tuple[list[float], float]:
+def gate_specificity_by_hand(run_dir: Path, size: int | None = None) -> tuple[list[float], float]:
     """Per SE block, eta^2 of each channel's gate over the validation images (between-class sum
     of squares over the total), averaged over channels; and the top-1 of the run's weights."""
     model = senet.create_model("se_resnet20_cifar", num_classes=10)
@@ -35,7 +35,7 @@ def gate_specificity_by_hand(run_dir: Path) -> tuple[list[float], float]:
     model.load_state_dict(state)
     model.eval()
     # The weights' own record of their data: the analysis reads the same validation images.
-    val, _ = create_dataset("synthetic", "val", mean=meta["mean"], std=meta["std"],
+    val, _ = create_dataset("synthetic", "val", size=size, mean=meta["mean"], std=meta["std"],
                             **meta["data_args"])  # fmt: skip
     x = torch.stack([val[i][0] for i in range(len(val))])
     y = torch.tensor([int(val[i][1]) for i in range(len(val))])
@@ -81,6 +81,23 @@ def test_analyze_run_folder(run_dir):
     assert saturation["top1_before"] == pytest.approx(top1)
     assert isinstance(saturation["replaced"], list)
     assert "layer3.2.attn" in result.output
+
+
+def test_analyze_a_model_name_with_weights_and_data(run_dir, tmp_path):
+    weights = str(run_dir / "best.safetensors")
+    args = ["analyze", "se_resnet20_cifar", "--weights", weights, "--device", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "--data is needed with --weights" in result.output
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        app, [*args, "--data", "synthetic", "--size", "100", "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    gates = json.loads((out / "gates.json").read_text())
+    specificity, top1 = gate_specificity_by_hand(run_dir, size=100)
+    assert [b["specificity"] for b in gates["blocks"]] == pytest.approx(specificity, abs=1e-4)
+    saturation = json.loads((out / "saturation.json").read_text())
+    assert saturation["top1_before"] == pytest.approx(top1)
 
 
 def test_analyze_refuses_a_folder_that_is_not_a_run(tmp_path):
