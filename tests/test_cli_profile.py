@@ -146,3 +146,29 @@ def test_table2_row_from_the_zoo():
     # (the paper's "+0.26%" is 3.87 / 3.86 - 1, from the rounded figures).
     assert base.split()[1:4] == ["25.6M", "baseline", "3.86"]
     assert se.split()[1:5] == ["28.1M", "+9.90%", "3.87", "+0.35%"]
+
+
+def _timed(*flags: str) -> dict:
+    result = invoke(
+        "se_resnet20_cifar", "--input-size", "3", "32", "32", "--timing", "--warmup", "1",
+        "--repeats", "2", "-f", "json", *flags,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_channels_last_timing_keeps_the_counts():
+    plain, nhwc = _timed(), _timed("--channels-last")
+    assert nhwc["timing"]["channels_last"] and not plain["timing"]["channels_last"]
+    assert not nhwc["timing"]["compiled"]
+    for key in ("params", "macs", "conv_fc_macs", "attention_macs"):
+        assert nhwc[key] == plain[key], key
+    assert nhwc["macs"] == 40_725_445  # se_resnet20_cifar at 32x32 (tests/models oracle)
+
+
+@pytest.mark.slow
+def test_compiled_timing_keeps_the_counts():
+    plain, compiled = _timed(), _timed("--compile")
+    assert compiled["timing"]["compiled"] and compiled["timing"]["repeats"] == 2
+    for key in ("params", "macs", "conv_fc_macs", "attention_macs"):
+        assert compiled[key] == plain[key], key
