@@ -227,6 +227,36 @@ def test_ray_backend_runs_the_same_grid(tmp_path):
     assert lrs == [0.05, 0.2]  # each point ran its own setting
 
 
+@pytest.mark.slow
+def test_cli_jobs_2_reports_and_exits_1_when_a_point_fails(tmp_path):
+    # Two points at once; the imagefolder one passes validation but finds no images.
+    grid = write_grid(
+        tmp_path,
+        axes={"data.name": ["synthetic", "imagefolder"]},
+        overrides={
+            **{k: v for k, v in TINY.items() if k != "data.name"},
+            "data.root": str(tmp_path / "no-data"),
+        },
+    )
+    out = tmp_path / "out"
+    proc = ablate(str(grid), "--jobs", "2", "--retries", "0", "--out", str(out))
+    output, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 1, output
+    runs = {p.name: p for p in (out / "runs").iterdir()}
+    done = [name for name, p in runs.items() if (p / "summary.json").is_file()]
+    failed = [name for name in runs if name not in done]
+    assert len(done) == len(failed) == 1
+    assert f"1 run(s) failed: {failed[0]}; rerun to retry" in output
+    summary = json.loads((runs[done[0]] / "summary.json").read_text())
+    with (out / "results.csv").open() as f:
+        rows = {row["setting"]: row for row in csv.DictReader(f)}
+    assert float(rows["name=synthetic"]["top1_mean"]) == pytest.approx(summary["final_top1"])
+    assert rows["name=imagefolder"]["top1_mean"] == "" and rows["name=imagefolder"]["failed_seeds"]
+    table = (out / "results.md").read_text()
+    assert "name=synthetic" in table and "| 0 (1 failed) |" in table
+    assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_cli_dry_run_lists_points(tmp_path):
     proc = ablate(str(write_grid(tmp_path, **TWO_AXES)), "--dry-run", "--out", str(tmp_path / "o"))
     output, _ = proc.communicate(timeout=60)
