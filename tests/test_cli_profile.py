@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+from _tiny_models import tiny_models_registered
 from typer.testing import CliRunner
 
 from senet import hub
@@ -148,9 +149,9 @@ def test_table2_row_from_the_zoo():
     assert se.split()[1:5] == ["28.1M", "+9.90%", "3.87", "+0.35%"]
 
 
-def _timed(*flags: str) -> dict:
+def _timed(*flags: str, model: str = "se_resnet20_cifar", size: str = "32") -> dict:
     result = invoke(
-        "se_resnet20_cifar", "--input-size", "3", "32", "32", "--timing", "--warmup", "1",
+        model, "--input-size", "3", size, size, "--timing", "--warmup", "1",
         "--repeats", "2", "-f", "json", *flags,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -168,7 +169,9 @@ def test_channels_last_timing_keeps_the_counts():
 
 @pytest.mark.slow
 def test_compiled_timing_keeps_the_counts():
-    plain, compiled = _timed(), _timed("--compile")
+    with tiny_models_registered():  # the tiny net: compiling takes seconds, not a minute
+        plain = _timed(model="_test_tinynet", size="16")
+        compiled = _timed("--compile", model="_test_tinynet", size="16")
     assert compiled["timing"]["compiled"] and compiled["timing"]["repeats"] == 2
     for key in ("params", "macs", "conv_fc_macs", "attention_macs"):
         assert compiled[key] == plain[key], key
