@@ -111,8 +111,12 @@ def test_eval_every_and_eval_batch_size(tmp_path):
 
 @pytest.mark.slow
 def test_compiled_training_matches_eager(tmp_path):
+    from torch._dynamo.utils import counters
+
     _run(tmp_path / "eager", "train.epochs=1")
+    counters.clear()
     _run(tmp_path / "compiled", "train.epochs=1", "train.compile=true")
+    assert counters["stats"]["unique_graphs"] >= 1  # dynamo did capture the model
     eager, _ = read_weights(tmp_path / "eager" / "last.safetensors")
     compiled, meta = read_weights(tmp_path / "compiled" / "last.safetensors")
     assert compiled.keys() == eager.keys()  # compiling in place keeps the state_dict keys
