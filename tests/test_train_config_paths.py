@@ -96,8 +96,18 @@ def _run(folder: Path, *extra: str) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_eval_every_and_eval_batch_size(tmp_path):
+def test_eval_every_and_eval_batch_size(tmp_path, monkeypatch):
+    loaders = []  # (images, batch size) of every DataLoader the run makes
+    init = torch.utils.data.DataLoader.__init__
+
+    def recording_init(self, dataset, *args, **kwargs):
+        loaders.append((len(dataset), kwargs.get("batch_size")))
+        init(self, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(torch.utils.data.DataLoader, "__init__", recording_init)
     rows = _run(tmp_path / "a", "train.epochs=3", "train.eval_every=2", "data.eval_batch_size=5")
+    assert sorted(set(loaders)) == [(63, 5), (64, 32)]  # val in 5s, train in 32s
+    monkeypatch.undo()
     # Validation at epoch 2 and, always, after the last epoch; none at epoch 1.
     assert [bool(r["val_top1"]) for r in rows] == [False, True, True]
     # Batches of 5 (63 = 12 x 5 + 3) give the per-image means of the default batches of 64.
