@@ -4,10 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
+import senet
 from senet.cli import app
-from senet.train import load_config, train
+from senet.data import create_dataset
+from senet.train import load_config, read_weights, train
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "fashion_mnist_se_resnet20.yaml"
 
@@ -24,6 +27,40 @@ def run_dir(tmp_path_factory) -> Path:
     return out
 
 
+def gate_specificity_by_hand(run_dir: Path, size: int | None = None) -> tuple[list[float], float]:
+    """Per SE block, eta^2 of each channel's gate over the validation images (between-class sum
+    of squares over the total), averaged over channels; and the top-1 of the run's weights."""
+    model = senet.create_model("se_resnet20_cifar", num_classes=10)
+    state, meta = read_weights(run_dir / "best.safetensors")
+    model.load_state_dict(state)
+    model.eval()
+    # The weights' own record of their data: the analysis reads the same validation images.
+    val, _ = create_dataset("synthetic", "val", size=size, mean=meta["mean"], std=meta["std"],
+                            **meta["data_args"])  # fmt: skip
+    x = torch.stack([val[i][0] for i in range(len(val))])
+    y = torch.tensor([int(val[i][1]) for i in range(len(val))])
+    gates = []
+
+    def record(module, args, out):
+        # The block scales its input per channel: the gate is out / in, by least squares.
+        (inp,) = args
+        gates.append(((out * inp).sum((2, 3)) / inp.square().sum((2, 3))).double())
+
+    blocks = [b for layer in (model.layer1, model.layer2, model.layer3) for b in layer]
+    for block in blocks:
+        block.attn.register_forward_hook(record)
+    with torch.no_grad():
+        top1 = (model(x).argmax(1) == y).double().mean().item() * 100
+    result = []
+    for g in gates:
+        grand = g.mean(0)
+        total = (g - grand).square().sum(0)
+        between = sum((y == k).sum() * (g[y == k].mean(0) - grand).square() for k in y.unique())
+        varying = total > 1e-12 * len(g)
+        result.append((between[varying] / total[varying]).mean().item())
+    return result, top1
+
+
 def test_analyze_run_folder(run_dir):
     result = CliRunner().invoke(
         app, ["analyze", str(run_dir), "--classes", "0,1", "--device", "cpu"]
@@ -35,11 +72,32 @@ def test_analyze_run_folder(run_dir):
     gates = json.loads((report / "gates.json").read_text())
     # SE-ResNet-20: 9 residual blocks, 16/32/64 channels, every validation image counted.
     assert [b["channels"] for b in gates["blocks"]] == [16] * 3 + [32] * 3 + [64] * 3
-    assert all(0 <= b["specificity"] <= 1 for b in gates["blocks"])
+    specificity, top1 = gate_specificity_by_hand(run_dir)
+    # float32 gates of a barely trained net vary little between images, so eta^2 carries their
+    # rounding at ~2e-5; a wrong statistic (other images, classes, channels) moves it by >1e-2.
+    assert [b["specificity"] for b in gates["blocks"]] == pytest.approx(specificity, abs=1e-4)
     saturation = json.loads((report / "saturation.json").read_text())
     assert saturation["params_total"] == 272_095  # se_resnet20_cifar, 3 input channels
-    assert saturation["top1_before"] >= 0 and isinstance(saturation["replaced"], list)
+    assert saturation["top1_before"] == pytest.approx(top1)
+    assert isinstance(saturation["replaced"], list)
     assert "layer3.2.attn" in result.output
+
+
+def test_analyze_a_model_name_with_weights_and_data(run_dir, tmp_path):
+    weights = str(run_dir / "best.safetensors")
+    args = ["analyze", "se_resnet20_cifar", "--weights", weights, "--device", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "--data is needed with --weights" in result.output
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        app, [*args, "--data", "synthetic", "--size", "100", "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    gates = json.loads((out / "gates.json").read_text())
+    specificity, top1 = gate_specificity_by_hand(run_dir, size=100)
+    assert [b["specificity"] for b in gates["blocks"]] == pytest.approx(specificity, abs=1e-4)
+    saturation = json.loads((out / "saturation.json").read_text())
+    assert saturation["top1_before"] == pytest.approx(top1)
 
 
 def test_analyze_refuses_a_folder_that_is_not_a_run(tmp_path):

@@ -127,14 +127,52 @@ def test_residual_attention_is_one_plus_mask_times_trunk():
     torch.testing.assert_close(module(x), (1 + mask(x)) * trunk(x))
 
 
-def test_residual_attention_module_keeps_shape_and_mask_range():
+def _bn_relu_conv(x: torch.Tensor, bn: nn.BatchNorm2d, conv: nn.Conv2d) -> torch.Tensor:
+    x = F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+    return F.conv2d(F.relu(x), conv.weight, padding=conv.kernel_size[0] // 2)
+
+
+def _unit(x: torch.Tensor, unit: nn.Module) -> torch.Tensor:
+    """Pre-activation bottleneck: x + (BN, ReLU, 1x1, BN, ReLU, 3x3, BN, ReLU, 1x1)(x)."""
+    b = unit.branch
+    return x + _bn_relu_conv(_bn_relu_conv(_bn_relu_conv(x, b[0], b[2]), b[3], b[5]), b[6], b[8])
+
+
+def _soft_mask(x: torch.Tensor, branch: nn.Module) -> torch.Tensor:
+    """Wang et al. Fig. 2: max pool down, units, [nested level + skip unit], units, bilinear up."""
+    y = F.max_pool2d(x, 3, stride=2, padding=1)
+    for unit in branch.encode:
+        y = _unit(y, unit)
+    if branch.inner is not None:
+        y = _soft_mask(y, branch.inner) + _unit(y, branch.skip)
+    for unit in branch.decode:
+        y = _unit(y, unit)
+    return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def test_residual_attention_module_follows_the_paper():
     module = ResidualAttentionModule(16, depth=3).eval()
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):  # non-trivial statistics, so every BN matters
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
     x = torch.randn(1, 16, 17, 13)  # odd sizes: the mask must be resized back exactly
     masks = []
     module.attention.mask.register_forward_hook(lambda m, a, out: masks.append(out))
-    assert module(x).shape == x.shape
-    assert masks[0].shape == (1, 16, 17, 13)
-    assert masks[0].min() >= 0 and masks[0].max() <= 1
+    with torch.no_grad():
+        out = module(x)
+        # p = 1 unit, then (1 + M) * T with t = 2 trunk units, then p = 1 unit.
+        y = _unit(x, module.pre[0])
+        head = module.attention.mask
+        m = _soft_mask(y, head[0])
+        m = torch.sigmoid(_bn_relu_conv(_bn_relu_conv(m, head[1], head[3]), head[4], head[6]))
+        t = _unit(_unit(y, module.attention.trunk[0]), module.attention.trunk[1])
+        expected = _unit((1 + m) * t, module.post[0])
+    torch.testing.assert_close(masks[0], m)
+    torch.testing.assert_close(out, expected)
+    assert masks[0].shape == (1, 16, 17, 13) and masks[0].min() > 0 and masks[0].max() < 1
 
 
 def test_create_attn_map():

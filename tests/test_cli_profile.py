@@ -7,7 +7,7 @@ import io
 import json
 
 import pytest
-from torch import nn
+from _tiny_models import tiny_models_registered
 from typer.testing import CliRunner
 
 from senet import hub
@@ -70,7 +70,14 @@ def test_timm_models_resolve_and_their_se_counts():
     result = invoke("timm:seresnet18", *SMALL, "-f", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert 0 < data["attention_macs"] < data["macs"]
+    # timm's SE: mean pool, 1x1 conv, ReLU, 1x1 conv, sigmoid, scale; hidden = C/16 rounded up
+    # to a multiple of 8. At 64x64 the four stages (two blocks each) run at 16, 8, 4 and 2 pixels.
+    expected = 0
+    for channels, side in ((64, 16), (128, 8), (256, 4), (512, 2)):
+        hidden = max(8, -(-channels // 16 // 8) * 8)
+        per_block = 2 * channels * side * side + 2 * channels * hidden + hidden + channels
+        expected += 2 * per_block
+    assert data["attention_macs"] == expected
 
 
 @pytest.mark.parametrize(
@@ -120,18 +127,14 @@ def test_resolve_model_sources():
         resolve_model("  ")
 
 
-def test_senet_names_go_through_create_model(monkeypatch):
+def test_senet_names_go_through_create_model():
     import senet
 
-    built = {}
-
-    def create_model(name: str, **kwargs: object) -> nn.Module:
-        built[name] = kwargs
-        return nn.Identity()
-
-    monkeypatch.setattr(senet, "create_model", create_model, raising=False)
-    assert isinstance(resolve_model("se_resnet50", num_classes=10), nn.Identity)
-    assert built == {"se_resnet50": {"num_classes": 10}}
+    model = resolve_model("se_resnet20_cifar", num_classes=7)
+    reference = senet.create_model("se_resnet20_cifar", num_classes=7)
+    assert type(model) is type(reference) and model.get_classifier().out_features == 7
+    shapes = {k: v.shape for k, v in reference.state_dict().items()}
+    assert {k: v.shape for k, v in model.state_dict().items()} == shapes
 
 
 def test_table2_row_from_the_zoo():
@@ -144,3 +147,31 @@ def test_table2_row_from_the_zoo():
     # (the paper's "+0.26%" is 3.87 / 3.86 - 1, from the rounded figures).
     assert base.split()[1:4] == ["25.6M", "baseline", "3.86"]
     assert se.split()[1:5] == ["28.1M", "+9.90%", "3.87", "+0.35%"]
+
+
+def _timed(*flags: str, model: str = "se_resnet20_cifar", size: str = "32") -> dict:
+    result = invoke(
+        model, "--input-size", "3", size, size, "--timing", "--warmup", "1",
+        "--repeats", "2", "-f", "json", *flags,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_channels_last_timing_keeps_the_counts():
+    plain, nhwc = _timed(), _timed("--channels-last")
+    assert nhwc["timing"]["channels_last"] and not plain["timing"]["channels_last"]
+    assert not nhwc["timing"]["compiled"]
+    for key in ("params", "macs", "conv_fc_macs", "attention_macs"):
+        assert nhwc[key] == plain[key], key
+    assert nhwc["macs"] == 40_725_445  # se_resnet20_cifar at 32x32 (tests/models oracle)
+
+
+@pytest.mark.slow
+def test_compiled_timing_keeps_the_counts():
+    with tiny_models_registered():  # the tiny net: compiling takes seconds, not a minute
+        plain = _timed(model="_test_tinynet", size="16")
+        compiled = _timed("--compile", model="_test_tinynet", size="16")
+    assert compiled["timing"]["compiled"] and compiled["timing"]["repeats"] == 2
+    for key in ("params", "macs", "conv_fc_macs", "attention_macs"):
+        assert compiled[key] == plain[key], key

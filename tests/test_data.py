@@ -172,6 +172,62 @@ def test_missing_cifar_says_where_and_how(tmp_path):
         create_dataset("cifar10", "train", root=tmp_path)
 
 
+def write_cifar(root, name: str, per_file: int, monkeypatch) -> dict[str, torch.Tensor]:
+    """A tiny CIFAR in torchvision's on-disk format (pickled batches under its base folder),
+    with torchvision's checksum lists pointed at these files. Returns the images and labels."""
+    import hashlib
+    import pickle
+
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls, classes = (CIFAR10, 10) if name == "cifar10" else (CIFAR100, 100)
+    label_key, names_key = ("labels", "label_names") if classes == 10 else ("fine_labels", "fine_label_names")  # fmt: skip
+    folder = root / cls.base_folder
+    folder.mkdir(parents=True)
+    gen = torch.Generator().manual_seed(0)
+
+    def dump(filename: str, obj: object) -> list[str]:
+        data = pickle.dumps(obj)
+        (folder / filename).write_bytes(data)
+        return [filename, hashlib.md5(data).hexdigest()]
+
+    split = {}
+    for part, files in (("train", cls.train_list), ("test", cls.test_list)):
+        listed, images, labels = [], [], []
+        for filename, _ in files:
+            x = torch.randint(0, 256, (per_file, 3, 32, 32), dtype=torch.uint8, generator=gen)
+            y = torch.randint(0, classes, (per_file,), generator=gen)
+            # One image per row: 1024 red, then green, then blue values, row-major.
+            listed.append(dump(filename, {"data": x.reshape(per_file, -1).numpy(), label_key: y.tolist()}))  # fmt: skip
+            images.append(x)
+            labels.append(y)
+        monkeypatch.setattr(cls, f"{part}_list", listed)
+        split[part] = (torch.cat(images), torch.cat(labels))
+    filename, md5 = dump(cls.meta["filename"], {names_key: [f"c{k}" for k in range(classes)]})
+    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5})
+    return split
+
+
+@pytest.mark.parametrize(("name", "classes", "files"), [("cifar10", 10, 5), ("cifar100", 100, 1)])
+def test_cifar_from_the_torchvision_layout(tmp_path, monkeypatch, name, classes, files):
+    split = write_cifar(tmp_path, name, 3, monkeypatch)
+    mean = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}[name]
+    std = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}[name]
+    for part, role in (("train", "train"), ("test", "val")):
+        ds, info = create_dataset(name, role, root=tmp_path)
+        images, labels = split[part]
+        assert len(ds) == len(images) == (3 * files if part == "train" else 3)
+        assert (info.num_classes, info.in_chans, info.image_size) == (classes, 3, 32)
+        for i in (0, len(ds) - 1):
+            x, y = ds[i]
+            want = (images[i].float() / 255 - torch.tensor(mean)[:, None, None]) / torch.tensor(
+                std
+            )[:, None, None]
+            torch.testing.assert_close(x, want)
+            assert y == labels[i]
+    assert ds.classes[:2] == ["c0", "c1"] and len(ds.classes) == classes
+
+
 def test_unknown_dataset():
     with pytest.raises(DataError, match="expected one of fashion_mnist, cifar10"):
         create_dataset("mnist", "train")

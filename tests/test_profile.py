@@ -134,8 +134,10 @@ def test_attention_modules_alone_and_side_by_side():
     cse = se_cost(16, 16, 4)["macs"]
     sse = 16 * 16 + 16 + 16 * 16  # 1x1 conv to one channel (C*HW MACs), sigmoid (HW), scale
     assert r.macs == r.attention_macs == cse + sse + 16 * 16  # + the add of the two
-    assert profile(ChannelGate(8), (8, 2, 2)).attention_macs > 0
-    assert profile(SpatialGate(), (8, 2, 2)).attention_macs > 0
+    # CBAM's two halves alone: 8 channels give a hidden width of max(1, 8 // 16) = 1.
+    channel, spatial = cbam_cost(8, 2, 2, 1)
+    assert profile(ChannelGate(8), (8, 2, 2)).attention_macs == channel
+    assert profile(SpatialGate(), (8, 2, 2)).attention_macs == spatial
 
 
 def test_op_table_formulas():
@@ -320,8 +322,22 @@ def test_timing_fields_are_consistent():
     assert min(t.latencies_ms) <= t.median_ms <= t.p90_ms <= max(t.latencies_ms)
     assert t.p90_ms == sorted(t.latencies_ms)[4]  # nearest rank: ceil(0.9 * 5) = 5th
     assert t.throughput == pytest.approx(4 / (t.median_ms / 1000))
-    assert t.peak_memory_bytes is not None and t.peak_memory_bytes >= 0
+    assert t.peak_memory_bytes is not None and t.peak_memory_bytes >= 0  # see the test below
     assert model.training  # restored
+
+
+class Allocates64MiB(nn.Module):
+    """A forward that writes a 64 MiB temporary, so its peak memory is known from below."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.ones(16 * 2**20).sum()  # 16 Mi float32, every page written
+
+
+def test_peak_memory_sees_a_forward_temporary():
+    t = profile(Allocates64MiB(), (3, 4, 4), timing=True, warmup=1, repeats=1).timing
+    assert t is not None and t.peak_memory_bytes is not None, t
+    # At least the temporary (less a page-rounding margin), and not a unit off (KiB vs bytes).
+    assert 60 * 2**20 <= t.peak_memory_bytes < 256 * 2**20, (t.peak_memory_bytes, t.memory_method)
 
 
 def test_channels_last_timing_runs_on_a_copy():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import io
 import threading
 import warnings
@@ -576,21 +575,58 @@ def test_containers_that_loop_over_children_are_not_patched() -> None:
     assert model(torch.randn(1, 3, 16, 16)).shape == (1, 8, 16, 16)
 
 
-def test_a_failed_check_leaves_the_model_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
-    retrofit_module = importlib.import_module("senet.retrofit")
+class CallsBlockTwice(nn.Module):
+    """One block applied twice: attention wired into it would run twice per forward."""
 
-    def fail(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("retrofit: simulated failure of the trial forward")
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.block = ToyBlock(16)
+        self.head = nn.Linear(16, 10)
 
-    monkeypatch.setattr(retrofit_module, "_verify", fail)
-    model = ToyNet().eval()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    forward_class = type(model.body[0])
-    with pytest.raises(RuntimeError, match="simulated failure"):
-        senet.retrofit(model, "se", input_size=32)
-    assert type(model.body[0]) is forward_class and not hasattr(model.body[0], "attn")
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(self.block(F.relu(self.stem(x)))).mean((2, 3)))
+
+
+class CallsBlockOnce(CallsBlockTwice):
+    """Runs its block on the first forward only: a later forward never calls the attention."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.stem(x))
+        if self.runs == 0:
+            x = self.block(x)
+        self.runs += 1
+        return self.head(x.mean((2, 3)))
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    ("net", "sites", "calls"), [(CallsBlockTwice, None, 2), (CallsBlockOnce, ["block"], 0)]
+)
+def test_a_failed_check_leaves_the_model_unchanged(net, sites, calls) -> None:
+    model = net().eval()
+    before = _snapshot(model)
+    with pytest.raises(RuntimeError, match=rf"not called exactly once.*left unchanged: block.attn: {calls}$"):  # fmt: skip
+        senet.retrofit(model, "se", sites=sites, input_size=32)
+    assert type(model.block).forward is ToyBlock.forward and not hasattr(model.block, "attn")
     assert model.state_dict().keys() == before.keys()
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+def test_a_failed_check_on_a_model_that_cannot_be_copied_says_what_it_left() -> None:
+    # No copy to try the plan on: the check runs in place, and its error names what stayed in.
+    model = CallsBlockTwice().eval()
+    model.lock = threading.Lock()  # deepcopy refuses it
+    with pytest.raises(RuntimeError, match=r"could not be copied, so it now holds the modules named: block.attn: 2"):  # fmt: skip
+        senet.retrofit(model, "se", input_size=32)
+    assert isinstance(model.block.attn, nn.Module)
 
 
 def test_a_model_that_cannot_be_copied_is_checked_in_place() -> None:
@@ -694,3 +730,43 @@ def test_report_prints_a_table(base_models: dict[str, nn.Module]) -> None:
     assert report.base_macs == base_macs
     assert report.added_macs == senet.profile(model, (3, 64, 64)).macs - base_macs > 0
     assert f"{report.added_macs:,} MACs" in text
+
+
+# The logit layer that identity init zeroes, per attention with an identity point.
+LOGITS = {"cbam": ("channel_gate.fc2", "spatial_gate.conv"), "eca": ("conv",),
+          "cbam_spatial": ("conv",)}  # fmt: skip
+
+
+@pytest.mark.parametrize("attn", ["cbam", "eca", "cbam_spatial", "scse"])
+def test_identity_init_of_the_other_attentions(attn: str) -> None:
+    model = ToyNet().eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):  # non-trivial statistics: the map is not near zero
+            m.running_var.uniform_(0.5, 2)
+            m.bias.data.uniform_(-0.5, 0.5)
+    base = copy.deepcopy(model)
+    report = senet.retrofit(model, attn, init="identity", input_size=32)
+    assert len(report.sites) == 3
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), base(x)) or (model(x) - base(x)).abs().max() <= 1e-6
+        # Not a no-op by construction: default init changes the function.
+        other = copy.deepcopy(base)
+        senet.retrofit(other, attn, input_size=32)
+        assert (other(x) - base(x)).abs().max() > 1e-3
+    modules = inserted(model, report)
+    if attn == "scse":  # no identity point (cSE + x * sSE is 2x at gate 1): a zero blend
+        assert {s.init for s in report.sites} == {"blend"}
+        blends = [model.get_submodule(f"{s.attn_path}_blend") for s in report.sites]
+        assert all(b.alpha.item() == 0.0 for b in blends)
+        sgd_steps(model, 32, steps=1)
+        assert all(b.alpha.item() != 0.0 for b in blends)
+        return
+    assert {s.init for s in report.sites} == {"gate=1"}
+    for module in modules:
+        assert all(not module.get_submodule(name).weight.any() for name in LOGITS[attn])
+    before = [copy.deepcopy(m.state_dict()) for m in modules]
+    sgd_steps(model, 32)
+    for module, state in zip(modules, before, strict=True):  # the zeroed logits learn
+        for name in LOGITS[attn]:
+            assert not torch.equal(module.state_dict()[f"{name}.weight"], state[f"{name}.weight"])

@@ -80,3 +80,23 @@ def test_cli_errors_are_clear() -> None:
         "gate": "tanh",
         "bias": False,
     }
+
+
+def test_pth_out_holds_the_same_state_as_safetensors_out(tmp_path) -> None:
+    args = ["torchvision:resnet18", "--attn", "cbam", "--input-size", "64", "--save"]
+    outputs = []
+    for name in ("se.pth", "se.safetensors"):
+        torch.manual_seed(0)  # the new modules' random init, the same for both files
+        result = invoke(*args, str(tmp_path / name))
+        assert result.exit_code == 0, result.output
+        assert str(tmp_path / name) in result.output
+        outputs.append(tmp_path / name)
+    pth = torch.load(outputs[0], weights_only=True)
+    assert isinstance(pth, dict) and pth.keys() == load_file(str(outputs[1])).keys()
+    for key, value in load_file(str(outputs[1])).items():
+        assert torch.equal(pth[key], value), key
+    # It loads strictly into resnet18 retrofitted the same way: 8 CBAM blocks, nothing else.
+    model = torchvision.models.resnet18()
+    senet.retrofit(model, "cbam", input_size=64)
+    model.load_state_dict(pth)
+    assert sum(".attn." in k for k in pth) == 8 * len(model.layer1[0].attn.state_dict())

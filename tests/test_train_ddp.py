@@ -125,3 +125,21 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(tmp_path):
     for name in ddp_w:
         assert torch.equal(resumed_w[name], ddp_w[name]), name
     assert _rows(tmp_path / "resumed") == ddp_rows
+
+    # The same checkpoint resumed by one process with the same global batch (1 x 32): allowed,
+    # and it ends where the two processes ended (the same images per step, one process's sums).
+    with tiny_models_registered():
+        torch.set_num_threads(1)
+        try:
+            config = load_config(
+                None, [*RECIPE, "data.batch_size=32", f"output_dir={tmp_path / 'one_of_two'}"]
+            )
+            train(config, resume=mid[0])
+        finally:
+            torch.set_num_threads(2)
+    single_w, _ = read_weights(tmp_path / "one_of_two" / "last.safetensors")
+    for name in ddp_w:
+        torch.testing.assert_close(single_w[name], ddp_w[name], rtol=1e-4, atol=1e-5, msg=name)
+    assert [r["val_top1"] for r in _rows(tmp_path / "one_of_two")] == [
+        r["val_top1"] for r in ddp_rows
+    ]

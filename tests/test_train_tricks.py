@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from _tiny_models import TinyNet
+from _tiny_models import QUICK, TinyNet, tiny_models_registered
 from torch import nn
 
+import senet
+from senet.data import create_dataset
 from senet.train import (
     LRSchedule,
     OptimConfig,
@@ -18,8 +21,11 @@ from senet.train import (
     create_ema,
     create_optimizer,
     create_scheduler,
+    load_config,
     param_groups,
+    read_weights,
     scaled_lr,
+    train,
     train_one_epoch,
 )
 
@@ -106,6 +112,35 @@ def test_label_smoothing_loss_value():
     loss = nn.CrossEntropyLoss(label_smoothing=0.3)(logits, torch.tensor([1]))
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     assert nn.CrossEntropyLoss()(logits, torch.tensor([1])).item() == pytest.approx(math.log(2))
+
+
+def test_training_minimises_the_smoothed_loss(tmp_path):
+    # One step of 64 images at a vanishing LR: the logged train loss is the smoothed loss of the
+    # initial model on the whole training set, recomputed here from the formula.
+    eps = 0.3
+    overrides = [
+        *QUICK, "data.synthetic_train=64", "data.batch_size=64", "data.augment=false",
+        "optim.lr=1e-30", "train.epochs=1", f"train.label_smoothing={eps}", "log.plots=false",
+        "log.tensorboard=false", f"output_dir={tmp_path}",
+    ]  # fmt: skip
+    with tiny_models_registered():
+        train(load_config(None, overrides))
+        model = senet.create_model("_test_tinynet", num_classes=4).train()
+    state, _ = read_weights(tmp_path / "last.safetensors")
+    model.load_state_dict(state)  # = the initial weights: a 1e-30 step changes no float32
+    data, _ = create_dataset("synthetic", "train", synthetic_size=64, num_classes=4,
+                             image_size=16, seed=0)  # fmt: skip
+    x = torch.stack([data[i][0] for i in range(64)])
+    y = torch.tensor([int(data[i][1]) for i in range(64)])
+    with torch.no_grad():
+        logp = model(x).log_softmax(1)  # BN in training mode: batch statistics, as in the step
+    smoothed = (1 - eps) * -logp.gather(1, y[:, None]).mean() + eps * -logp.mean()
+    with open(tmp_path / "metrics.csv") as f:
+        logged = float(next(csv.DictReader(f))["train_loss"])
+    assert logged == pytest.approx(smoothed.item(), abs=1e-5)
+    # Near-uniform initial logits keep the two close, but 100x the tolerance apart.
+    plain = -logp.gather(1, y[:, None]).mean().item()
+    assert abs(logged - plain) > 1e-3
 
 
 # --- no weight decay on BN and bias --------------------------------------------------------------

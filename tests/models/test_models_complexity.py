@@ -46,12 +46,33 @@ def test_se_resnet50_matches_the_caffe_ports_exactly():
 
 
 @pytest.mark.parametrize("name", TABLE_2)
-def test_table_2_gflops_within_one_percent(name):
-    # macs is the paper's convention (conv + FC + the SE blocks' own pooling, gating, scaling);
-    # conv_fc_macs leaves that < 0.3% out, so both columns stay within 1%.
-    for column in ("macs", "conv_fc_macs"):
-        macs = GOLDEN[name][column] / 1e9
-        assert abs(macs / TABLE_2[name] - 1) < 0.01, (name, column, macs, TABLE_2[name])
+def test_table_2_gflops_to_the_papers_precision(name):
+    # The paper prints 0.01 G (0.13% of 3.86 G) and counts the deeper and grouped nets a little
+    # higher than their layer lists give (ResNeXt-101 0.25%): 0.3% holds every row. The SE
+    # blocks' own cost (0.26-0.35%) is checked exactly below, not by this tolerance.
+    macs = GOLDEN[name]["macs"] / 1e9
+    assert abs(macs / TABLE_2[name] - 1) < 0.003, (name, macs, TABLE_2[name])
+
+
+# Output channels and side of every residual block at 224: 56, 28, 14, 7 pixels per stage.
+DEPTHS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3),
+          "resnext50_32x4d": (3, 4, 6, 3), "resnext101_32x4d": (3, 4, 23, 3)}  # fmt: skip
+
+
+@pytest.mark.parametrize("base", DEPTHS)
+def test_se_row_exceeds_its_base_row_by_the_se_blocks_exactly(base):
+    # SE at every block output (C channels, side s): FCs 2*C*C/16 multiply-adds; pool and scale
+    # C*s*s each, the ReLU C/16 and the sigmoid C (one op per element). Zero tolerance: dropping
+    # even one block's SE fails.
+    fc = work = 0
+    for stage, blocks in enumerate(DEPTHS[base]):
+        c, side = 256 * 2**stage, 56 // 2**stage
+        fc += blocks * 2 * c * (c // 16)
+        work += blocks * (2 * c * side * side + c // 16 + c)
+    se, plain = GOLDEN[f"se_{base}"], GOLDEN[base]
+    assert se["conv_fc_macs"] - plain["conv_fc_macs"] == fc
+    assert se["macs"] - plain["macs"] == se["attention_macs"] == fc + work
+    assert 0.0026 < (fc + work) / plain["macs"] < 0.0036  # the paper's "slight" SE cost
 
 
 def test_se_resnet50_reaches_3_87_in_the_paper_convention():

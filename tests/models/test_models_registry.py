@@ -6,7 +6,7 @@ from torch import nn
 
 import senet
 from senet.layers import is_attention_module
-from senet.models import get_model_builder
+from senet.models import _registry, get_model_builder
 
 ALL = senet.list_models()
 CFG_KEYS = {"input_size", "mean", "std", "crop_pct", "interpolation", "url"}
@@ -219,3 +219,35 @@ def test_torch_export_matches_eager(name, size):
     exported = torch.export.export(model, (x,)).module()
     with torch.no_grad():
         torch.testing.assert_close(exported(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture
+def registry_restored():
+    """The public register_model really registers; afterwards the zoo is restored, since the
+    other tests check that the registry holds exactly the zoo."""
+    saved = dict(_registry._MODELS)
+    yield
+    _registry._MODELS.clear()
+    _registry._MODELS.update(saved)
+
+
+def test_register_model_by_decorator_by_name_and_refusing_duplicates(registry_restored):
+    @senet.register_model
+    def _user_tiny(num_classes: int = 10, **kwargs) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(12, num_classes))
+
+    @senet.register_model(name="_user_renamed")
+    def builder(num_classes: int = 10, **kwargs) -> nn.Module:
+        return nn.Linear(3, num_classes)
+
+    assert _user_tiny.__name__ == "_user_tiny"  # the decorator hands the builder back
+    assert senet.list_models("_user_*") == ["_user_renamed", "_user_tiny"]
+    assert "builder" not in senet.list_models()
+    assert senet.create_model("_user_tiny", num_classes=3)(torch.zeros(2, 3, 2, 2)).shape == (2, 3)
+    assert senet.create_model("_user_renamed", num_classes=5).out_features == 5
+    module = __name__
+    with pytest.raises(ValueError, match=rf"model '_user_tiny' is already registered by {module}"):
+        senet.register_model(name="_user_tiny")(builder)
+    with pytest.raises(ValueError, match=r"model 'se_resnet50' is already registered by senet\."):
+        senet.register_model(name="se_resnet50")(builder)
+    assert senet.create_model("_user_renamed").out_features == 10  # the first one stays

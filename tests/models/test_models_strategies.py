@@ -183,9 +183,10 @@ def paper_style(params: int) -> float:
 
 
 @pytest.mark.parametrize(
-    ("stages", "paper"), [((2,), 25.6), ((3,), 25.7), ((4,), 26.4), ((2, 3, 4, 5), 28.1)]
+    ("stages", "paper", "gflops"),
+    [((2,), 25.6, 3.86), ((3,), 25.7, 3.86), ((4,), 26.4, 3.86), ((2, 3, 4, 5), 28.1, 3.87)],
 )
-def test_table_13_stage_params_and_flops(stages, paper):
+def test_table_13_stage_params_and_flops(stages, paper, gflops):
     kw = {"attn_kwargs": {"bias": False}, "attn_stages": stages}
     params = params_of("se_resnet50", **kw)
     stage_of = [2] * 3 + [3] * 4 + [4] * 6 + [5] * 3
@@ -193,7 +194,20 @@ def test_table_13_stage_params_and_flops(stages, paper):
     expected = sum(se_params(out) for (_, _, out), st in blocks if st in stages)
     assert params - R50 == expected
     assert paper_style(params) == paper
-    assert round(macs_of("se_resnet50", **kw) / 1e9, 2) in (3.86, 3.87)
+    # The SE FCs' multiply-adds exactly (no bias: 2*C*C/16 per block), and the paper's GFLOPs
+    # column (SE's pooling, gate and scale counted too) to its printed precision.
+    sides = [56] * 3 + [28] * 4 + [14] * 6 + [7] * 3
+    fc = sum(2 * out * (out // 16) for (_, _, out), st in zip(R50_BLOCKS, stage_of, strict=True)
+             if st in stages)  # fmt: skip
+    assert macs_of("se_resnet50", **kw) - macs_of("resnet50") == fc
+    with torch.device("meta"):
+        model = senet.create_model("se_resnet50", **kw).eval()
+    paper_macs = profile(model).macs
+    work = sum(2 * out * side * side + out + out // 16
+               for (_, _, out), st, side in zip(R50_BLOCKS, stage_of, sides, strict=True)
+               if st in stages)  # fmt: skip
+    assert paper_macs - macs_of("resnet50") == fc + work
+    assert round(paper_macs / 1e9, 2) == gflops
 
 
 def test_table_15_se_after_the_3x3_conv():

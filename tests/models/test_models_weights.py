@@ -1,12 +1,12 @@
 """Checkpoint import: timm, Cadene pretrainedmodels and torchvision state dicts give the same
 outputs in senet's models; anything that does not fit is refused before the model changes."""
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 from safetensors.torch import save_file
 from torch import nn
 
@@ -14,21 +14,19 @@ import senet
 from senet.models import _pretrained
 from senet.models.weights import CheckpointError, WeightsDownloadError, detect_layout
 
-timm = pytest.importorskip("timm")
-torchvision = pytest.importorskip("torchvision")
+
+def need_timm():
+    """timm, or a skip of only the case that needs it (torchvision cases still run)."""
+    return pytest.importorskip("timm", reason="timm is not installed (pip install 'senet[test]')")
 
 
 def cadene_senet():
-    """pretrainedmodels' senet.py, loaded by file: the package's __init__ needs `six`, which the
-    rest of pretrainedmodels uses and this environment lacks; senet.py itself needs only torch."""
-    spec = importlib.util.find_spec("pretrainedmodels")
-    if spec is None:
-        pytest.skip("pretrainedmodels is not installed")
-    path = Path(spec.submodule_search_locations[0]) / "models" / "senet.py"
-    module_spec = importlib.util.spec_from_file_location("cadene_senet", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
+    """pretrainedmodels' senet.py (the Cadene ports of the authors' Caffe models), or a skip."""
+    pytest.importorskip("six", reason="pretrainedmodels needs six (pip install 'senet[test]')")
+    return pytest.importorskip(
+        "pretrainedmodels.models.senet",
+        reason="pretrainedmodels is not installed (pip install 'senet[test]')",
+    )
 
 
 def prepared(model: nn.Module) -> nn.Module:
@@ -55,38 +53,38 @@ def save(state: dict, path: Path) -> Path:
 
 
 def reference_models():
-    cadene = cadene_senet()
+    # Each builder imports its reference only when called, so a missing one skips only its cases.
     return {
         # id: (reference builder, senet name, file suffix)
-        "timm-seresnet50": (lambda: timm.create_model("seresnet50"), "se_resnet50", ".pth"),
+        "timm-seresnet50": (lambda: need_timm().create_model("seresnet50"), "se_resnet50", ".pth"),
         "timm-legacy_seresnet50": (
-            lambda: timm.create_model("legacy_seresnet50"),
+            lambda: need_timm().create_model("legacy_seresnet50"),
             "se_resnet50",
             ".safetensors",
         ),
         "timm-seresnext50_32x4d": (
-            lambda: timm.create_model("seresnext50_32x4d"),
+            lambda: need_timm().create_model("seresnext50_32x4d"),
             "se_resnext50_32x4d",
             ".safetensors",
         ),
         "timm-legacy_senet154": (
-            lambda: timm.create_model("legacy_senet154"),
+            lambda: need_timm().create_model("legacy_senet154"),
             "senet154",
             ".safetensors",
         ),
-        "timm-resnet50": (lambda: timm.create_model("resnet50"), "resnet50", ".pth"),
+        "timm-resnet50": (lambda: need_timm().create_model("resnet50"), "resnet50", ".pth"),
         "cadene-se_resnet50": (
-            lambda: cadene.se_resnet50(num_classes=1000, pretrained=None),
+            lambda: cadene_senet().se_resnet50(num_classes=1000, pretrained=None),
             "se_resnet50",
             ".pth",
         ),
         "cadene-se_resnext50_32x4d": (
-            lambda: cadene.se_resnext50_32x4d(num_classes=1000, pretrained=None),
+            lambda: cadene_senet().se_resnext50_32x4d(num_classes=1000, pretrained=None),
             "se_resnext50_32x4d",
             ".pth",
         ),
         "cadene-senet154": (
-            lambda: cadene.senet154(num_classes=1000, pretrained=None),
+            lambda: cadene_senet().senet154(num_classes=1000, pretrained=None),
             "senet154",
             ".pth",
         ),
@@ -270,7 +268,7 @@ def test_offline_pretrained_names_the_url_and_the_way_out(tmp_path, monkeypatch)
 def test_pretrained_true_uses_the_cache_and_the_known_layout(tmp_path, monkeypatch):
     # A file already in torch.hub's cache is used without a download (as torch.hub does).
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
-    ref = prepared(timm.create_model("resnet18"))
+    ref = prepared(need_timm().create_model("resnet18"))
     filename = Path(_pretrained.KNOWN_WEIGHTS["resnet18"].url).name
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     save(ref.state_dict(), tmp_path / "hub" / "checkpoints" / filename)
@@ -298,6 +296,6 @@ def test_every_known_url_carries_a_hash_and_a_registered_name():
 
 def test_timm_legacy_basic_blocks_are_refused():
     # timm's legacy_seresnet18 has a ReLU before its SE blocks that the paper's block lacks.
-    legacy = timm.create_model("legacy_seresnet18")
+    legacy = need_timm().create_model("legacy_seresnet18")
     with pytest.raises(CheckpointError, match="legacy_seresnet18/34"):
         senet.load_weights(senet.create_model("se_resnet18"), legacy.state_dict())
