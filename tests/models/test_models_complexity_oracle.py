@@ -18,7 +18,15 @@ import pytest
 
 from senet.models.complexity import load_golden
 
-GOLDEN = load_golden()
+# The paper's other families (#14) and the Residual Attention Networks (#17) are checked against
+# their papers' printed figures in their own tests; every other stored row needs a hand count here.
+PAPER_CHECKED = {
+    "attention56", "attention92", "attention92_cifar", "bninception", "se_bninception",
+    "inception_resnet_v2", "se_inception_resnet_v2", "mobilenet_v1", "se_mobilenet_v1",
+    "shufflenet_v1_g3", "se_shufflenet_v1_g3", "vgg16_bn", "se_vgg16_bn",
+    "shake_shake26_2x96d_cifar", "se_shake_shake26_2x96d_cifar",
+}  # fmt: skip
+GOLDEN = {k: v for k, v in load_golden().items() if k not in PAPER_CHECKED}
 
 
 @dataclass
@@ -213,6 +221,7 @@ def oracle(name: str) -> dict[str, int]:
 
 def test_every_model_has_an_oracle():
     assert len(GOLDEN) == 37
+    assert set(load_golden()) >= PAPER_CHECKED  # no stale exemption
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
