@@ -105,7 +105,7 @@ def evaluate(
     """Top-1/top-5, per-class accuracy and a confusion-matrix PNG for a weights file."""
     from rich.console import Console
 
-    from senet.train.report import evaluate_weights, per_class_table
+    from senet.evaluation.report import evaluate_weights, per_class_table
 
     with _clear_errors():
         report = evaluate_weights(
@@ -130,7 +130,7 @@ def compare(
     """One table (top-1, params, MACs, time) and one overlay plot for several runs."""
     from rich.console import Console
 
-    from senet.train.report import compare_runs
+    from senet.evaluation.report import compare_runs
 
     with _clear_errors():
         _, table = compare_runs(runs, plot_path=plot)
@@ -179,9 +179,9 @@ def profile_command(
     ] = OutputFormat.table,
 ) -> None:
     """Params and MACs (the SE paper's GFLOPs), attention share, optional timings."""
-    from senet.hub import resolve_model
-    from senet.profile import compare as compare_models
-    from senet.profile import profile
+    from senet.models.builder import resolve_model
+    from senet.profile.counter import compare as compare_models
+    from senet.profile.counter import profile
 
     timing_kw = dict(
         device=device, timing=timing, warmup=warmup, repeats=repeats, compile=compile,
@@ -279,7 +279,7 @@ def retrofit(
     dry_run: bool = typer.Option(False, help="print the sites and the cost, change nothing"),
 ) -> None:
     """Put attention into an existing CNN; print the sites and the cost delta."""
-    from senet.retrofit_cli import parse_kwargs, run_retrofit
+    from senet.retrofit.cli import parse_kwargs, run_retrofit
 
     try:
         run_retrofit(

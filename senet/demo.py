@@ -75,8 +75,8 @@ def ensure_fashion_mnist(console: Console) -> None:
 
 def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None) -> list[dict]:
     """Train both models with the recipe's budget, print the comparison, return its rows."""
+    from senet.evaluation.report import compare_runs
     from senet.train import load_config, train
-    from senet.train.report import compare_runs
 
     console = Console()
     ensure_fashion_mnist(console)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from senet import hub
 from senet.cli import app
-from senet.hub import resolve_model
+from senet.models.builder import resolve_model
 
 runner = CliRunner()
 SMALL = ["--input-size", "3", "64", "64"]

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from _tiny_models import tiny_models_registered
 
+from senet.evaluation.report import compare_runs, evaluate_weights
 from senet.train import load_config, train
-from senet.train.report import compare_runs, evaluate_weights
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_v010"
 

@@ -9,9 +9,9 @@ from _tiny_models import QUICK
 
 import senet
 from senet.data import create_dataset
+from senet.evaluation.report import evaluate_weights
 from senet.train import ConfigError, load_config, read_weights, train
-from senet.train.report import evaluate_weights
-from senet.train.run import build_model, create_model_from_config
+from senet.train.job import build_model, create_model_from_config
 
 RESNET18_SE = [
     "model.name=torchvision:resnet18",

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 import yaml
 
-from senet.train.config import Config, ConfigError, load_config
-from senet.train.run import create_model_from_config
+from senet.config import Config, ConfigError, load_config
+from senet.train.job import create_model_from_config
 
 GRID_KEYS = ("name", "title", "base", "overrides", "axes", "baseline", "seeds")
 

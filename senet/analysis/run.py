@@ -12,11 +12,11 @@ from rich.table import Table
 from senet.analysis.gates import collect_gates
 from senet.analysis.plots import plot_class_gates, plot_specificity
 from senet.analysis.saturation import saturation_report
+from senet.config import ConfigError
 from senet.data import create_loader
-from senet.train.config import ConfigError
-from senet.train.loop import evaluate
-from senet.train.report import prepare_evaluation
-from senet.train.run import resolve_device
+from senet.evaluation.report import prepare_evaluation
+from senet.train.epoch import evaluate
+from senet.train.job import resolve_device
 
 
 def run_folder_source(run_dir: str | Path) -> dict[str, Any]:

@@ -12,18 +12,18 @@ from typing import Any
 import torch
 from rich.table import Table
 
+from senet.config import ConfigError
 from senet.data import create_dataset, create_loader
 from senet.train.checkpoint import read_weights
-from senet.train.config import ConfigError
-from senet.train.loop import evaluate
-from senet.train.plots import plot_confusion, plot_overlay
-from senet.train.run import (
+from senet.train.epoch import evaluate
+from senet.train.job import (
     _create_model,
     _load_state,
     is_foreign,
     load_initial_weights,
     resolve_device,
 )
+from senet.train.plots import plot_confusion, plot_overlay
 from senet.train.run_log import read_metrics
 
 

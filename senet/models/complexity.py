@@ -27,7 +27,7 @@ MEASURED = ("input_size", "params", "conv_fc_macs", "macs", "attention_macs")
 def measure(name: str) -> dict[str, Any]:
     """Input size, params and multiply-adds of the registered model ``name``, by senet.profile."""
     from senet.models import create_model
-    from senet.profile import profile
+    from senet.profile.counter import profile
 
     with torch.device("meta"):
         model = create_model(name).eval()

@@ -13,10 +13,10 @@ from rich.console import Console
 from rich.table import Table
 
 from senet.layers._validate import check_choice
-from senet.profile import CONVENTION
+from senet.profile.counter import CONVENTION
 
 if TYPE_CHECKING:
-    from senet.profile import Comparison, ProfileResult
+    from senet.profile.counter import Comparison, ProfileResult
 
 FORMATS = ("table", "json", "csv", "markdown")
 

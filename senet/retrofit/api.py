@@ -1,8 +1,8 @@
 """retrofit: put SE (or any attention module) into a CNN that already exists.
 
 ``senet.retrofit(model, "se")`` finds the units of ``model`` by reading its forward graphs (see
-:mod:`senet.retrofit_sites`), builds one attention module per unit and wires it into the forward
-(see :mod:`senet.retrofit_insert`), keeping every original parameter name. It returns a
+:mod:`senet.retrofit.sites`), builds one attention module per unit and wires it into the forward
+(see :mod:`senet.retrofit.insert`), keeping every original parameter name. It returns a
 :class:`RetrofitReport`; ``print(report)`` shows each site and the cost.
 """
 
@@ -21,8 +21,8 @@ from torch import nn
 
 from senet.layers._validate import check_choice
 from senet.layers.create_attn import AttnLayer, get_attn
-from senet.profile import profile
-from senet.retrofit_insert import (
+from senet.profile.counter import profile
+from senet.retrofit.insert import (
     GraphInsert,
     IdentityBlend,
     free_name,
@@ -32,7 +32,7 @@ from senet.retrofit_insert import (
     set_identity_point,
     trace_for_rewrite,
 )
-from senet.retrofit_sites import (
+from senet.retrofit.sites import (
     Candidate,
     GraphView,
     Probe,
@@ -442,9 +442,9 @@ def retrofit(
             the original function (for fine-tuning a pretrained network without first breaking
             it). senet's SE, CBAM, ECA and spatial gates are put at an identity point: the layer
             producing the gate logits is zeroed and the sigmoid gate becomes ``2 * sigmoid``
-            (:class:`~senet.retrofit_insert.CenteredGate`), so the gate is exactly 1 and its
+            (:class:`~senet.retrofit.insert.CenteredGate`), so the gate is exactly 1 and its
             parameters get gradients from the first step; the gate's range is then (0, 2).
-            Other modules are wrapped in :class:`~senet.retrofit_insert.IdentityBlend`,
+            Other modules are wrapped in :class:`~senet.retrofit.insert.IdentityBlend`,
             ``x + alpha * (attn(x) - x)`` with ``alpha = 0`` (a slower, second-order start).
             The report's ``init`` column says which each site got.
         replace_existing: a model that already has SE-like modules (MobileNetV3, EfficientNet,

@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from senet.hub import resolve_model
+from senet.models.builder import resolve_model
 from senet.models.weights import load_state_dict
-from senet.retrofit import RetrofitReport, retrofit
+from senet.retrofit.api import RetrofitReport, retrofit
 
 
 def parse_kwargs(pairs: list[str]) -> dict[str, Any]:

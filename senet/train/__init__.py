@@ -1,18 +1,6 @@
 """Training and evaluation with the paper's recipe: config, loops, optimiser, checkpoints, logs."""
 
-from senet.train.batchnorm import batchnorm_modules, drop_batchnorm_grads, freeze_batchnorm
-from senet.train.checkpoint import (
-    CheckpointDir,
-    CheckpointError,
-    atomic_write,
-    load_checkpoint,
-    read_weights,
-    restore_training_state,
-    save_checkpoint,
-    save_weights,
-    training_state,
-)
-from senet.train.config import (
+from senet.config import (
     Config,
     ConfigError,
     DataConfig,
@@ -27,16 +15,29 @@ from senet.train.config import (
     save_config,
     valid_keys,
 )
+from senet.train.batchnorm import batchnorm_modules, drop_batchnorm_grads, freeze_batchnorm
+from senet.train.checkpoint import (
+    CheckpointDir,
+    CheckpointError,
+    atomic_write,
+    load_checkpoint,
+    read_weights,
+    restore_training_state,
+    save_checkpoint,
+    save_weights,
+    training_state,
+)
 from senet.train.distributed import World, init_world
 from senet.train.ema import create_ema
-from senet.train.fit_loop import fit
-from senet.train.loop import (
+from senet.train.epoch import (
     EpochTotals,
     NonFiniteLossError,
     evaluate,
     topk_correct,
     train_one_epoch,
 )
+from senet.train.fit import fit
+from senet.train.job import train
 from senet.train.optim import (
     LRSchedule,
     create_optimizer,
@@ -45,7 +46,6 @@ from senet.train.optim import (
     scaled_lr,
 )
 from senet.train.resume import find_resume_state
-from senet.train.run import train
 from senet.train.seed import rng_state, seed_everything, set_rng_state
 
 __all__ = [

@@ -16,11 +16,11 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
+from senet.config import Config
 from senet.data.loader import set_epoch
 from senet.train.checkpoint import CheckpointDir, save_weights, training_state
-from senet.train.config import Config
 from senet.train.distributed import World, broadcast_buffers, unwrap
-from senet.train.loop import EpochTotals, NonFiniteLossError, evaluate, train_one_epoch
+from senet.train.epoch import EpochTotals, NonFiniteLossError, evaluate, train_one_epoch
 from senet.train.progress import PlainProgress
 from senet.train.run_log import RunLog
 from senet.train.seed import epoch_seed, rng_state, set_rng_state

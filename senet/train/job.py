@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from senet.config import Config, ConfigError, ModelConfig, save_config
 from senet.data import DatasetInfo, create_dataset, create_loader
 from senet.train.checkpoint import (
     CheckpointDir,
@@ -25,11 +26,10 @@ from senet.train.checkpoint import (
     read_weights_metadata,
     restore_training_state,
 )
-from senet.train.config import Config, ConfigError, ModelConfig, save_config
 from senet.train.distributed import World, init_world, resolve_device, wrap_ddp
 from senet.train.ema import create_ema
-from senet.train.fit_loop import fit
-from senet.train.loop import EpochTotals
+from senet.train.epoch import EpochTotals
+from senet.train.fit import fit
 from senet.train.optim import create_optimizer, create_scheduler, scaled_lr
 from senet.train.progress import MutedProgress, create_progress
 from senet.train.resume import (
@@ -111,8 +111,8 @@ def _create_model(
 ) -> nn.Module:
     """Build a senet, torchvision or timm model, load ``base_weights``, then ``retrofit`` it;
     build errors become ConfigErrors naming the arguments."""
-    from senet.hub import resolve_model
-    from senet.retrofit import retrofit as retrofit_model
+    from senet.models.builder import resolve_model
+    from senet.retrofit.api import retrofit as retrofit_model
 
     if name.startswith("torchvision:"):  # torchvision builders take no in_chans
         in_chans = kwargs.pop("in_chans", 3)
@@ -163,7 +163,7 @@ def check_model_fits_data(
 
 def model_cost(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, Any]:
     """Params and multiply-adds at ``input_size`` in the paper's convention (senet.profile)."""
-    from senet.profile import profile
+    from senet.profile.counter import profile
 
     report = profile(model, input_size=input_size)
     return {

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from senet.config import Config, ConfigError
 from senet.train.checkpoint import CheckpointDir, load_checkpoint
-from senet.train.config import Config, ConfigError
 
 # Keys that may change when a run is resumed: where and how it logs, loads and checkpoints,
 # and what to do on a non-finite loss; not what it computes.
