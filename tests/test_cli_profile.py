@@ -10,8 +10,8 @@ import pytest
 from torch import nn
 from typer.testing import CliRunner
 
-from senet import hub
 from senet.cli import app
+from senet.models import builder as hub
 from senet.models.builder import resolve_model
 
 runner = CliRunner()
@@ -121,15 +121,13 @@ def test_resolve_model_sources():
 
 
 def test_senet_names_go_through_create_model(monkeypatch):
-    import senet
-
     built = {}
 
     def create_model(name: str, **kwargs: object) -> nn.Module:
         built[name] = kwargs
         return nn.Identity()
 
-    monkeypatch.setattr(senet, "create_model", create_model, raising=False)
+    monkeypatch.setattr(hub, "create_model", create_model)
     assert isinstance(resolve_model("se_resnet50", num_classes=10), nn.Identity)
     assert built == {"se_resnet50": {"num_classes": 10}}
 

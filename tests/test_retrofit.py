@@ -577,7 +577,7 @@ def test_containers_that_loop_over_children_are_not_patched() -> None:
 
 
 def test_a_failed_check_leaves_the_model_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
-    retrofit_module = importlib.import_module("senet.retrofit")
+    retrofit_module = importlib.import_module("senet.retrofit.api")
 
     def fail(*args: object, **kwargs: object) -> None:
         raise RuntimeError("retrofit: simulated failure of the trial forward")

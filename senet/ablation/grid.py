@@ -28,7 +28,7 @@ import torch
 import yaml
 
 from senet.config import Config, ConfigError, load_config
-from senet.train.job import create_model_from_config
+from senet.models.builder import model_from_config
 
 GRID_KEYS = ("name", "title", "base", "overrides", "axes", "baseline", "seeds")
 
@@ -130,7 +130,7 @@ def load_grid(path: str | Path, extra_overrides: list[str] = ()) -> Grid:
             # Build the model on the meta device (no memory, no time): a model that cannot be
             # built fails the grid now, not hours into it.
             with torch.device("meta"):
-                create_model_from_config(
+                model_from_config(
                     config.model,
                     num_classes=config.model.num_classes or 10,
                     in_chans=config.model.in_chans or 3,

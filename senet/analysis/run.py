@@ -14,9 +14,7 @@ from senet.analysis.plots import plot_class_gates, plot_specificity
 from senet.analysis.saturation import saturation_report
 from senet.config import ConfigError
 from senet.data import create_loader
-from senet.evaluation.report import prepare_evaluation
-from senet.train.epoch import evaluate
-from senet.train.job import resolve_device
+from senet.evaluation import evaluate, prepare_evaluation, resolve_device
 
 
 def run_folder_source(run_dir: str | Path) -> dict[str, Any]:

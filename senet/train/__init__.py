@@ -1,4 +1,5 @@
-"""Training and evaluation with the paper's recipe: config, loops, optimiser, checkpoints, logs."""
+"""Training with the paper's recipe: the step and epoch loop (``epoch``), the loop over epochs
+(``fit``), the job (``job.train``), checkpoints, distributed, logs. Config lives in senet.config."""
 
 from senet.config import (
     Config,
@@ -15,16 +16,12 @@ from senet.config import (
     save_config,
     valid_keys,
 )
+from senet.models.weights import CheckpointError, atomic_write, read_weights, save_weights
 from senet.train.batchnorm import batchnorm_modules, drop_batchnorm_grads, freeze_batchnorm
 from senet.train.checkpoint import (
     CheckpointDir,
-    CheckpointError,
-    atomic_write,
     load_checkpoint,
-    read_weights,
     restore_training_state,
-    save_checkpoint,
-    save_weights,
     training_state,
 )
 from senet.train.distributed import World, init_world
@@ -82,7 +79,6 @@ __all__ = [
     "read_weights",
     "restore_training_state",
     "rng_state",
-    "save_checkpoint",
     "save_config",
     "save_weights",
     "scaled_lr",

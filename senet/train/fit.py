@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader
 
 from senet.config import Config
 from senet.data.loader import set_epoch
-from senet.train.checkpoint import CheckpointDir, save_weights, training_state
+from senet.models.weights import save_weights
+from senet.train.checkpoint import CheckpointDir, training_state
 from senet.train.distributed import World, broadcast_buffers, unwrap
 from senet.train.epoch import EpochTotals, NonFiniteLossError, evaluate, train_one_epoch
 from senet.train.progress import PlainProgress

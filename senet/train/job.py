@@ -20,13 +20,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from senet.config import Config, ConfigError, ModelConfig, save_config
 from senet.data import DatasetInfo, create_dataset, create_loader
-from senet.train.checkpoint import (
-    CheckpointDir,
-    read_weights,
-    read_weights_metadata,
-    restore_training_state,
+from senet.models.builder import (
+    is_foreign,
+    is_run_weights,
+    load_initial_weights,
+    model_from_config,
 )
-from senet.train.distributed import World, init_world, resolve_device, wrap_ddp
+from senet.train.checkpoint import CheckpointDir, restore_training_state
+from senet.train.distributed import World, init_world, wrap_ddp
 from senet.train.ema import create_ema
 from senet.train.epoch import EpochTotals
 from senet.train.fit import fit
@@ -45,11 +46,8 @@ __all__ = [
     "RESUMABLE_CHANGES",
     "check_model_fits_data",
     "config_differences",
-    "create_model_from_config",
-    "load_initial_weights",
     "model_cost",
     "prepare_run_dir",
-    "resolve_device",
     "train",
 ]
 
@@ -71,69 +69,6 @@ def prepare_run_dir(output_dir: str | None, config: Config) -> Path:
             "output_dir=PATH"
         ) from None
     return folder
-
-
-def create_model_from_config(
-    cfg: ModelConfig, *, num_classes: int, in_chans: int, base_weights: str | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The model ``cfg`` names and the exact keyword arguments that rebuild it (weights aside).
-
-    ``base_weights`` load into the model as built, before ``cfg.retrofit`` adds attention.
-    """
-    kwargs: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans}
-    for key in ("attn", "strategy", "attn_stages", "stride_in_1x1"):
-        value = getattr(cfg, key)
-        if value is not None:
-            kwargs[key] = value
-    if cfg.attn_kwargs:
-        kwargs["attn_kwargs"] = dict(cfg.attn_kwargs)
-    kwargs.update(cfg.kwargs)
-    if cfg.retrofit:
-        kwargs["retrofit"] = dict(cfg.retrofit)
-    model = _create_model(
-        cfg.name, base_weights=base_weights, weights_head=cfg.weights_head, **kwargs
-    )
-    return model, kwargs
-
-
-def is_foreign(name: str) -> bool:
-    """True for ``torchvision:NAME`` / ``timm:NAME`` model specs (not senet's registry)."""
-    return ":" in name
-
-
-def _create_model(
-    name: str,
-    *,
-    retrofit: dict[str, Any] | None = None,
-    base_weights: str | None = None,
-    weights_head: bool = True,
-    **kwargs: Any,
-) -> nn.Module:
-    """Build a senet, torchvision or timm model, load ``base_weights``, then ``retrofit`` it;
-    build errors become ConfigErrors naming the arguments."""
-    from senet.models.builder import resolve_model
-    from senet.retrofit.api import retrofit as retrofit_model
-
-    if name.startswith("torchvision:"):  # torchvision builders take no in_chans
-        in_chans = kwargs.pop("in_chans", 3)
-        if in_chans != 3:
-            raise ConfigError(
-                f"{name} reads 3-channel images but the data has {in_chans}; use "
-                f"timm:{name.partition(':')[2]} (timm models take in_chans) or 3-channel data"
-            )
-    try:
-        model = resolve_model(name, **kwargs)
-    except (TypeError, ValueError, ImportError) as e:
-        shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-        raise ConfigError(f"cannot build model {name!r}({shown}): {e}") from e
-    if base_weights:
-        load_initial_weights(model, base_weights, foreign=is_foreign(name), head=weights_head)
-    if retrofit:
-        try:
-            retrofit_model(model, **retrofit)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"model.retrofit={retrofit!r} on {name}: {e}") from e
-    return model
 
 
 def check_model_fits_data(
@@ -171,69 +106,6 @@ def model_cost(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, 
         "macs": int(report.macs),
         "macs_convention": "senet.profile",
     }
-
-
-def load_initial_weights(
-    model: nn.Module, path: str, *, foreign: bool = False, head: bool = True
-) -> None:
-    """Load ``model.weights``: a senet run's safetensors, or any layout senet.load_weights reads
-    (``foreign``: a torchvision/timm model, whose own state dict layout is loaded as is).
-    ``head=False`` keeps the model's classifier (the last Linear layer) as it is."""
-    from senet.models import load_weights
-    from senet.models.weights import load_state_dict
-
-    if not Path(path).is_file():
-        raise ConfigError(f"model.weights={path} does not exist")
-    state, meta = read_weights(path) if path.endswith(".safetensors") else ({}, {})
-    try:
-        if meta or foreign:
-            state = state if meta else load_state_dict(path)
-            _load_state(model, state if head else _with_own_head(model, state), path)
-        else:
-            load_weights(model, path, classifier=head)
-    except (ValueError, RuntimeError, KeyError) as e:
-        message = str(e) if isinstance(e, ConfigError) else f"model.weights={path}: {e}"
-        head_name = _head_name(model)
-        if head and head_name and f"{head_name}.weight" in message:
-            message += (
-                f"\n  if the classifier ({head_name}) is all that differs, "
-                "model.weights_head=false keeps the model's own (fine-tuning on other classes)"
-            )
-        raise ConfigError(message) from e
-
-
-def _head_name(model: nn.Module) -> str | None:
-    """The module name of the model's classifier: its last Linear layer."""
-    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    return linears[-1] if linears else None
-
-
-def _with_own_head(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``state`` with the classifier's tensors replaced by the model's own."""
-    head_name = _head_name(model)
-    if head_name is None:
-        raise ConfigError(f"model.weights_head=false: {type(model).__name__} has no Linear head")
-    prefix = f"{head_name}."
-    kept = {k: v for k, v in state.items() if not k.startswith(prefix)}
-    own = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
-    return {**kept, **own}
-
-
-def _is_run_weights(path: str) -> bool:
-    """True for weights a senet run wrote (safetensors with senet's metadata)."""
-    return (
-        path.endswith(".safetensors") and Path(path).is_file() and bool(read_weights_metadata(path))
-    )
-
-
-def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load a senet state dict after checking every key and shape (nothing half-loaded)."""
-    from senet.models.weights import CheckpointError, load_converted
-
-    try:
-        load_converted(model, state, check_layout=False)
-    except CheckpointError as e:
-        raise ConfigError(f"weights {source}: {e}") from None
 
 
 def train(config: Config, *, resume: str | Path | None = None) -> dict[str, Any]:
@@ -308,7 +180,7 @@ def build_data(
     return train_set, val_set, info, train_loader, val_loader
 
 
-def build_model(
+def model_for_data(
     m: ModelConfig, info: DatasetInfo, val_set: Dataset
 ) -> tuple[nn.Module, dict[str, Any], tuple[int, int, int], dict[str, Any]]:
     """The model of ``m`` fitted to the data: checked on two images, with its cost counted.
@@ -327,8 +199,8 @@ def build_model(
             f"set model.in_chans={info.in_chans} or null"
         )
     # Base weights (not a senet run's file, which holds the attention too) load before retrofit.
-    weights_first = bool(m.weights and m.retrofit and not _is_run_weights(m.weights))
-    model, model_kwargs = create_model_from_config(
+    weights_first = bool(m.weights and m.retrofit and not is_run_weights(m.weights))
+    model, model_kwargs = model_from_config(
         m,
         num_classes=info.num_classes,
         in_chans=info.in_chans,
@@ -428,7 +300,7 @@ def _train(
     # Data first: a missing dataset is the commonest mistake, and the model needs its shape.
     train_set, val_set, info, train_loader, val_loader = build_data(config, world)
     m = config.model
-    model, model_kwargs, input_size, cost = build_model(m, info, val_set)
+    model, model_kwargs, input_size, cost = model_for_data(m, info, val_set)
 
     if t.sync_bn and world.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same state_dict keys
