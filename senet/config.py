@@ -149,10 +149,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not key=value (e.g. optim.lr=0.2)")
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            value = text  # not YAML: keep the raw string, the type check decides
+        value = parse_value(text)
         node = nested
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -161,6 +158,15 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
                 raise ConfigError(f"override {item!r} conflicts with an earlier one for {part!r}")
         node[parts[-1]] = _RawOverride(value, text)
     return nested
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value by the YAML rules (``8`` int, ``false`` bool, ``null`` None, ``[3, 4]``
+    list); an empty text is None and text that is not YAML stays a string."""
+    try:
+        return yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        return text
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import inspect
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -227,6 +228,39 @@ def _input_size(model: nn.Module, input_size: int | Sequence[int]) -> tuple[int,
             f"got {input_size!r}"
         )
     return size  # type: ignore[return-value]
+
+
+def _check_attn_kwargs(factory: Callable[..., nn.Module], label: str, kwargs: dict) -> None:
+    """Refuse an argument the attention's constructor does not take, naming the valid ones."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C-implemented callable: let it decide
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n in list(params)[1:] if params[n].kind is not inspect.Parameter.VAR_POSITIONAL]
+    for key in kwargs:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"retrofit: attention {label!r} takes no argument {key!r}{hint}; "
+                f"its arguments: {', '.join(valid)}"
+            )
+
+
+def _probe(model: nn.Module, sample: torch.Tensor) -> Probe:
+    """``probe_model``, with a clear error when the probe image does not fit the model."""
+    try:
+        return probe_model(model, sample)
+    except (RuntimeError, ValueError, TypeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(
+            f"retrofit: the probe input, a random image of shape {tuple(sample.shape)}, does not "
+            f"fit {type(model).__name__} ({first}). retrofit runs the model once on a (1, C, H, W) "
+            "image to find where attention can go: pass the image size the model takes, e.g. "
+            "input_size=(1, 28, 28) or input_size=32"
+        ) from err
 
 
 def _check_stages(stages: Iterable[int] | int | None) -> frozenset[int] | None:
@@ -469,12 +503,13 @@ def retrofit(
     ref = _reference_tensor(model)
     sample = _sample((1, *size), ref)
     attn_label = attn if isinstance(attn, str) else getattr(attn, "__name__", repr(attn))
+    _check_attn_kwargs(factory, attn_label, attn_kwargs)
 
     plan = _Plan()
     existing = find_existing(model)
     visited = 0
     with _inference(model):
-        probe = probe_model(model, sample)
+        probe = _probe(model, sample)
         if sites is not None:
             candidates = _explicit_candidates(model, sites, probe)
         elif existing:

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 from typing import Any
 
+from senet.config import parse_value
 from senet.models.builder import resolve_model
 from senet.models.weights import load_state_dict, save_weights
 from senet.retrofit.api import RetrofitReport, retrofit
 
 
 def parse_kwargs(pairs: list[str]) -> dict[str, Any]:
-    """``["reduction=8", "gate=tanh", "bias=False"]`` -> ``{"reduction": 8, ...}``."""
+    """``["reduction=8", "gate=tanh", "bias=false"]`` -> ``{"reduction": 8, "gate": "tanh",
+    "bias": False}``: values read by the YAML rules of ``senet train key=value``."""
     kwargs = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.isidentifier():
             raise ValueError(f"--attn-kw expects key=value (e.g. reduction=8), got {pair!r}")
-        try:
-            kwargs[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            kwargs[key] = text  # a bare word: a name such as gate=tanh
+        kwargs[key] = parse_value(text)
     return kwargs
 
 
