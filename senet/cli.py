@@ -22,6 +22,9 @@ app = typer.Typer(
 def demo(
     tour: bool = typer.Option(False, "--tour", help="Only the attention-module tour (seconds)."),
     out: Path = typer.Option(Path("runs/demo"), help="Folder for the two runs."),
+    overrides: list[str] = typer.Argument(
+        None, help="key=value applied to both runs, e.g. train.epochs=1 data.train_size=2000"
+    ),
 ) -> None:
     """Train SE-ResNet-20 and ResNet-20 on Fashion-MNIST with one budget; compare (`make demo`)."""
     from senet.demo import run_demo, run_tour
@@ -30,7 +33,7 @@ def demo(
         run_tour()
     else:
         with _clear_errors():
-            run_demo(out)
+            run_demo(out, list(overrides or []))
 
 
 @app.command()
@@ -60,7 +63,9 @@ def _clear_errors() -> Iterator[None]:
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="YAML recipe, e.g. configs/cifar10_se_resnet110.yaml"),
+    config: Path = typer.Argument(
+        ..., help="YAML recipe, or a shipped recipe's name, e.g. cifar10_se_resnet110"
+    ),
     overrides: list[str] = typer.Argument(
         None, help="key=value changes, e.g. optim.lr=0.2 train.epochs=1 output_dir=/tmp/run"
     ),
@@ -305,7 +310,7 @@ def retrofit(
 @app.command()
 def ablate(
     grid: Path = typer.Argument(
-        ..., help="Grid file, e.g. configs/ablations/reduction_fashion_mnist.yaml"
+        ..., help="Grid file, or a shipped grid's name, e.g. reduction_fashion_mnist"
     ),
     overrides: list[str] = typer.Argument(None, help="key=value applied to every point."),
     out: Path = typer.Option(

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from senet.layers import attention_names, create_attn
 
-RECIPE = Path(__file__).resolve().parents[1] / "configs" / "fashion_mnist_se_resnet20.yaml"
+RECIPE = "fashion_mnist_se_resnet20"  # shipped in senet/configs, found by name
 MODELS = ("se_resnet20_cifar", "resnet20_cifar")
 
 

@@ -9,7 +9,9 @@ from typer.testing import CliRunner
 from senet.cli import app
 from senet.train import load_config, train
 
-RECIPE = Path(__file__).resolve().parents[1] / "configs" / "fashion_mnist_se_resnet20.yaml"
+RECIPE = (
+    Path(__file__).resolve().parents[1] / "senet" / "configs" / "fashion_mnist_se_resnet20.yaml"
+)
 
 
 @pytest.fixture(scope="module")

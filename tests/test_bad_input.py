@@ -16,6 +16,7 @@ from senet.cli import app
 from senet.data import DataError, create_dataset
 from senet.data.fashion_mnist import SYSTEM_DIR, prepare_fashion_mnist
 from senet.retrofit.cli import parse_kwargs
+from senet.train import RunSummary
 
 runner = CliRunner()
 
@@ -90,7 +91,7 @@ def test_ablation_title_states_the_budget_that_ran(tmp_path: Path):
     (point,) = grid.points
     summary = {"final_top1": 50.0, "final_top5": 90.0, "params": 10, "macs": 20}
     summary |= {"train_images": 500, "epochs": 1}  # as overridden on the command line
-    results = [PointResult(point, tmp_path / "p", "done", 1, summary)]
+    results = [PointResult(point, tmp_path / "p", "done", 1, RunSummary.from_dict(summary))]
     paths = write_report(grid, results, tmp_path)
     title = paths["md"].read_text().splitlines()[0]
     assert title == "### Reduction ratio r (500 train images, 1 epochs)"

@@ -70,9 +70,9 @@ def build_rows(grid: Grid, results: list[PointResult]) -> list[Row]:
             row.failed_seeds.append(point.seed)
             continue
         row.seeds.append(point.seed)
-        row.top1.append(result.summary["final_top1"])
-        row.top5.append(result.summary.get("final_top5"))
-        row.params, row.macs = result.summary.get("params"), result.summary.get("macs")
+        row.top1.append(result.summary.final_top1)
+        row.top5.append(result.summary.final_top5)
+        row.params, row.macs = result.summary.params, result.summary.macs
     return list(rows.values())
 
 
@@ -92,7 +92,7 @@ def budget(results: list[PointResult]) -> str:
     """The training budget the finished runs had, e.g. "6,000 train images, 3 epochs" (read
     from their summaries, so a budget changed on the command line shows as run)."""
     done = [r.summary for r in results if r.summary]
-    sizes = sorted({(s.get("train_images"), s.get("epochs")) for s in done})
+    sizes = sorted({(s.train_images, s.epochs) for s in done})
     return "; ".join(f"{n:,} train images, {e} epochs" for n, e in sizes if n and e)
 
 

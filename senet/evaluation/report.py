@@ -20,6 +20,7 @@ from senet.train.distributed import resolve_device
 from senet.train.epoch import evaluate
 from senet.train.plots import plot_confusion, plot_overlay
 from senet.train.run_log import read_metrics
+from senet.train.summary import RunSummary
 
 
 def preprocessing_for(model_meta: dict[str, Any], model: torch.nn.Module | None) -> dict[str, Any]:
@@ -213,33 +214,27 @@ def per_class_table(report: dict[str, Any]) -> Table:
     return table
 
 
+_COMPARED = (
+    "model", "data", "final_top1", "best_top1", "best_epoch", "params", "macs", "epochs",
+    "val_images", "train_seconds", "wall_seconds", "train_img_s",
+)  # fmt: skip
+
+
 def compare_runs(
     run_dirs: list[str | Path], *, plot_path: str | Path | None = None
 ) -> tuple[list[dict[str, Any]], Table]:
     """One row per run (top-1, params, MACs, time) and an overlay plot of their curves."""
     rows, curves = [], {}
     for folder in map(Path, run_dirs):
-        summary_file = folder / "summary.json"
-        if not summary_file.is_file():
+        if not (folder / "summary.json").is_file():
             raise ConfigError(f"{folder} is not a finished senet run (no summary.json)")
-        summary = json.loads(summary_file.read_text())
+        summary = RunSummary.read(folder)
         label = folder.name
         curves[label] = read_metrics(folder)
         rows.append(
             {
                 "run": label,
-                "model": summary["model"],
-                "data": summary["data"],
-                "final_top1": summary.get("final_top1"),
-                "best_top1": summary.get("best_top1"),
-                "best_epoch": summary.get("best_epoch"),
-                "params": summary.get("params"),
-                "macs": summary.get("macs"),
-                "epochs": summary.get("epochs"),
-                "val_images": summary.get("val_images"),
-                "train_seconds": summary.get("train_seconds"),
-                "wall_seconds": summary.get("wall_seconds"),
-                "train_img_s": summary.get("train_img_s"),
+                **{key: getattr(summary, key) for key in _COMPARED},
                 # The median epoch is robust to an epoch slowed by other work on the machine.
                 "median_img_s": _median(
                     [float(r["train_img_s"]) for r in curves[label] if r.get("train_img_s")]

@@ -109,7 +109,7 @@ def model_from_config(
         kwargs["attn_kwargs"] = dict(cfg.attn_kwargs)
     kwargs.update(cfg.kwargs)
     if cfg.retrofit:
-        kwargs["retrofit"] = dict(cfg.retrofit)
+        kwargs["retrofit"] = cfg.retrofit.as_kwargs()
     model = build_model(
         cfg.name, base_weights=base_weights, weights_head=cfg.weights_head, **kwargs
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import inspect
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,8 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from senet.config import attn_kwargs_problem
 from senet.layers._validate import check_choice
 from senet.layers.create_attn import AttnLayer, get_attn
+from senet.models.blocks import STRATEGIES
 from senet.profile.counter import profile
 from senet.retrofit.insert import (
     GraphInsert,
@@ -47,7 +48,6 @@ from senet.retrofit.sites import (
     walk,
 )
 
-STRATEGIES = ("standard", "pre", "post", "identity", "conv3x3")
 INITS = ("default", "identity")
 
 SitePredicate = Callable[[str, nn.Module], bool]
@@ -228,25 +228,6 @@ def _input_size(model: nn.Module, input_size: int | Sequence[int]) -> tuple[int,
             f"got {input_size!r}"
         )
     return size  # type: ignore[return-value]
-
-
-def _check_attn_kwargs(factory: Callable[..., nn.Module], label: str, kwargs: dict) -> None:
-    """Refuse an argument the attention's constructor does not take, naming the valid ones."""
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # a builtin or C-implemented callable: let it decide
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [n for n in list(params)[1:] if params[n].kind is not inspect.Parameter.VAR_POSITIONAL]
-    for key in kwargs:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(
-                f"retrofit: attention {label!r} takes no argument {key!r}{hint}; "
-                f"its arguments: {', '.join(valid)}"
-            )
 
 
 def _probe(model: nn.Module, sample: torch.Tensor) -> Probe:
@@ -503,7 +484,8 @@ def retrofit(
     ref = _reference_tensor(model)
     sample = _sample((1, *size), ref)
     attn_label = attn if isinstance(attn, str) else getattr(attn, "__name__", repr(attn))
-    _check_attn_kwargs(factory, attn_label, attn_kwargs)
+    if problem := attn_kwargs_problem(attn, attn_kwargs):
+        raise ValueError(f"retrofit: {problem}")
 
     plan = _Plan()
     existing = find_existing(model)

@@ -44,6 +44,7 @@ from senet.train.optim import (
 )
 from senet.train.resume import find_resume_state
 from senet.train.seed import rng_state, seed_everything, set_rng_state
+from senet.train.summary import RunSummary
 
 __all__ = [
     "CheckpointDir",
@@ -57,6 +58,7 @@ __all__ = [
     "ModelConfig",
     "NonFiniteLossError",
     "OptimConfig",
+    "RunSummary",
     "ScheduleConfig",
     "TrainConfig",
     "World",

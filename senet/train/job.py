@@ -41,6 +41,7 @@ from senet.train.resume import (
 )
 from senet.train.run_log import RunLog
 from senet.train.seed import seed_everything
+from senet.train.summary import RunSummary
 
 __all__ = [
     "RESUMABLE_CHANGES",
@@ -108,7 +109,7 @@ def model_cost(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, 
     }
 
 
-def train(config: Config, *, resume: str | Path | None = None) -> dict[str, Any]:
+def train(config: Config, *, resume: str | Path | None = None) -> RunSummary:
     """Run one training job described by ``config``; return its summary (also summary.json).
 
     ``resume``: ``"auto"`` (the newest valid checkpoint in ``output_dir``, or a fresh start if
@@ -268,7 +269,7 @@ def weights_metadata(
 
 def _train(
     config: Config, resume: str | Path | None, world: World, wall_start: float
-) -> dict[str, Any]:
+) -> RunSummary:
     t, d = config.train, config.data
     device = world.device
     if t.amp == "fp16" and device.type != "cuda":
@@ -281,18 +282,17 @@ def _train(
     global_batch = d.batch_size * world.world_size
     notes: list[str] = []  # said once the progress display exists
 
-    def prepare() -> tuple[Path, Path | None, dict[str, Any] | None, list[str]]:
+    def prepare() -> tuple[Path | None, dict[str, Any] | None, list[str]]:
         found = None
         if resume is not None:
             found = find_resume_state(
                 resume, config, world_size=world.world_size, report=notes.append
             )
-        folder = prepare_run_dir(config.output_dir, config)
         path, state = found if found is not None else (None, None)
-        return folder, path, state, notes
+        return path, state, notes
 
-    # Rank 0 checks the folder and reads the checkpoint; every rank gets the outcome (or error).
-    run_dir, resume_path, resume_state, notes = world.main_result(prepare)
+    # Rank 0 reads the checkpoint; every rank gets the outcome (or the error).
+    resume_path, resume_state, notes = world.main_result(prepare)
     seed_everything(t.seed, deterministic=t.deterministic)
     if device.type == "cuda" and not t.deterministic:
         torch.backends.cudnn.benchmark = True
@@ -301,6 +301,8 @@ def _train(
     train_set, val_set, info, train_loader, val_loader = build_data(config, world)
     m = config.model
     model, model_kwargs, input_size, cost = model_for_data(m, info, val_set)
+    # The run folder is made only now: a config that cannot build its model wrote nothing.
+    run_dir = world.main_result(lambda: prepare_run_dir(config.output_dir, config))
 
     if t.sync_bn and world.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same state_dict keys
@@ -357,7 +359,7 @@ def _train(
         )
     procs = f" ({d.batch_size} x {world.world_size} processes)" if world.distributed else ""
     progress.log(
-        f"training {m.name}{' + ' + str(m.retrofit.get('attn', 'se')) if m.retrofit else ''} "
+        f"training {m.name}{' + ' + m.retrofit.attn if m.retrofit else ''} "
         f"({cost['params']:,} params, {cost['macs'] / 1e6:,.1f} M MACs) on "
         f"{info.name}: {len(train_set):,} train / {len(val_set):,} val images, "
         f"{t.epochs} epochs x {steps} steps, batch {global_batch}{procs}, lr {lr:.4g}, "
@@ -398,33 +400,33 @@ def _train(
         if run_log is not None:
             run_log.close()
     history = result.pop("history")
-    summary = {
-        "model": m.name,
-        "model_kwargs": model_kwargs,
-        "data": info.name,
-        "train_images": len(train_set),
-        "val_images": len(val_set),
-        "input_size": list(input_size),
+    summary = RunSummary(
+        model=m.name,
+        model_kwargs=model_kwargs,
+        data=info.name,
+        train_images=len(train_set),
+        val_images=len(val_set),
+        input_size=list(input_size),
         **cost,
-        "global_batch": global_batch,
-        "world_size": world.world_size,
-        "lr": lr,
+        global_batch=global_batch,
+        world_size=world.world_size,
+        lr=lr,
         **result,
-        "wall_seconds": time.perf_counter() - wall_start,
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "host": platform.node(),
-        "pid": os.getpid(),
-        "config": asdict(config),
-    }
+        wall_seconds=time.perf_counter() - wall_start,
+        device=str(device),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        host=platform.node(),
+        pid=os.getpid(),
+        config=asdict(config),
+    )
     if run_log is not None:
-        run_log.write_summary(summary)
+        summary.write(run_dir)
         if config.log.plots:
             run_log.rows = history
             run_log.plot(title=f"{m.name} on {info.name}")
     progress.log(
-        f"done in {summary['wall_seconds']:.0f} s: best val top-1 {result['best_top1']:.2f}% "
-        f"(epoch {result['best_epoch']}), final {result['final_top1']:.2f}% -> {run_dir}"
+        f"done in {summary.wall_seconds:.0f} s: best val top-1 {summary.best_top1:.2f}% "
+        f"(epoch {summary.best_epoch}), final {summary.final_top1:.2f}% -> {run_dir}"
     )
     return summary
