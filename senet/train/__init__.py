@@ -32,6 +32,7 @@ from senet.train.epoch import (
     evaluate,
     topk_correct,
     train_one_epoch,
+    train_step,
 )
 from senet.train.fit import fit
 from senet.train.job import train
@@ -89,6 +90,7 @@ __all__ = [
     "topk_correct",
     "train",
     "train_one_epoch",
+    "train_step",
     "training_state",
     "valid_keys",
 ]
