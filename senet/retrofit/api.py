@@ -24,6 +24,7 @@ from senet.layers._validate import check_choice
 from senet.layers.create_attn import AttnLayer, get_attn
 from senet.models.blocks import STRATEGIES
 from senet.profile.counter import profile
+from senet.profile.timing import eval_mode
 from senet.retrofit.insert import (
     GraphInsert,
     IdentityBlend,
@@ -190,14 +191,8 @@ def _join(prefix: str, name: str) -> str:
 @contextmanager
 def _inference(model: nn.Module) -> Iterator[None]:
     """Eval mode and no autograd for the analysis passes; every module's mode restored after."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    with eval_mode(model), torch.no_grad():
+        yield
 
 
 def _reference_tensor(model: nn.Module) -> torch.Tensor:

@@ -26,6 +26,8 @@ from senet.models.builder import (
     load_initial_weights,
     model_from_config,
 )
+from senet.profile import profile
+from senet.profile.timing import eval_mode
 from senet.train.checkpoint import CheckpointDir, restore_training_state
 from senet.train.distributed import World, init_world, wrap_ddp
 from senet.train.ema import create_ema
@@ -76,10 +78,8 @@ def check_model_fits_data(
     model: nn.Module, sample: torch.Tensor, info: DatasetInfo, model_name: str
 ) -> None:
     """One forward pass on real images; fail clearly if channels or class counts disagree."""
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():  # every submodule's own mode comes back
             out = model(sample)
     except RuntimeError as e:
         raise ConfigError(
@@ -87,8 +87,6 @@ def check_model_fits_data(
             f"{tuple(sample.shape[1:])} ({str(e).splitlines()[0]}); check model.in_chans "
             f"(data has {info.in_chans} channels) and data.image_size"
         ) from None
-    finally:
-        model.train(was_training)
     if out.dim() != 2 or out.shape[1] != info.num_classes:
         raise ConfigError(
             f"model {model_name} outputs {tuple(out.shape[1:])} logits per image but {info.name} "
@@ -99,8 +97,6 @@ def check_model_fits_data(
 
 def model_cost(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, Any]:
     """Params and multiply-adds at ``input_size`` in the paper's convention (senet.profile)."""
-    from senet.profile.counter import profile
-
     report = profile(model, input_size=input_size)
     return {
         "params": int(report.params),
