@@ -25,19 +25,10 @@ from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from senet.layers._validate import check_positive_int
 from senet.layers.detect import is_attention_module
-from senet.profile.op_costs import ACTIVATION_OPS, ELEMENTWISE_COSTS
+from senet.profile.op_costs import ACTIVATION_OPS, CONVENTION, ELEMENTWISE_COSTS
 from senet.profile.timing import Timing, eval_mode, measure
 
 aten = torch.ops.aten
-
-CONVENTION = (
-    "MACs = multiply-adds of conv and linear layers + the attention modules' own element-wise "
-    "work (squeeze pooling, gates, scaling) at one op per element; BN, ReLU and residual adds "
-    "are not counted (the SE paper's 'GFLOPs'). "
-    "FLOPs = 2 x conv/linear MACs + every counted element-wise op (BN, activations, adds, "
-    "pooling, gates), one per element. "
-    "Activations = output elements of conv and linear layers."
-)
 
 
 class ProfileError(ValueError):
