@@ -13,10 +13,11 @@ import senet
 from senet.ablation import grid_from_dict, write_report
 from senet.ablation.runner import PointResult
 from senet.cli import app
+from senet.config import ConfigError, load_config
 from senet.data import DataError, create_dataset
 from senet.data.fashion_mnist import SYSTEM_DIR, prepare_fashion_mnist
 from senet.retrofit.cli import parse_kwargs
-from senet.train import RunSummary
+from senet.train import RunSummary, train
 
 runner = CliRunner()
 
@@ -95,3 +96,28 @@ def test_ablation_title_states_the_budget_that_ran(tmp_path: Path):
     paths = write_report(grid, results, tmp_path)
     title = paths["md"].read_text().splitlines()[0]
     assert title == "### Reduction ratio r (500 train images, 1 epochs)"
+
+
+def test_attention_arguments_are_checked_when_the_config_loads():
+    with pytest.raises(ConfigError, match=r"takes no argument 'reductio' \(did you mean 'redu"):
+        load_config(None, ["model.attn=se", "model.attn_kwargs.reductio=8"])
+    with pytest.raises(ConfigError, match=r"model.retrofit: attention 'cbam' takes no argument"):
+        load_config(None, ["model.retrofit.attn=cbam", "model.retrofit.attn_kwargs.gate_=tanh"])
+    with pytest.raises(ConfigError, match=r"model.retrofit.strategy' expects 'standard' \| 'pre'"):
+        load_config(None, ["model.retrofit.strategy=side"])
+
+
+def test_a_model_that_cannot_be_built_writes_no_run_folder(tmp_path: Path):
+    run = tmp_path / "run"
+    # attn unset (the model's default SE): the typo shows only when the model is built.
+    overrides = [
+        "model.name=se_resnet20_cifar",
+        "model.attn_kwargs.reductio=8",
+        "data.name=synthetic",
+    ]
+    overrides += ["data.num_classes=4", "data.image_size=16", "data.synthetic_train=32"]
+    overrides += ["data.synthetic_val=8", "log.progress=none", f"output_dir={run}"]
+    cfg = load_config(None, overrides)
+    with pytest.raises(ConfigError, match="reductio"):
+        train(cfg)
+    assert not run.exists()
