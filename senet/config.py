@@ -41,9 +41,15 @@ class RetrofitConfig:
     attn_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {reduction: 8, bias: false}
 
     def as_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``senet.retrofit(model, **kwargs)``."""
-        plain = asdict(self)
-        return {**{k: v for k, v in plain.items() if k != "attn_kwargs"}, **self.attn_kwargs}
+        """Keyword arguments of ``senet.retrofit(model, **kwargs)``: ``attn``, the fields that
+        differ from their defaults, then the attention's own (the form 0.1 saved in weights)."""
+        default = RetrofitConfig()
+        own = {
+            k: v
+            for k, v in asdict(self).items()
+            if k == "attn" or (k != "attn_kwargs" and v != getattr(default, k))
+        }
+        return {**own, **self.attn_kwargs}
 
 
 @dataclass
@@ -264,7 +270,7 @@ def check_values(config: Config) -> None:
     d, o, s, t = config.data, config.optim, config.schedule, config.train
     m, r = config.model, config.model.retrofit
     if r is not None and (problem := attn_kwargs_problem(r.attn, r.attn_kwargs)):
-        raise ConfigError(f"model.retrofit: {problem}")
+        raise ConfigError(f"model.retrofit={r.as_kwargs()!r}: {problem}")
     if m.attn is not None and (problem := attn_kwargs_problem(m.attn, m.attn_kwargs)):
         raise ConfigError(f"model.attn={m.attn!r}, model.attn_kwargs: {problem}")
     checks = [

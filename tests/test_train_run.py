@@ -128,7 +128,7 @@ def test_checkpoint_holds_the_full_training_state(run):
 
 
 def test_resume_after_a_crash_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch):
-    import senet.train.fit as fit_module
+    import senet.train.fit_loop as fit_module
 
     extra = [
         "train.epochs=3",

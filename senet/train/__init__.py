@@ -1,5 +1,6 @@
 """Training with the paper's recipe: the step and epoch loop (``epoch``), the loop over epochs
-(``fit``), the job (``job.train``), checkpoints, distributed, logs. Config lives in senet.config."""
+(``fit_loop.fit``), the job (``job.train``), checkpoints, distributed, logs, ``RunSummary``.
+The config dataclasses live in ``senet.config``."""
 
 from senet.config import (
     Config,
@@ -34,7 +35,7 @@ from senet.train.epoch import (
     train_one_epoch,
     train_step,
 )
-from senet.train.fit import fit
+from senet.train.fit_loop import fit
 from senet.train.job import train
 from senet.train.optim import (
     LRSchedule,

@@ -32,7 +32,7 @@ from senet.train.checkpoint import CheckpointDir, restore_training_state
 from senet.train.distributed import World, init_world, wrap_ddp
 from senet.train.ema import create_ema
 from senet.train.epoch import EpochTotals
-from senet.train.fit import fit
+from senet.train.fit_loop import fit
 from senet.train.optim import create_optimizer, create_scheduler, scaled_lr
 from senet.train.progress import MutedProgress, create_progress
 from senet.train.resume import (
