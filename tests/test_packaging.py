@@ -7,10 +7,13 @@ import os
 import site
 import subprocess
 import sys
+import types
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
+from torch import nn
 
 import senet
 from senet.ablation import GridError, load_grid
@@ -88,3 +91,19 @@ def test_built_wheel_works_from_an_empty_folder(tmp_path):
     assert "reduction=32__seed=0" in listed and "6 runs" in listed
     # The whole demo trains two models (minutes); its tour shows the packaged layers work.
     assert "│ se " in cli("demo", "--tour")
+
+
+def test_profile_and_retrofit_are_modules_that_call_their_function():
+    import senet.profile as profile_package
+    import senet.retrofit as retrofit_package
+
+    assert isinstance(profile_package, types.ModuleType) and profile_package is senet.profile
+    assert isinstance(retrofit_package, types.ModuleType) and retrofit_package is senet.retrofit
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False))
+    assert senet.profile(model, (3, 8, 8)).params == 3 * 8 * 9
+    assert senet.retrofit.__call__.__doc__ == senet.retrofit.api.retrofit.__doc__
+    with mock.patch("senet.profile.profile", return_value="patched"):
+        assert senet.profile(model) == "patched"
+    failing = mock.patch("senet.retrofit.api._probe", side_effect=RuntimeError("patched probe"))
+    with failing, pytest.raises(RuntimeError, match="patched probe"):
+        senet.retrofit(model, input_size=8)
