@@ -51,12 +51,17 @@ class EpochTotals:
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
     """Mixed-precision context: bf16 (CPU or CUDA), fp16 (CUDA only), or nothing."""
+    check_amp(amp, device)
     if amp == "none":
         return contextlib.nullcontext()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-    if dtype is torch.float16 and device.type != "cuda":
-        raise ValueError("amp='fp16' needs a CUDA device; use amp='bf16' on CPU")
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def check_amp(amp: str, device: torch.device) -> None:
+    """Refuse a precision the device cannot run: fp16 autocast (with its grad scaler) is CUDA's."""
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError(f"amp='fp16' needs a CUDA device, not {device}; use amp='bf16' on CPU")
 
 
 def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: Iterable[int]) -> list[int]:

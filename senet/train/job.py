@@ -31,7 +31,7 @@ from senet.profile.timing import eval_mode
 from senet.train.checkpoint import CheckpointDir, restore_training_state
 from senet.train.distributed import World, init_world, wrap_ddp
 from senet.train.ema import create_ema
-from senet.train.epoch import EpochTotals
+from senet.train.epoch import EpochTotals, check_amp
 from senet.train.fit_loop import fit
 from senet.train.optim import create_optimizer, create_scheduler, scaled_lr
 from senet.train.progress import MutedProgress, create_progress
@@ -268,8 +268,10 @@ def _train(
 ) -> RunSummary:
     t, d = config.train, config.data
     device = world.device
-    if t.amp == "fp16" and device.type != "cuda":
-        raise ConfigError("train.amp=fp16 needs CUDA; on CPU use train.amp=bf16 or none")
+    try:  # the config allows fp16 with device=auto; here auto has become a device
+        check_amp(t.amp, device)
+    except ValueError as e:
+        raise ConfigError(f"train.amp: {e}") from None
     if t.sync_bn and world.distributed and device.type != "cuda":
         raise ConfigError(
             "train.sync_bn=true needs CUDA (torch's SyncBatchNorm runs on GPUs only); on CPU "
