@@ -26,8 +26,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from senet.hub import resolve_model
-from senet.profile import profile
+from senet.models.builder import resolve_model
+from senet.profile.counter import profile
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:

@@ -15,7 +15,7 @@ step() { echo; echo "== $*"; "$@" 2>&1 | tee -a "$OUT/gpu.log"; [ "${PIPESTATUS[
 
 step nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 step "$PY" -m pytest -q -rs tests/test_cuda.py tests/test_profile.py -k "cuda"
-step .venv/bin/torchrun --nproc_per_node=1 -m senet train configs/fashion_mnist_se_resnet20.yaml \
+step .venv/bin/torchrun --nproc_per_node=1 -m senet train fashion_mnist_se_resnet20 \
     data.name=synthetic data.train_size=4096 data.val_size=512 data.image_size=28 \
     data.channels=1 data.num_classes=10 train.epochs=2 train.device=cuda train.amp=bf16 \
     train.sync_bn=true train.channels_last=true log.progress=plain "output_dir=$OUT/ddp"

@@ -22,6 +22,9 @@ app = typer.Typer(
 def demo(
     tour: bool = typer.Option(False, "--tour", help="Only the attention-module tour (seconds)."),
     out: Path = typer.Option(Path("runs/demo"), help="Folder for the two runs."),
+    overrides: list[str] = typer.Argument(
+        None, help="key=value applied to both runs, e.g. train.epochs=1 data.train_size=2000"
+    ),
 ) -> None:
     """Train SE-ResNet-20 and ResNet-20 on Fashion-MNIST with one budget; compare (`make demo`)."""
     from senet.demo import run_demo, run_tour
@@ -30,7 +33,7 @@ def demo(
         run_tour()
     else:
         with _clear_errors():
-            run_demo(out)
+            run_demo(out, list(overrides or []))
 
 
 @app.command()
@@ -60,7 +63,9 @@ def _clear_errors() -> Iterator[None]:
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="YAML recipe, e.g. configs/cifar10_se_resnet110.yaml"),
+    config: Path = typer.Argument(
+        ..., help="YAML recipe, or a shipped recipe's name, e.g. cifar10_se_resnet110"
+    ),
     overrides: list[str] = typer.Argument(
         None, help="key=value changes, e.g. optim.lr=0.2 train.epochs=1 output_dir=/tmp/run"
     ),
@@ -105,7 +110,7 @@ def evaluate(
     """Top-1/top-5, per-class accuracy and a confusion-matrix PNG for a weights file."""
     from rich.console import Console
 
-    from senet.train.report import evaluate_weights, per_class_table
+    from senet.evaluation.report import evaluate_weights, per_class_table
 
     with _clear_errors():
         report = evaluate_weights(
@@ -130,7 +135,7 @@ def compare(
     """One table (top-1, params, MACs, time) and one overlay plot for several runs."""
     from rich.console import Console
 
-    from senet.train.report import compare_runs
+    from senet.evaluation.report import compare_runs
 
     with _clear_errors():
         _, table = compare_runs(runs, plot_path=plot)
@@ -179,9 +184,9 @@ def profile_command(
     ] = OutputFormat.table,
 ) -> None:
     """Params and MACs (the SE paper's GFLOPs), attention share, optional timings."""
-    from senet.hub import resolve_model
-    from senet.profile import compare as compare_models
-    from senet.profile import profile
+    from senet.models.builder import resolve_model
+    from senet.profile.counter import compare as compare_models
+    from senet.profile.counter import profile
 
     timing_kw = dict(
         device=device, timing=timing, warmup=warmup, repeats=repeats, compile=compile,
@@ -286,7 +291,7 @@ def retrofit(
     dry_run: bool = typer.Option(False, help="print the sites and the cost, change nothing"),
 ) -> None:
     """Put attention into an existing CNN; print the sites and the cost delta."""
-    from senet.retrofit_cli import parse_kwargs, run_retrofit
+    from senet.retrofit.cli import parse_kwargs, run_retrofit
 
     try:
         run_retrofit(
@@ -312,7 +317,7 @@ def retrofit(
 @app.command()
 def ablate(
     grid: Path = typer.Argument(
-        ..., help="Grid file, e.g. configs/ablations/reduction_fashion_mnist.yaml"
+        ..., help="Grid file, or a shipped grid's name, e.g. reduction_fashion_mnist"
     ),
     overrides: list[str] = typer.Argument(None, help="key=value applied to every point."),
     out: Path = typer.Option(

@@ -18,7 +18,7 @@ from rich.table import Table
 from senet.layers import attention_names, create_attn
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "configs" / "fashion_mnist_se_resnet20.yaml"
+RECIPE = "fashion_mnist_se_resnet20"  # shipped in senet/configs, found by name
 MODELS = ("se_resnet20_cifar", "resnet20_cifar")
 # The committed full-budget study (docs/results/fashion_mnist.md), as `senet.ablation.study`
 # writes it; the demo prints it beside its own short run.
@@ -87,8 +87,8 @@ def ensure_fashion_mnist(console: Console) -> None:
 
 def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None) -> list[dict]:
     """Train both models with the recipe's budget, print the comparison, return its rows."""
+    from senet.evaluation.report import compare_runs
     from senet.train import load_config, train
-    from senet.train.report import compare_runs
 
     console = Console()
     ensure_fashion_mnist(console)

@@ -17,7 +17,7 @@ from senet.ablation import GridError, build_rows, grid_from_dict, load_grid, run
 from senet.train import read_weights
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "configs" / "fashion_mnist_se_resnet20.yaml"
+RECIPE = REPO / "senet" / "configs" / "fashion_mnist_se_resnet20.yaml"
 # A few seconds per run: 64 synthetic 16x16 images, one epoch.
 TINY = {
     "data.name": "synthetic",
@@ -92,7 +92,7 @@ def test_bad_grids_fail_before_any_run(tmp_path, fields, message):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs" / "ablations").glob("*.yaml")))
+@pytest.mark.parametrize("path", sorted((REPO / "senet" / "configs" / "ablations").glob("*.yaml")))
 def test_shipped_grids_are_valid(path):
     grid = load_grid(path)
     assert grid.points and grid.title

@@ -12,7 +12,9 @@ from senet.cli import app
 from senet.data import create_dataset
 from senet.train import load_config, read_weights, train
 
-RECIPE = Path(__file__).resolve().parents[1] / "configs" / "fashion_mnist_se_resnet20.yaml"
+RECIPE = (
+    Path(__file__).resolve().parents[1] / "senet" / "configs" / "fashion_mnist_se_resnet20.yaml"
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 from _tiny_models import tiny_models_registered
 from typer.testing import CliRunner
 
-from senet import hub
 from senet.cli import app
-from senet.hub import resolve_model
+from senet.models import builder as hub
+from senet.models.builder import resolve_model
 
 runner = CliRunner()
 SMALL = ["--input-size", "3", "64", "64"]

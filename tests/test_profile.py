@@ -12,8 +12,8 @@ import torchvision
 from torch import nn
 
 from senet.layers import CBAM, SCSE, ChannelGate, SpatialGate, SqueezeExcite
-from senet.op_costs import ELEMENTWISE_COSTS
-from senet.profile import ProfileError, compare, profile
+from senet.profile.counter import ProfileError, compare, profile
+from senet.profile.op_costs import ELEMENTWISE_COSTS
 from tests.caffe_resnet import CaffeResNet50
 
 aten = torch.ops.aten

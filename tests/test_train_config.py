@@ -8,7 +8,7 @@ import pytest
 
 from senet.train import ConfigError, load_config, save_config, valid_keys
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "senet" / "configs"
 
 
 def test_defaults_and_typed_overrides():

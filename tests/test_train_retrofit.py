@@ -9,9 +9,10 @@ from _tiny_models import QUICK
 
 import senet
 from senet.data import create_dataset
+from senet.evaluation.report import evaluate_weights
+from senet.models.builder import model_from_config
 from senet.train import ConfigError, load_config, read_weights, train
-from senet.train.report import evaluate_weights
-from senet.train.run import build_model, create_model_from_config
+from senet.train.job import model_for_data
 
 RESNET18_SE = [
     "model.name=torchvision:resnet18",
@@ -58,7 +59,7 @@ def test_base_weights_load_before_the_retrofit(tmp_path):
         f"model.weights={tmp_path / 'base.pth'}",
     )
     val, info = create_dataset("synthetic", "val", num_classes=4, image_size=16, synthetic_size=8)
-    model, kwargs, _, _ = build_model(config.model, info, val)
+    model, kwargs, _, _ = model_for_data(config.model, info, val)
     assert kwargs["retrofit"]["init"] == "identity"
     assert torch.equal(model.conv1.weight, base.conv1.weight)
     assert isinstance(model.layer1[0].attn, senet.layers.SqueezeExcite)
@@ -80,7 +81,7 @@ def test_retrofit_builds_on_the_meta_device_for_grid_checks(tmp_path):
     # `senet ablate` builds every point's model under torch.device("meta") before any run.
     config = _config(tmp_path, *RESNET18_SE)
     with torch.device("meta"):
-        model, kwargs = create_model_from_config(config.model, num_classes=4, in_chans=3)
+        model, kwargs = model_from_config(config.model, num_classes=4, in_chans=3)
     assert next(model.parameters()).is_meta and kwargs["retrofit"]["attn"] == "se"
     base = sum(p.numel() for p in torchvision.models.resnet18(num_classes=4).parameters())
     se = _se_params([64, 64, 128, 128, 256, 256, 512, 512], reduction=8)
@@ -98,8 +99,8 @@ def test_fine_tune_from_weights_with_another_head(tmp_path):
         ConfigError,
         match=r"(?s)imagenet.pth: the checkpoint does not fit ResNet.*fc.weight.*weights_head=false",
     ):
-        build_model(_config(tmp_path, *common).model, info, val)
-    model, _, _, _ = build_model(
+        model_for_data(_config(tmp_path, *common).model, info, val)
+    model, _, _, _ = model_for_data(
         _config(tmp_path, *common, "model.weights_head=false").model, info, val
     )
     assert model.fc.out_features == 4 and torch.equal(model.conv1.weight, base.conv1.weight)

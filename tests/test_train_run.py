@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from senet.cli import app
 from senet.data import DataError
 from senet.data.fashion_mnist import SYSTEM_DIR
+from senet.evaluation.report import compare_runs, evaluate_weights
 from senet.train import (
     CheckpointDir,
     ConfigError,
@@ -21,7 +22,6 @@ from senet.train import (
     read_weights,
     train,
 )
-from senet.train.report import compare_runs, evaluate_weights
 
 
 def _config(tmp_path, *extra):

@@ -27,8 +27,9 @@ from typing import Any
 import torch
 import yaml
 
-from senet.train.config import Config, ConfigError, load_config
-from senet.train.run import create_model_from_config
+from senet.config import Config, ConfigError, load_config
+from senet.configs import names, packaged
+from senet.models.builder import model_from_config
 
 GRID_KEYS = ("name", "title", "base", "overrides", "axes", "baseline", "seeds")
 
@@ -115,10 +116,15 @@ class Grid:
 
 
 def load_grid(path: str | Path, extra_overrides: list[str] = ()) -> Grid:
-    """Read, expand and validate a grid file; ``extra_overrides`` apply to every point."""
-    path = Path(path)
-    if not path.is_file():
-        raise GridError(f"grid file {str(path)!r} does not exist (see configs/ablations/*.yaml)")
+    """Read, expand and validate a grid file (a path, or a shipped grid's name such as
+    ``table10_reduction``); ``extra_overrides`` apply to every point."""
+    given = path
+    path = Path(path) if Path(path).is_file() else packaged(path, "ablations")
+    if path is None:
+        raise GridError(
+            f"grid file {str(given)!r} does not exist, and senet ships no grid by that name "
+            f"(grids: {', '.join(names('ablations'))})"
+        )
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -130,7 +136,7 @@ def load_grid(path: str | Path, extra_overrides: list[str] = ()) -> Grid:
             # Build the model on the meta device (no memory, no time): a model that cannot be
             # built fails the grid now, not hours into it.
             with torch.device("meta"):
-                create_model_from_config(
+                model_from_config(
                     config.model,
                     num_classes=config.model.num_classes or 10,
                     in_chans=config.model.in_chans or 3,

@@ -77,11 +77,11 @@ def build_rows(grid: Grid, results: list[PointResult]) -> list[Row]:
             row.failed_seeds.append(point.seed)
             continue
         row.seeds.append(point.seed)
-        row.top1.append(result.summary["final_top1"])
-        row.top5.append(result.summary.get("final_top5"))
-        row.params, row.macs = result.summary.get("params"), result.summary.get("macs")
-        if result.summary.get("train_img_s"):
-            row.train_img_s.append(result.summary["train_img_s"])
+        row.top1.append(result.summary.final_top1)
+        row.top5.append(result.summary.final_top5)
+        row.params, row.macs = result.summary.params, result.summary.macs
+        if result.summary.train_img_s:
+            row.train_img_s.append(result.summary.train_img_s)
     return list(rows.values())
 
 
@@ -97,11 +97,19 @@ def _delta(value: float | None, reference: float | None) -> str:
     return f"{value - reference:+.2f}"
 
 
-def markdown_table(grid: Grid, rows: list[Row]) -> str:
+def budget(results: list[PointResult]) -> str:
+    """The training budget the finished runs had, e.g. "6,000 train images, 3 epochs" (read
+    from their summaries, so a budget changed on the command line shows as run)."""
+    done = [r.summary for r in results if r.summary]
+    sizes = sorted({(s.train_images, s.epochs) for s in done})
+    return "; ".join(f"{n:,} train images, {e} epochs" for n, e in sizes if n and e)
+
+
+def markdown_table(grid: Grid, rows: list[Row], budget: str = "") -> str:
     """The grid's result table in Markdown, with the reference row marked."""
     ref = next(r for r in rows if r.is_reference)
     lines = [
-        f"### {grid.title}",
+        f"### {grid.title}" + (f" ({budget})" if budget else ""),
         "",
         "| setting | params | MACs (M) | top-1 (%) | top-5 (%) | Δ top-1 | train ms/img | seeds |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -126,7 +134,8 @@ def write_report(grid: Grid, results: list[PointResult], out_dir: str | Path) ->
     out_dir = Path(out_dir)
     rows = build_rows(grid, results)
     paths = {kind: out_dir / f"results.{kind}" for kind in ("md", "csv", "json", "png")}
-    paths["md"].write_text(markdown_table(grid, rows))
+    spent = budget(results)
+    paths["md"].write_text(markdown_table(grid, rows, spent))
     ref = next(r for r in rows if r.is_reference)
     with paths["csv"].open("w", newline="") as f:
         writer = csv.writer(f)
@@ -167,11 +176,11 @@ def write_report(grid: Grid, results: list[PointResult], out_dir: str | Path) ->
         ],
     }
     paths["json"].write_text(json.dumps(payload, indent=2, default=str))
-    _plot(grid, rows, paths["png"])
+    _plot(grid.title + (f" ({spent})" if spent else ""), rows, paths["png"])
     return paths
 
 
-def _plot(grid: Grid, rows: list[Row], path: Path) -> None:
+def _plot(title: str, rows: list[Row], path: Path) -> None:
     shown = [r for r in rows if r.top1_mean is not None]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(shown)), 3.6))
     ax.bar(
@@ -187,7 +196,7 @@ def _plot(grid: Grid, rows: list[Row], path: Path) -> None:
     high = max((r.top1_mean + (r.top1_std or 0) for r in shown), default=100)
     ax.set_ylim(max(0, low - 2), min(100, high + 1))
     ax.set_ylabel("top-1 (%)")
-    ax.set_title(textwrap.fill(grid.title, 50), fontsize=10)
+    ax.set_title(textwrap.fill(title, 50), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

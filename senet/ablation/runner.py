@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from senet.ablation.grid import Grid, GridPoint
+from senet.train.summary import RunSummary
 
 BACKENDS = ("local", "ray")
 
@@ -33,7 +33,7 @@ class PointResult:
     run_dir: Path
     status: str  # "done" (ran now), "cached" (finished earlier) or "failed"
     attempts: int = 0
-    summary: dict[str, Any] | None = None
+    summary: RunSummary | None = None
     error: str | None = None
 
 
@@ -53,10 +53,10 @@ def point_command(grid: Grid, point: GridPoint, run_dir: Path, extra: list[str])
     ]
 
 
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
+def read_summary(run_dir: Path) -> RunSummary | None:
     """The finished run's summary, or None if the run did not finish (or left a torn file)."""
     try:
-        return json.loads((run_dir / "summary.json").read_text())
+        return RunSummary.read(run_dir)
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
@@ -125,7 +125,7 @@ def run_grid(
             summary = read_summary(run_dir) if code == 0 else None
             if summary is not None:
                 results[run_id] = PointResult(point, run_dir, "done", attempt, summary)
-                on_event(f"  done   {run_id}: top-1 {summary['final_top1']:.2f}%")
+                on_event(f"  done   {run_id}: top-1 {summary.final_top1:.2f}%")
             else:
                 error = f"exit code {code}: {_tail(logs[run_id])}"
                 results[run_id] = PointResult(point, run_dir, "failed", attempt, error=error)

@@ -12,11 +12,9 @@ from rich.table import Table
 from senet.analysis.gates import collect_gates
 from senet.analysis.plots import plot_class_gates, plot_specificity
 from senet.analysis.saturation import saturation_report
+from senet.config import ConfigError
 from senet.data import create_loader
-from senet.train.config import ConfigError
-from senet.train.loop import evaluate
-from senet.train.report import prepare_evaluation
-from senet.train.run import resolve_device
+from senet.evaluation import evaluate, prepare_evaluation, resolve_device
 from senet.train.stn_plot import find_stn, save_rectified
 
 

@@ -11,7 +11,7 @@ from senet.data.base import DataError, DatasetInfo, default_data_root
 from senet.data.memory import InMemoryImages
 
 # Per-channel statistics of the training images (0..1 scale).
-_STATS = {
+STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
@@ -19,7 +19,7 @@ _CLASSES = {"cifar10": CIFAR10, "cifar100": CIFAR100}
 
 
 def cifar_info(name: str) -> DatasetInfo:
-    mean, std = _STATS[name]
+    mean, std = STATS[name]
     num_classes = 10 if name == "cifar10" else 100
     return DatasetInfo(name, num_classes, 3, 32, mean, std)
 
@@ -47,7 +47,7 @@ def cifar_dataset(
             "data.download=true to let torchvision download it (needs internet)."
         ) from None
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2)  # NHWC uint8 -> NCHW
-    stats_mean, stats_std = _STATS[name]
+    stats_mean, stats_std = STATS[name]
     return InMemoryImages(
         images,
         torch.tensor(ds.targets),

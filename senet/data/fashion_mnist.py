@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+from math import prod
 from pathlib import Path
 
 import torch
@@ -66,11 +67,38 @@ _HOW = (
 )
 
 
+def check_idx_file(path: Path) -> None:
+    """Raise a DataError naming ``path`` when its size differs from what its IDX header promises
+    (a truncated or damaged copy, which torchvision's reader fails on with a reshape error)."""
+    with open(path, "rb") as f:
+        header = f.read(4)
+        ndim = header[3] if len(header) == 4 else 0
+        dims = f.read(4 * ndim)
+    expected = None
+    if len(header) == 4 and header[:2] == b"\0\0" and len(dims) == 4 * ndim:
+        expected = (
+            4
+            + 4 * ndim
+            + prod(int.from_bytes(dims[i : i + 4], "big") for i in range(0, 4 * ndim, 4))
+        )
+    size = path.stat().st_size
+    if expected != size:
+        promised = f"its header promises {expected:,}" if expected else "it has no IDX header"
+        raise DataError(
+            f"{path} is damaged: {size:,} bytes, but {promised} (a truncated or partial copy). "
+            f"Delete it and run again: senet restores it from {SYSTEM_DIR} (or, with "
+            "data.download=true, downloads it)"
+        )
+
+
 def load_fashion_mnist(
     split: str, *, root: str | Path | None = None, download: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images (N, 1, 28, 28) and labels of the ``train`` or ``val`` (test) split."""
     root = prepare_fashion_mnist(root, download=download)
+    prefix = "train" if split == "train" else "t10k"
+    for kind in ("images-idx3", "labels-idx1"):
+        check_idx_file(root / "FashionMNIST" / "raw" / f"{prefix}-{kind}-ubyte")
     ds = FashionMNIST(str(root), train=split == "train", download=False)
     return ds.data.unsqueeze(1), ds.targets
 

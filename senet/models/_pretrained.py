@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+# The datasets own their statistics; a model's pretrained_cfg repeats the ones it was trained on.
+from senet.data.cifar import STATS as _CIFAR_STATS
+from senet.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD
+
+CIFAR10_MEAN, CIFAR10_STD = _CIFAR_STATS["cifar10"]
 
 # Checkpoint key layouts senet reads (see weights.py):
 #   "senet"       senet's own module names;

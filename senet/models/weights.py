@@ -6,12 +6,17 @@ every key and shape is checked against the model before anything is copied: a ch
 does not fit raises a ``CheckpointError`` listing the first mismatches and leaves the model
 untouched. Downloads go through torch.hub's cache and are checked against the sha256 prefix in
 the file name, as ``torch.hub.load_state_dict_from_url(check_hash=True)`` does.
+
+It is also senet's one weights writer (``save_weights``: safetensors with senet's metadata,
+written atomically) and reader (``read_weights``: the state dict and that metadata).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,8 +39,9 @@ Source = str | os.PathLike | Mapping[str, Any]
 _SHOW = 8  # mismatches listed in an error
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, or whose keys or shapes do not fit the model."""
+class CheckpointError(ValueError, RuntimeError):
+    """A checkpoint or weights file that cannot be read or written, or whose keys or shapes do
+    not fit the model. (A ValueError and a RuntimeError: both kinds of callers catch it.)"""
 
 
 class WeightsDownloadError(RuntimeError):
@@ -329,3 +335,64 @@ def load_weights(
         classifier=classifier,
         check_layout=check_layout,
     )
+
+
+def atomic_write(path: str | Path, write: Any) -> None:
+    """Call ``write(tmp_path)``, fsync, then rename over ``path``: readers see old or new, whole.
+
+    The temporary file lives in the same folder (a rename is atomic only within a file system);
+    on any error it is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    # A fresh name in the same folder (created by ``write``, so the umask applies as usual).
+    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    # Make the rename itself durable (POSIX: fsync the directory entry).
+    if hasattr(os, "O_DIRECTORY"):
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def save_weights(
+    path: str | Path, model: nn.Module, meta: dict[str, Any], *, meta_key: str = "senet"
+) -> None:
+    """Model weights, written atomically: safetensors with ``meta`` as JSON under ``meta_key``
+    (model name, kwargs, preprocessing), or for ``.pth``/``.pt`` a bare state dict.
+
+    Tensors that share storage (tied weights) are stored once each as contiguous copies.
+    """
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    if Path(path).suffix == ".safetensors":
+        metadata = {meta_key: json.dumps(meta)}
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    else:
+        atomic_write(path, lambda tmp: torch.save(tensors, tmp))
+
+
+def read_weights_metadata(path: str | Path) -> dict[str, Any]:
+    """The senet metadata of a ``.safetensors`` file (empty if it has none), from its header only."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        raw = (f.metadata() or {}).get("senet")
+    return json.loads(raw) if raw else {}
+
+
+def read_weights(path: str | Path) -> tuple[StateDict, dict[str, Any]]:
+    """The state dict and the senet metadata (empty if the file has none) of a weights file:
+    safetensors, a state dict, or a senet training checkpoint (its model)."""
+    path = Path(path)
+    meta = read_weights_metadata(path) if path.suffix == ".safetensors" else {}
+    return load_state_dict(path), meta

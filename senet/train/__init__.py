@@ -1,18 +1,8 @@
-"""Training and evaluation with the paper's recipe: config, loops, optimiser, checkpoints, logs."""
+"""Training with the paper's recipe: the step and epoch loop (``epoch``), the loop over epochs
+(``fit_loop.fit``), the job (``job.train``), checkpoints, distributed, logs, ``RunSummary``.
+The config dataclasses live in ``senet.config``."""
 
-from senet.train.batchnorm import batchnorm_modules, drop_batchnorm_grads, freeze_batchnorm
-from senet.train.checkpoint import (
-    CheckpointDir,
-    CheckpointError,
-    atomic_write,
-    load_checkpoint,
-    read_weights,
-    restore_training_state,
-    save_checkpoint,
-    save_weights,
-    training_state,
-)
-from senet.train.config import (
+from senet.config import (
     Config,
     ConfigError,
     DataConfig,
@@ -27,16 +17,26 @@ from senet.train.config import (
     save_config,
     valid_keys,
 )
+from senet.models.weights import CheckpointError, atomic_write, read_weights, save_weights
+from senet.train.batchnorm import batchnorm_modules, drop_batchnorm_grads, freeze_batchnorm
+from senet.train.checkpoint import (
+    CheckpointDir,
+    load_checkpoint,
+    restore_training_state,
+    training_state,
+)
 from senet.train.distributed import World, init_world
 from senet.train.ema import create_ema
-from senet.train.fit_loop import fit
-from senet.train.loop import (
+from senet.train.epoch import (
     EpochTotals,
     NonFiniteLossError,
     evaluate,
     topk_correct,
     train_one_epoch,
+    train_step,
 )
+from senet.train.fit_loop import fit
+from senet.train.job import train
 from senet.train.optim import (
     LRSchedule,
     create_optimizer,
@@ -45,8 +45,8 @@ from senet.train.optim import (
     scaled_lr,
 )
 from senet.train.resume import find_resume_state
-from senet.train.run import train
 from senet.train.seed import rng_state, seed_everything, set_rng_state
+from senet.train.summary import RunSummary
 
 __all__ = [
     "CheckpointDir",
@@ -60,6 +60,7 @@ __all__ = [
     "ModelConfig",
     "NonFiniteLossError",
     "OptimConfig",
+    "RunSummary",
     "ScheduleConfig",
     "TrainConfig",
     "World",
@@ -82,7 +83,6 @@ __all__ = [
     "read_weights",
     "restore_training_state",
     "rng_state",
-    "save_checkpoint",
     "save_config",
     "save_weights",
     "scaled_lr",
@@ -91,6 +91,7 @@ __all__ = [
     "topk_correct",
     "train",
     "train_one_epoch",
+    "train_step",
     "training_state",
     "valid_keys",
 ]

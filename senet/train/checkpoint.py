@@ -10,7 +10,6 @@ until one verifies and loads.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import uuid
@@ -19,46 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from senet.models.weights import CheckpointError
+
 CHECKPOINT_VERSION = 2
-
-
-def atomic_write(path: str | Path, write: Any) -> None:
-    """Call ``write(tmp_path)``, fsync, then rename over ``path``: readers see old or new, whole.
-
-    The temporary file lives in the same folder (a rename is atomic only within a file system);
-    on any error it is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    # A fresh name in the same folder (created by ``write``, so the umask applies as usual).
-    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    # Make the rename itself durable (POSIX: fsync the directory entry).
-    if hasattr(os, "O_DIRECTORY"):
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be written (disk full, no permission); the previous one is intact."""
-
-
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write a training-state dict (see ``training_state``) atomically with ``torch.save``."""
-    atomic_write(path, lambda tmp: torch.save({"version": CHECKPOINT_VERSION, **state}, tmp))
 
 
 def file_digest(path: str | Path) -> str:
@@ -74,7 +38,7 @@ _NAME = re.compile(r"^step-(\d+)-([0-9a-f]{16})\.pt$")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by ``save_checkpoint`` or ``CheckpointDir.save`` (tensors and
+    """Read a checkpoint written by ``CheckpointDir.save`` (tensors and
     plain data only); a digest in the file name is checked first."""
     path = Path(path)
     if not path.is_file():
@@ -140,37 +104,6 @@ def restore_training_state(
     scaler.load_state_dict(state["scaler"])
     if ema is not None and state.get("ema") is not None:
         ema.load_state_dict(state["ema"])
-
-
-def save_weights(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> None:
-    """Model weights as safetensors; ``meta`` (model name, kwargs, preprocessing) as JSON inside.
-
-    Tensors that share storage (tied weights) are stored once each as contiguous copies.
-    """
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    metadata = {"senet": json.dumps(meta)}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
-
-
-def read_weights_metadata(path: str | Path) -> dict[str, Any]:
-    """The senet metadata of a ``.safetensors`` file (empty if it has none), from its header only."""
-    with safe_open(str(path), framework="pt") as f:
-        raw = (f.metadata() or {}).get("senet")
-    return json.loads(raw) if raw else {}
-
-
-def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The state dict and the senet metadata (empty if the file has none) of a weights file."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        return load_file(str(path)), read_weights_metadata(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "version" in state and "model" in state:
-        return state["model"], {}  # a senet training checkpoint
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    return state, {}
 
 
 class CheckpointDir:

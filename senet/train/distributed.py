@@ -139,7 +139,7 @@ def init_world(device: str = "auto") -> World:
             )
         rank, local_rank, owns = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), True
     if device.startswith("cuda:") and world_size > 1:
-        from senet.train.config import ConfigError
+        from senet.config import ConfigError
 
         raise ConfigError(
             f"train.device={device} with {world_size} processes would put every process on one "
@@ -157,7 +157,7 @@ def init_world(device: str = "auto") -> World:
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu; a CUDA request without CUDA is an error."""
-    from senet.train.config import ConfigError
+    from senet.config import ConfigError
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

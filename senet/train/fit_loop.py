@@ -16,11 +16,12 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
+from senet.config import Config
 from senet.data.loader import set_epoch
-from senet.train.checkpoint import CheckpointDir, save_weights, training_state
-from senet.train.config import Config
+from senet.models.weights import save_weights
+from senet.train.checkpoint import CheckpointDir, training_state
 from senet.train.distributed import World, broadcast_buffers, unwrap
-from senet.train.loop import EpochTotals, NonFiniteLossError, evaluate, train_one_epoch
+from senet.train.epoch import EpochTotals, NonFiniteLossError, evaluate, train_one_epoch
 from senet.train.progress import PlainProgress
 from senet.train.run_log import RunLog
 from senet.train.seed import epoch_seed, rng_state, set_rng_state
@@ -111,10 +112,7 @@ def fit(
     for epoch in range(start_epoch, t.epochs):
         resuming = epoch == start_epoch and start.step > 0
         set_epoch(train_loader, epoch, skip_batches=start.step if resuming else 0)
-        seed = epoch_seed(t.seed, epoch, world.rank)
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
+        reseed(epoch_seed(t.seed, epoch, world.rank))
         if resuming and rng is not None:
             set_rng_state(rng)  # where the interrupted run stood after start.step steps
         frozen = t.freeze_bn_epochs > 0 and epoch >= t.epochs - t.freeze_bn_epochs
@@ -178,13 +176,14 @@ def fit(
         if ema is not None:
             broadcast_buffers(ema, world)
         if (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs:
-            val = _validate(net, val_loader, device, config, progress, "  val", world)
-            row.update({f"val_{k}": val[k] for k in ("loss", "top1", "top5")})
-            if ema is not None:
-                ema_val = _validate(
-                    ema.module, val_loader, device, config, progress, "  EMA val", world
-                )
-                row.update({f"ema_val_{k}": ema_val[k] for k in ("loss", "top1", "top5")})
+            ema_net = ema.module if ema is not None else None
+            for prefix, evaluated, desc in (
+                ("val_", net, "  val"),
+                ("ema_val_", ema_net, "  EMA val"),
+            ):
+                if evaluated is not None:
+                    val = _validate(evaluated, val_loader, device, config, progress, desc, world)
+                    row.update({f"{prefix}{k}": val[k] for k in ("loss", "top1", "top5")})
         row["epoch_seconds"] = time.perf_counter() - epoch_start
 
         improved = "val_top1" in row and row["val_top1"] > best["top1"]
@@ -200,17 +199,9 @@ def fit(
         else:
             rows.append(row)
 
-        def write_weights(
-            _row: dict = row, _improved: bool = improved, _epoch: int = epoch
-        ) -> None:
-            if run_dir is None:
-                return
+        def write_weights(_row: dict = row, _improved: bool = improved, _epoch: int = epoch):
             meta = {**(weights_meta or {}), "epoch": _epoch + 1, "val_top1": _row.get("val_top1")}
-            save_weights(run_dir / "last.safetensors", net, meta)
-            if _improved:
-                save_weights(run_dir / "best.safetensors", net, meta)
-            if ema is not None:
-                save_weights(run_dir / "ema.safetensors", ema.module, {**meta, "ema": True})
+            save_run_weights(run_dir, net, ema, meta, best=_improved)
 
         if saving:
             save(epoch + 1, step, EpochTotals(), write_weights=write_weights)
@@ -218,10 +209,42 @@ def fit(
             write_weights()
         progress.log(_epoch_line(row, t.epochs, improved))
 
+    return fit_result(rows, best, epochs=t.epochs, seconds=time.perf_counter() - started)
+
+
+def reseed(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (an epoch's draws depend on this alone)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def save_run_weights(
+    run_dir: Path | None,
+    net: nn.Module,
+    ema: AveragedModel | None,
+    meta: dict[str, Any],
+    *,
+    best: bool,
+) -> None:
+    """``last.safetensors`` (and ``best`` when it improved, ``ema`` with EMA) in ``run_dir``."""
+    if run_dir is None:
+        return
+    save_weights(run_dir / "last.safetensors", net, meta)
+    if best:
+        save_weights(run_dir / "best.safetensors", net, meta)
+    if ema is not None:
+        save_weights(run_dir / "ema.safetensors", ema.module, {**meta, "ema": True})
+
+
+def fit_result(
+    rows: list[dict[str, Any]], best: dict[str, float], *, epochs: int, seconds: float
+) -> dict[str, Any]:
+    """The best and last validation metrics, throughput and the history, from the epoch rows."""
     evaluated = [r for r in rows if "val_top1" in r]
     last = evaluated[-1] if evaluated else {}
     return {
-        "epochs": t.epochs,
+        "epochs": epochs,
         "best_epoch": best["epoch"],
         "best_top1": best["top1"],
         "best_top5": best.get("top5"),
@@ -230,7 +253,7 @@ def fit(
         "final_loss": last.get("val_loss"),
         "final_ema_top1": last.get("ema_val_top1"),
         "skipped_batches": sum(int(r.get("train_skipped", 0)) for r in rows),
-        "train_seconds": time.perf_counter() - started,
+        "train_seconds": seconds,
         "train_img_s": float(np.mean([r["train_img_s"] for r in rows])) if rows else None,
         "history": rows,
     }

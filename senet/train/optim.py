@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from senet.train.config import OptimConfig, ScheduleConfig
+from senet.config import OptimConfig, ScheduleConfig
 
 
 def scaled_lr(lr: float, global_batch: int, base_batch: int | None) -> float:

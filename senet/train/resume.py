@@ -8,12 +8,13 @@ of processes may change together: an epoch's batches hold the same images either
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from senet.config import Config, ConfigError, config_from_dict
 from senet.train.checkpoint import CheckpointDir, load_checkpoint
-from senet.train.config import Config, ConfigError
 
 # Keys that may change when a run is resumed: where and how it logs, loads and checkpoints,
 # and what to do on a non-finite loss; not what it computes.
@@ -42,6 +43,14 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "
         elif a != b:
             out.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return out
+
+
+def _as_now(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config as this version writes it (0.1's ``retrofit: {}`` is now null)."""
+    try:
+        return config_from_dict(copy.deepcopy(saved)).to_dict()
+    except ConfigError:  # compared as it is: the differences name what no longer fits
+        return saved
 
 
 def checkpoint_folder(run_dir: str | Path) -> Path:
@@ -95,7 +104,7 @@ def check_resumable(
     """Raise a ConfigError naming every difference that makes ``state`` unfit for ``config``."""
     changed = [
         diff
-        for diff in config_differences(state["config"], config.to_dict())
+        for diff in config_differences(_as_now(state["config"]), config.to_dict())
         if not diff.startswith(RESUMABLE_CHANGES)
     ]
     old_batch = state.get("global_batch")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +72,6 @@ class RunLog:
         if self.writer is not None:
             self.writer.add_scalar("step/train_loss", metrics["loss"], step)
             self.writer.add_scalar("step/lr", metrics["lr"], step)
-
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        (self.folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
     def plot(self, title: str = "") -> None:
         if self.rows:

@@ -12,19 +12,15 @@ from typing import Any
 import torch
 from rich.table import Table
 
+from senet.config import ConfigError
 from senet.data import create_dataset, create_loader
-from senet.train.checkpoint import read_weights
-from senet.train.config import ConfigError
-from senet.train.loop import evaluate
+from senet.models.builder import build_model, is_foreign, load_initial_weights, load_run_state
+from senet.models.weights import convert_state_dict, detect_layout, load_state_dict, read_weights
+from senet.train.distributed import resolve_device
+from senet.train.epoch import evaluate
 from senet.train.plots import plot_confusion, plot_overlay
-from senet.train.run import (
-    _create_model,
-    _load_state,
-    is_foreign,
-    load_initial_weights,
-    resolve_device,
-)
 from senet.train.run_log import read_metrics
+from senet.train.summary import RunSummary
 
 
 def preprocessing_for(model_meta: dict[str, Any], model: torch.nn.Module | None) -> dict[str, Any]:
@@ -86,7 +82,7 @@ def prepare_evaluation(
             f"name the model {meta.get('model')!r} instead"
         )
     # A first model (default head) only to read its pretrained_cfg before the data is built.
-    probe = None if meta else _create_model(model_name)
+    probe = None if meta else build_model(model_name)
     prep = preprocessing_for(meta, probe)
     image_size = prep.get("image_size")
     eval_resize = None
@@ -111,8 +107,8 @@ def prepare_evaluation(
                 f"{weights} has a {kwargs.get('num_classes')}-class head but {info.name} has "
                 f"{info.num_classes} classes"
             )
-        model = _create_model(model_name, **kwargs)
-        _load_state(model, state, str(weights))
+        model = build_model(model_name, **kwargs)
+        load_run_state(model, state, str(weights))
     else:
         model = _foreign_model(model_name, weights, info.num_classes, info.in_chans)
     return EvaluationSetup(model, dataset, info, prep, weights)
@@ -186,10 +182,8 @@ def _foreign_model(name: str, weights: Path, num_classes: int, in_chans: int) ->
     ``create_model(pretrained=...)`` picks the architecture layout the checkpoint needs; it
     would keep a fresh classifier when the class counts differ, so that is refused first.
     """
-    from senet.models.weights import convert_state_dict, detect_layout, load_state_dict
-
     if is_foreign(name):  # a torchvision/timm model and its own state dict, loaded as is
-        model = _create_model(name, num_classes=num_classes, in_chans=in_chans)
+        model = build_model(name, num_classes=num_classes, in_chans=in_chans)
         load_initial_weights(model, str(weights), foreign=True)
         return model
     try:
@@ -204,7 +198,7 @@ def _foreign_model(name: str, weights: Path, num_classes: int, in_chans: int) ->
             "data the weights were trained for (ImageNet weights: an imagefolder with the 1000 "
             "ImageNet class folders)"
         )
-    return _create_model(name, pretrained=str(weights), num_classes=num_classes, in_chans=in_chans)
+    return build_model(name, pretrained=str(weights), num_classes=num_classes, in_chans=in_chans)
 
 
 def per_class_table(report: dict[str, Any]) -> Table:
@@ -220,33 +214,27 @@ def per_class_table(report: dict[str, Any]) -> Table:
     return table
 
 
+_COMPARED = (
+    "model", "data", "final_top1", "best_top1", "best_epoch", "params", "macs", "epochs",
+    "val_images", "train_seconds", "wall_seconds", "train_img_s",
+)  # fmt: skip
+
+
 def compare_runs(
     run_dirs: list[str | Path], *, plot_path: str | Path | None = None
 ) -> tuple[list[dict[str, Any]], Table]:
     """One row per run (top-1, params, MACs, time) and an overlay plot of their curves."""
     rows, curves = [], {}
     for folder in map(Path, run_dirs):
-        summary_file = folder / "summary.json"
-        if not summary_file.is_file():
+        if not (folder / "summary.json").is_file():
             raise ConfigError(f"{folder} is not a finished senet run (no summary.json)")
-        summary = json.loads(summary_file.read_text())
+        summary = RunSummary.read(folder)
         label = folder.name
         curves[label] = read_metrics(folder)
         rows.append(
             {
                 "run": label,
-                "model": summary["model"],
-                "data": summary["data"],
-                "final_top1": summary.get("final_top1"),
-                "best_top1": summary.get("best_top1"),
-                "best_epoch": summary.get("best_epoch"),
-                "params": summary.get("params"),
-                "macs": summary.get("macs"),
-                "epochs": summary.get("epochs"),
-                "val_images": summary.get("val_images"),
-                "train_seconds": summary.get("train_seconds"),
-                "wall_seconds": summary.get("wall_seconds"),
-                "train_img_s": summary.get("train_img_s"),
+                **{key: getattr(summary, key) for key in _COMPARED},
                 # The median epoch is robust to an epoch slowed by other work on the machine.
                 "median_img_s": _median(
                     [float(r["train_img_s"]) for r in curves[label] if r.get("train_img_s")]

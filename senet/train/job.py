@@ -18,18 +18,21 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from senet.config import Config, ConfigError, ModelConfig, save_config
 from senet.data import DatasetInfo, create_dataset, create_loader
-from senet.train.checkpoint import (
-    CheckpointDir,
-    read_weights,
-    read_weights_metadata,
-    restore_training_state,
+from senet.models.builder import (
+    is_foreign,
+    is_run_weights,
+    load_initial_weights,
+    model_from_config,
 )
-from senet.train.config import Config, ConfigError, ModelConfig, save_config
-from senet.train.distributed import World, init_world, resolve_device, wrap_ddp
+from senet.profile import profile
+from senet.profile.timing import eval_mode
+from senet.train.checkpoint import CheckpointDir, restore_training_state
+from senet.train.distributed import World, init_world, wrap_ddp
 from senet.train.ema import create_ema
+from senet.train.epoch import EpochTotals, check_amp
 from senet.train.fit_loop import fit
-from senet.train.loop import EpochTotals
 from senet.train.optim import create_optimizer, create_scheduler, scaled_lr
 from senet.train.progress import MutedProgress, create_progress
 from senet.train.resume import (
@@ -40,16 +43,14 @@ from senet.train.resume import (
 )
 from senet.train.run_log import RunLog
 from senet.train.seed import seed_everything
+from senet.train.summary import RunSummary
 
 __all__ = [
     "RESUMABLE_CHANGES",
     "check_model_fits_data",
     "config_differences",
-    "create_model_from_config",
-    "load_initial_weights",
     "model_cost",
     "prepare_run_dir",
-    "resolve_device",
     "train",
 ]
 
@@ -73,88 +74,12 @@ def prepare_run_dir(output_dir: str | None, config: Config) -> Path:
     return folder
 
 
-def create_model_from_config(
-    cfg: ModelConfig, *, num_classes: int, in_chans: int, base_weights: str | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The model ``cfg`` names and the exact keyword arguments that rebuild it (weights aside).
-
-    ``base_weights`` load into the model as built, before ``cfg.retrofit`` adds attention.
-    """
-    kwargs: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans}
-    for key in ("attn", "strategy", "attn_stages", "stride_in_1x1"):
-        value = getattr(cfg, key)
-        if value is not None:
-            kwargs[key] = value
-    if cfg.attn_kwargs:
-        kwargs["attn_kwargs"] = dict(cfg.attn_kwargs)
-    kwargs.update(cfg.kwargs)
-    if cfg.retrofit:
-        kwargs["retrofit"] = dict(cfg.retrofit)
-    if cfg.stn:
-        kwargs["stn"] = {"kind": cfg.stn, "output_size": cfg.stn_size}
-    model = _create_model(
-        cfg.name, base_weights=base_weights, weights_head=cfg.weights_head, **kwargs
-    )
-    return model, kwargs
-
-
-def is_foreign(name: str) -> bool:
-    """True for ``torchvision:NAME`` / ``timm:NAME`` model specs (not senet's registry)."""
-    return ":" in name
-
-
-def _create_model(
-    name: str,
-    *,
-    retrofit: dict[str, Any] | None = None,
-    stn: dict[str, Any] | None = None,
-    base_weights: str | None = None,
-    weights_head: bool = True,
-    **kwargs: Any,
-) -> nn.Module:
-    """Build a senet, torchvision or timm model, load ``base_weights``, ``retrofit`` it, then
-    put a spatial transformer in front (``stn``); build errors become ConfigErrors naming the
-    arguments."""
-    from senet.hub import resolve_model
-    from senet.retrofit import retrofit as retrofit_model
-
-    if name.startswith("torchvision:"):  # torchvision builders take no in_chans
-        in_chans = kwargs.pop("in_chans", 3)
-        if in_chans != 3:
-            raise ConfigError(
-                f"{name} reads 3-channel images but the data has {in_chans}; use "
-                f"timm:{name.partition(':')[2]} (timm models take in_chans) or 3-channel data"
-            )
-    try:
-        model = resolve_model(name, **kwargs)
-    except (TypeError, ValueError, ImportError) as e:
-        shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-        raise ConfigError(f"cannot build model {name!r}({shown}): {e}") from e
-    if base_weights:
-        load_initial_weights(model, base_weights, foreign=is_foreign(name), head=weights_head)
-    if retrofit:
-        try:
-            retrofit_model(model, **retrofit)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"model.retrofit={retrofit!r} on {name}: {e}") from e
-    if stn:
-        from senet.models.stn import with_stn
-
-        try:
-            model = with_stn(model, **stn)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"model.stn={stn.get('kind')} on {name}: {e}") from e
-    return model
-
-
 def check_model_fits_data(
     model: nn.Module, sample: torch.Tensor, info: DatasetInfo, model_name: str
 ) -> None:
     """One forward pass on real images; fail clearly if channels or class counts disagree."""
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():  # every submodule's own mode comes back
             out = model(sample)
     except (RuntimeError, ValueError) as e:  # ValueError: a model's own input check
         raise ConfigError(
@@ -162,8 +87,6 @@ def check_model_fits_data(
             f"{tuple(sample.shape[1:])} ({str(e).splitlines()[0]}); check model.in_chans "
             f"(data has {info.in_chans} channels) and data.image_size"
         ) from None
-    finally:
-        model.train(was_training)
     if out.dim() != 2 or out.shape[1] != info.num_classes:
         raise ConfigError(
             f"model {model_name} outputs {tuple(out.shape[1:])} logits per image but {info.name} "
@@ -174,8 +97,6 @@ def check_model_fits_data(
 
 def model_cost(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, Any]:
     """Params and multiply-adds at ``input_size`` in the paper's convention (senet.profile)."""
-    from senet.profile import profile
-
     report = profile(model, input_size=input_size)
     return {
         "params": int(report.params),
@@ -184,70 +105,7 @@ def model_cost(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, 
     }
 
 
-def load_initial_weights(
-    model: nn.Module, path: str, *, foreign: bool = False, head: bool = True
-) -> None:
-    """Load ``model.weights``: a senet run's safetensors, or any layout senet.load_weights reads
-    (``foreign``: a torchvision/timm model, whose own state dict layout is loaded as is).
-    ``head=False`` keeps the model's classifier (the last Linear layer) as it is."""
-    from senet.models import load_weights
-    from senet.models.weights import load_state_dict
-
-    if not Path(path).is_file():
-        raise ConfigError(f"model.weights={path} does not exist")
-    state, meta = read_weights(path) if path.endswith(".safetensors") else ({}, {})
-    try:
-        if meta or foreign:
-            state = state if meta else load_state_dict(path)
-            _load_state(model, state if head else _with_own_head(model, state), path)
-        else:
-            load_weights(model, path, classifier=head)
-    except (ValueError, RuntimeError, KeyError) as e:
-        message = str(e) if isinstance(e, ConfigError) else f"model.weights={path}: {e}"
-        head_name = _head_name(model)
-        if head and head_name and f"{head_name}.weight" in message:
-            message += (
-                f"\n  if the classifier ({head_name}) is all that differs, "
-                "model.weights_head=false keeps the model's own (fine-tuning on other classes)"
-            )
-        raise ConfigError(message) from e
-
-
-def _head_name(model: nn.Module) -> str | None:
-    """The module name of the model's classifier: its last Linear layer."""
-    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    return linears[-1] if linears else None
-
-
-def _with_own_head(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``state`` with the classifier's tensors replaced by the model's own."""
-    head_name = _head_name(model)
-    if head_name is None:
-        raise ConfigError(f"model.weights_head=false: {type(model).__name__} has no Linear head")
-    prefix = f"{head_name}."
-    kept = {k: v for k, v in state.items() if not k.startswith(prefix)}
-    own = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
-    return {**kept, **own}
-
-
-def _is_run_weights(path: str) -> bool:
-    """True for weights a senet run wrote (safetensors with senet's metadata)."""
-    return (
-        path.endswith(".safetensors") and Path(path).is_file() and bool(read_weights_metadata(path))
-    )
-
-
-def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load a senet state dict after checking every key and shape (nothing half-loaded)."""
-    from senet.models.weights import CheckpointError, load_converted
-
-    try:
-        load_converted(model, state, check_layout=False)
-    except CheckpointError as e:
-        raise ConfigError(f"weights {source}: {e}") from None
-
-
-def train(config: Config, *, resume: str | Path | None = None) -> dict[str, Any]:
+def train(config: Config, *, resume: str | Path | None = None) -> RunSummary:
     """Run one training job described by ``config``; return its summary (also summary.json).
 
     ``resume``: ``"auto"`` (the newest valid checkpoint in ``output_dir``, or a fresh start if
@@ -322,7 +180,7 @@ def build_data(
     return train_set, val_set, info, train_loader, val_loader
 
 
-def build_model(
+def model_for_data(
     m: ModelConfig, info: DatasetInfo, val_set: Dataset
 ) -> tuple[nn.Module, dict[str, Any], tuple[int, int, int], dict[str, Any]]:
     """The model of ``m`` fitted to the data: checked on two images, with its cost counted.
@@ -341,8 +199,8 @@ def build_model(
             f"set model.in_chans={info.in_chans} or null"
         )
     # Base weights (not a senet run's file, which holds the attention too) load before retrofit.
-    weights_first = bool(m.weights and (m.retrofit or m.stn) and not _is_run_weights(m.weights))
-    model, model_kwargs = create_model_from_config(
+    weights_first = bool(m.weights and (m.retrofit or m.stn) and not is_run_weights(m.weights))
+    model, model_kwargs = model_from_config(
         m,
         num_classes=info.num_classes,
         in_chans=info.in_chans,
@@ -412,11 +270,13 @@ def weights_metadata(
 
 def _train(
     config: Config, resume: str | Path | None, world: World, wall_start: float
-) -> dict[str, Any]:
+) -> RunSummary:
     t, d = config.train, config.data
     device = world.device
-    if t.amp == "fp16" and device.type != "cuda":
-        raise ConfigError("train.amp=fp16 needs CUDA; on CPU use train.amp=bf16 or none")
+    try:  # the config allows fp16 with device=auto; here auto has become a device
+        check_amp(t.amp, device)
+    except ValueError as e:
+        raise ConfigError(f"train.amp: {e}") from None
     if t.sync_bn and world.distributed and device.type != "cuda":
         raise ConfigError(
             "train.sync_bn=true needs CUDA (torch's SyncBatchNorm runs on GPUs only); on CPU "
@@ -425,18 +285,17 @@ def _train(
     global_batch = d.batch_size * world.world_size
     notes: list[str] = []  # said once the progress display exists
 
-    def prepare() -> tuple[Path, Path | None, dict[str, Any] | None, list[str]]:
+    def prepare() -> tuple[Path | None, dict[str, Any] | None, list[str]]:
         found = None
         if resume is not None:
             found = find_resume_state(
                 resume, config, world_size=world.world_size, report=notes.append
             )
-        folder = prepare_run_dir(config.output_dir, config)
         path, state = found if found is not None else (None, None)
-        return folder, path, state, notes
+        return path, state, notes
 
-    # Rank 0 checks the folder and reads the checkpoint; every rank gets the outcome (or error).
-    run_dir, resume_path, resume_state, notes = world.main_result(prepare)
+    # Rank 0 reads the checkpoint; every rank gets the outcome (or the error).
+    resume_path, resume_state, notes = world.main_result(prepare)
     seed_everything(t.seed, deterministic=t.deterministic)
     if device.type == "cuda" and not t.deterministic:
         torch.backends.cudnn.benchmark = True
@@ -444,7 +303,9 @@ def _train(
     # Data first: a missing dataset is the commonest mistake, and the model needs its shape.
     train_set, val_set, info, train_loader, val_loader = build_data(config, world)
     m = config.model
-    model, model_kwargs, input_size, cost = build_model(m, info, val_set)
+    model, model_kwargs, input_size, cost = model_for_data(m, info, val_set)
+    # The run folder is made only now: a config that cannot build its model wrote nothing.
+    run_dir = world.main_result(lambda: prepare_run_dir(config.output_dir, config))
 
     if t.sync_bn and world.distributed:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same state_dict keys
@@ -501,7 +362,7 @@ def _train(
         )
     procs = f" ({d.batch_size} x {world.world_size} processes)" if world.distributed else ""
     progress.log(
-        f"training {m.name}{' + ' + str(m.retrofit.get('attn', 'se')) if m.retrofit else ''} "
+        f"training {m.name}{' + ' + m.retrofit.attn if m.retrofit else ''} "
         f"({cost['params']:,} params, {cost['macs'] / 1e6:,.1f} M MACs) on "
         f"{info.name}: {len(train_set):,} train / {len(val_set):,} val images, "
         f"{t.epochs} epochs x {steps} steps, batch {global_batch}{procs}, lr {lr:.4g}, "
@@ -542,28 +403,28 @@ def _train(
         if run_log is not None:
             run_log.close()
     history = result.pop("history")
-    summary = {
-        "model": m.name,
-        "model_kwargs": model_kwargs,
-        "data": info.name,
-        "train_images": len(train_set),
-        "val_images": len(val_set),
-        "input_size": list(input_size),
+    summary = RunSummary(
+        model=m.name,
+        model_kwargs=model_kwargs,
+        data=info.name,
+        train_images=len(train_set),
+        val_images=len(val_set),
+        input_size=list(input_size),
         **cost,
-        "global_batch": global_batch,
-        "world_size": world.world_size,
-        "lr": lr,
+        global_batch=global_batch,
+        world_size=world.world_size,
+        lr=lr,
         **result,
-        "wall_seconds": time.perf_counter() - wall_start,
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "host": platform.node(),
-        "pid": os.getpid(),
-        "config": asdict(config),
-    }
+        wall_seconds=time.perf_counter() - wall_start,
+        device=str(device),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        host=platform.node(),
+        pid=os.getpid(),
+        config=asdict(config),
+    )
     if run_log is not None:
-        run_log.write_summary(summary)
+        summary.write(run_dir)
         if config.log.plots:
             run_log.rows = history
             run_log.plot(title=f"{m.name} on {info.name}")
@@ -572,7 +433,7 @@ def _train(
 
             save_rectified(model, val_set, run_dir / "stn_rectified.png", notice=progress.log)
     progress.log(
-        f"done in {summary['wall_seconds']:.0f} s: best val top-1 {result['best_top1']:.2f}% "
-        f"(epoch {result['best_epoch']}), final {result['final_top1']:.2f}% -> {run_dir}"
+        f"done in {summary.wall_seconds:.0f} s: best val top-1 {summary.best_top1:.2f}% "
+        f"(epoch {summary.best_epoch}), final {summary.final_top1:.2f}% -> {run_dir}"
     )
     return summary

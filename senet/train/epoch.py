@@ -1,4 +1,5 @@
-"""The two loops: ``train_one_epoch`` (one pass of SGD steps) and ``evaluate`` (top-1/top-5)."""
+"""The step and the two loops: ``train_step`` (one update), ``train_one_epoch`` (one pass of
+steps, with metrics synced across ranks) and ``evaluate`` (top-1/top-5)."""
 
 from __future__ import annotations
 
@@ -50,12 +51,17 @@ class EpochTotals:
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
     """Mixed-precision context: bf16 (CPU or CUDA), fp16 (CUDA only), or nothing."""
+    check_amp(amp, device)
     if amp == "none":
         return contextlib.nullcontext()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-    if dtype is torch.float16 and device.type != "cuda":
-        raise ValueError("amp='fp16' needs a CUDA device; use amp='bf16' on CPU")
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def check_amp(amp: str, device: torch.device) -> None:
+    """Refuse a precision the device cannot run: fp16 autocast (with its grad scaler) is CUDA's."""
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError(f"amp='fp16' needs a CUDA device, not {device}; use amp='bf16' on CPU")
 
 
 def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: Iterable[int]) -> list[int]:
@@ -65,6 +71,42 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor, ks: Iterable[int])
     pred = logits.topk(kmax, dim=1).indices  # (N, kmax), best first
     hit = pred.eq(targets[:, None])
     return [int(hit[:, : min(k, kmax)].any(dim=1).sum()) for k in ks]
+
+
+def train_step(
+    model: nn.Module,
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    *,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    grad_clip: float | None = None,
+    ema: AveragedModel | None = None,
+    freeze_bn: bool = False,
+) -> None:
+    """One update from ``loss``: backward (scaled), clip, optimiser step, LR step, EMA update.
+
+    ``freeze_bn``: BatchNorm affine parameters get no gradient (their statistics are the
+    caller's: it runs those layers in eval mode).
+    """
+    scaled = scaler is not None and scaler.is_enabled()
+    optimizer.zero_grad(set_to_none=True)
+    (scaler.scale(loss) if scaled else loss).backward()
+    if freeze_bn:
+        drop_batchnorm_grads(model)
+    if grad_clip is not None:
+        if scaled:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaled:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    if ema is not None:
+        ema.update_parameters(unwrap(model))
 
 
 def train_one_epoch(
@@ -90,7 +132,7 @@ def train_one_epoch(
     checkpoint_every: int = 0,
     on_checkpoint: Callable[[EpochTotals], None] | None = None,
 ) -> dict[str, float]:
-    """One epoch of: forward (autocast), loss, backward (scaled), clip, step, LR step, EMA update.
+    """One epoch of: forward (autocast), loss, then ``train_step``; metrics summed over ranks.
 
     ``freeze_bn``: BatchNorm layers run in eval mode (running statistics fixed) and their
     affine parameters get no update. ``sync_every``: read metrics back from the device every N
@@ -147,26 +189,16 @@ def train_one_epoch(
             if scheduler is not None:
                 scheduler.step()
         else:
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None and scaler.is_enabled():
-                scaler.scale(loss).backward()
-            else:
-                loss.backward()
-            if freeze_bn:
-                drop_batchnorm_grads(model)
-            if grad_clip is not None:
-                if scaler is not None and scaler.is_enabled():
-                    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            if scaler is not None and scaler.is_enabled():
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            if ema is not None:
-                ema.update_parameters(unwrap(model))
+            train_step(
+                model,
+                loss,
+                optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
+                grad_clip=grad_clip,
+                ema=ema,
+                freeze_bn=freeze_bn,
+            )
             # Remember the first bad step without a host sync (checked at the next sync).
             first_bad = torch.where(finite, first_bad, first_bad.clamp(max=first_step + i + 1))
             sums[0] += loss.detach().double() * len(y)

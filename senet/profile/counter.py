@@ -1,7 +1,7 @@
 """What a model costs, counted the way the SE paper counts: params, MACs, attention share, time.
 
 One forward pass under ``torch.utils.flop_counter.FlopCounterMode`` gives everything: torch's
-formulas count convolutions and matrix products, senet's table (:mod:`senet.op_costs`) counts
+formulas count convolutions and matrix products, senet's table (:mod:`senet.profile.op_costs`) counts
 the pooling, gating and scaling they leave out, and the module tracker attributes each op to
 every module on the call stack. By default that pass runs on the ``meta`` device: shapes only,
 no arithmetic, no memory, and the model's own weights are never touched.
@@ -26,19 +26,10 @@ from torch.utils.flop_counter import FlopCounterMode, flop_registry
 from senet.layers._validate import check_positive_int
 from senet.layers.detect import is_attention_module
 from senet.layers.residual_attention import SoftMask
-from senet.op_costs import ACTIVATION_OPS, ELEMENTWISE_COSTS
-from senet.timing import Timing, eval_mode, measure
+from senet.profile.op_costs import ACTIVATION_OPS, CONVENTION, ELEMENTWISE_COSTS
+from senet.profile.timing import Timing, eval_mode, measure
 
 aten = torch.ops.aten
-
-CONVENTION = (
-    "MACs = multiply-adds of conv and linear layers + the attention modules' own element-wise "
-    "work (squeeze pooling, gates, scaling) at one op per element; BN, ReLU and residual adds "
-    "are not counted (the SE paper's 'GFLOPs'). "
-    "FLOPs = 2 x conv/linear MACs + every counted element-wise op (BN, activations, adds, "
-    "pooling, gates), one per element. "
-    "Activations = output elements of conv and linear layers."
-)
 
 
 class ProfileError(ValueError):
@@ -106,7 +97,7 @@ class ProfileResult:
 
     def render(self, format: str = "table", *, by_module: bool = False, depth: int = 2) -> str:
         """The result as text: ``"table"`` (Rich), ``"json"``, ``"csv"`` or ``"markdown"``."""
-        from senet.profile_render import render_results
+        from senet.profile.render import render_results
 
         return render_results([self], format, by_module=by_module, depth=depth)
 
@@ -151,7 +142,7 @@ class Comparison:
         }
 
     def render(self, format: str = "table", *, by_module: bool = False, depth: int = 2) -> str:
-        from senet.profile_render import render_comparison
+        from senet.profile.render import render_comparison
 
         return render_comparison(self, format, by_module=by_module, depth=depth)
 

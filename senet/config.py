@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,34 @@ class ConfigError(ValueError):
     """A config file or override that does not fit the schema."""
 
 
+# Where attention goes in a residual unit (paper Fig. 5, Table 15); senet.models.blocks.STRATEGIES.
+Strategy = Literal["standard", "pre", "post", "identity", "conv3x3"]
+
+
+@dataclass
+class RetrofitConfig:
+    """``senet.retrofit`` arguments: attention put into a built model (after its base weights)."""
+
+    attn: str = "se"  # attention name (`senet attention` lists them)
+    strategy: Strategy = "standard"  # where in a residual unit (paper Fig. 5)
+    stages: list[int] | None = None  # only these stages (paper Table 13); None: all
+    init: Literal["default", "identity"] = "default"  # identity: starts as the base model
+    replace_existing: bool = False  # replace attention the model already has
+    input_size: int = 224  # side of the probe image retrofit reads the model's shapes with
+    attn_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {reduction: 8, bias: false}
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``senet.retrofit(model, **kwargs)``: ``attn``, the fields that
+        differ from their defaults, then the attention's own (the form 0.1 saved in weights)."""
+        default = RetrofitConfig()
+        own = {
+            k: v
+            for k, v in asdict(self).items()
+            if k == "attn" or (k != "attn_kwargs" and v != getattr(default, k))
+        }
+        return {**own, **self.attn_kwargs}
+
+
 @dataclass
 class ModelConfig:
     name: str = "se_resnet20_cifar"  # senet.list_models() name, or torchvision:NAME / timm:NAME
@@ -30,15 +59,15 @@ class ModelConfig:
     in_chans: int | None = None  # None: the dataset's channel count
     attn: str | None = None  # attention name ("se", "cbam", ..., "none"); None: model default
     attn_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {reduction: 8, gate: tanh}
-    strategy: str | None = None  # standard|pre|post|identity|conv3x3; None: model default
+    strategy: Strategy | None = None  # None: the model's default (standard)
     attn_stages: list[int] | None = None  # stages that get attention (paper Table 13); None: all
     stride_in_1x1: bool | None = None  # ImageNet ResNets: Caffe layout (True) or torchvision
     kwargs: dict[str, Any] = field(default_factory=dict)  # any other builder keyword argument
     weights: str | None = None  # initial weights (file path), loaded before training
     weights_head: bool = True  # false: keep a new classifier (fine-tuning on other classes)
-    # senet.retrofit arguments ({attn: se, init: identity, stages: [4, 5], reduction: 8}):
-    # attention put into the model after it is built (and after base weights load); empty: none
-    retrofit: dict[str, Any] = field(default_factory=dict)
+    # attention retrofitted after the model is built ({attn: se, init: identity, stages: [4, 5],
+    # attn_kwargs: {reduction: 8}}); null: none
+    retrofit: RetrofitConfig | None = None
     stn: Literal["affine"] | None = None  # affine: a spatial transformer in front (senet.with_stn)
     stn_size: int | None = None  # side of the STN's output (the model's input); None: the input's
 
@@ -140,6 +169,7 @@ def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
     keys = []
     for f in dataclasses.fields(cls):
         tp = _hints(cls)[f.name]
+        tp = _optional_dataclass(tp) or tp
         if dataclasses.is_dataclass(tp):
             keys += valid_keys(tp, f"{prefix}{f.name}.")
         else:
@@ -154,10 +184,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not key=value (e.g. optim.lr=0.2)")
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            value = text  # not YAML: keep the raw string, the type check decides
+        value = parse_value(text)
         node = nested
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -168,13 +195,20 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return nested
 
 
+def parse_value(text: str) -> Any:
+    """A command-line value by the YAML rules (``8`` int, ``false`` bool, ``null`` None, ``[3, 4]``
+    list); an empty text is None and text that is not YAML stays a string."""
+    try:
+        return yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        return text
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML recipe (or the defaults if ``path`` is None), apply overrides, validate."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist (see configs/*.yaml)")
+        path = _recipe(path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
@@ -185,6 +219,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config_from_dict(data)
 
 
+def _recipe(path: str | Path) -> Path:
+    """``path`` if it is a file, else the shipped recipe it names (``senet train NAME``)."""
+    from senet.configs import names, packaged
+
+    if Path(path).is_file():
+        return Path(path)
+    found = packaged(path)
+    if found is None:
+        raise ConfigError(
+            f"config file {str(path)!r} does not exist, and senet ships no recipe by that name "
+            f"(recipes: {', '.join(names())})"
+        )
+    return found
+
+
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Build and validate a ``Config`` from a nested dict (a YAML file's content)."""
     config = _build(Config, data, "")
@@ -192,9 +241,43 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     return config
 
 
+def attn_kwargs_problem(attn: Any, kwargs: dict[str, Any]) -> str | None:
+    """Why ``kwargs`` do not fit attention ``attn``'s constructor (an unknown name or argument),
+    naming the valid ones; None when they fit or cannot be told without building it."""
+    from senet.layers.create_attn import attention_names, get_attn
+
+    try:
+        factory = get_attn(attn)
+    except ValueError as e:
+        return str(e)
+    if factory is None:  # no attention: its arguments are unused (a grid's baseline row)
+        return None
+    label = attn if isinstance(attn, str) else getattr(attn, "__name__", repr(attn))
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C-implemented callable: it decides itself
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    valid = [n for n in list(params)[1:] if params[n].kind is not inspect.Parameter.VAR_POSITIONAL]
+    for key in kwargs:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"attention {label!r} takes no argument {key!r}{hint}; its arguments: " + (
+                ", ".join(valid) or f"none (attentions: {', '.join(attention_names())})"
+            )
+    return None
+
+
 def check_values(config: Config) -> None:
     """Range checks the types cannot express; raise ConfigError naming the key."""
     d, o, s, t = config.data, config.optim, config.schedule, config.train
+    m, r = config.model, config.model.retrofit
+    if r is not None and (problem := attn_kwargs_problem(r.attn, r.attn_kwargs)):
+        raise ConfigError(f"model.retrofit={r.as_kwargs()!r}: {problem}")
+    if m.attn is not None and (problem := attn_kwargs_problem(m.attn, m.attn_kwargs)):
+        raise ConfigError(f"model.attn={m.attn!r}, model.attn_kwargs: {problem}")
     checks = [
         ("train.epochs", t.epochs >= 1, "an integer >= 1"),
         ("data.batch_size", d.batch_size >= 1, "an integer >= 1"),
@@ -292,11 +375,40 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
             continue
         tp = hints[name]
         key = f"{prefix}{name}"
-        if dataclasses.is_dataclass(tp):
+        optional = _optional_dataclass(tp)
+        if optional is not None:
+            kwargs[name] = _build_optional(optional, data[name], key + ".")
+        elif dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, data[name], key + ".")
         else:
             kwargs[name] = _coerce(data[name], tp, key)
     return cls(**kwargs)
+
+
+def _optional_dataclass(tp: Any) -> type | None:
+    """``X`` for a field typed ``X | None`` where X is a dataclass (``model.retrofit``)."""
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and dataclasses.is_dataclass(args[0]):
+            return args[0]
+    return None
+
+
+def _build_optional(cls: type, data: Any, prefix: str) -> Any:
+    """None for null or an empty mapping; else ``cls`` built from ``data``. A retrofit section in
+    the 0.1 form puts attention arguments beside retrofit's own ({attn: se, reduction: 8}): they
+    move into ``attn_kwargs``."""
+    if isinstance(data, _RawOverride):
+        data = data.value
+    if data is None or data == {}:
+        return None
+    if cls is RetrofitConfig and isinstance(data, dict):
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = {k: v for k, v in data.items() if k not in names}
+        if extra:
+            data = {k: v for k, v in data.items() if k in names}
+            data["attn_kwargs"] = {**_plain(data.get("attn_kwargs") or {}), **_plain(extra)}
+    return _build(cls, data, prefix)
 
 
 def _type_name(tp: Any) -> str:

@@ -2,42 +2,25 @@
 
 from __future__ import annotations
 
-import ast
-import json
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
-from senet.hub import resolve_model
-from senet.models.weights import load_state_dict
-from senet.retrofit import RetrofitReport, retrofit
+from senet.config import parse_value
+from senet.models.builder import resolve_model
+from senet.models.weights import load_state_dict, save_weights
+from senet.retrofit.api import RetrofitReport, retrofit
 
 
 def parse_kwargs(pairs: list[str]) -> dict[str, Any]:
-    """``["reduction=8", "gate=tanh", "bias=False"]`` -> ``{"reduction": 8, ...}``."""
+    """``["reduction=8", "gate=tanh", "bias=false"]`` -> ``{"reduction": 8, "gate": "tanh",
+    "bias": False}``: values read by the YAML rules of ``senet train key=value``."""
     kwargs = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.isidentifier():
             raise ValueError(f"--attn-kw expects key=value (e.g. reduction=8), got {pair!r}")
-        try:
-            kwargs[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            kwargs[key] = text  # a bare word: a name such as gate=tanh
+        kwargs[key] = parse_value(text)
     return kwargs
-
-
-def _write_state_dict(model: nn.Module, path: Path, recipe: dict[str, Any]) -> None:
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
-
-        # The recipe says how to rebuild the model: retrofit the base with these arguments.
-        save_file(state, str(path), metadata={"senet.retrofit": json.dumps(recipe)})
-    else:
-        torch.save(state, path)
 
 
 def run_retrofit(
@@ -88,6 +71,7 @@ def run_retrofit(
             "init": init,
             "attn_kwargs": attn_kwargs,
         }
-        _write_state_dict(model, save, recipe)
+        # The recipe says how to rebuild the model: retrofit the base with these arguments.
+        save_weights(save, model, recipe, meta_key="senet.retrofit")
         console.print(f"saved {save}")
     return report

@@ -22,6 +22,16 @@ from typing import Any
 
 import torch
 
+# What senet.profile counts, said beside every result it prints.
+CONVENTION = (
+    "MACs = multiply-adds of conv and linear layers + the attention modules' own element-wise "
+    "work (squeeze pooling, gates, scaling) at one op per element; BN, ReLU and residual adds "
+    "are not counted (the SE paper's 'GFLOPs'). "
+    "FLOPs = 2 x conv/linear MACs + every counted element-wise op (BN, activations, adds, "
+    "pooling, gates), one per element. "
+    "Activations = output elements of conv and linear layers."
+)
+
 aten = torch.ops.aten
 
 Shape = Sequence[int]

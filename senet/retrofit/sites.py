@@ -37,7 +37,7 @@ import torch
 from torch import fx, nn
 
 from senet.layers.detect import is_attention_module
-from senet.retrofit_insert import is_retrofitted, is_transparent, trace_module
+from senet.retrofit.insert import is_retrofitted, is_transparent, trace_module
 
 UNIT_KINDS = ("residual", "multi-branch", "dense-layer", "block", "conv-unit")
 

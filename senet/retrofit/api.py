@@ -1,8 +1,8 @@
 """retrofit: put SE (or any attention module) into a CNN that already exists.
 
 ``senet.retrofit(model, "se")`` finds the units of ``model`` by reading its forward graphs (see
-:mod:`senet.retrofit_sites`), builds one attention module per unit and wires it into the forward
-(see :mod:`senet.retrofit_insert`), keeping every original parameter name. It returns a
+:mod:`senet.retrofit.sites`), builds one attention module per unit and wires it into the forward
+(see :mod:`senet.retrofit.insert`), keeping every original parameter name. It returns a
 :class:`RetrofitReport`; ``print(report)`` shows each site and the cost.
 """
 
@@ -19,10 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from senet.config import attn_kwargs_problem
 from senet.layers._validate import check_choice
 from senet.layers.create_attn import AttnLayer, get_attn
-from senet.profile import profile
-from senet.retrofit_insert import (
+from senet.models.blocks import STRATEGIES
+from senet.profile.counter import profile
+from senet.profile.timing import eval_mode
+from senet.retrofit.insert import (
     GraphInsert,
     IdentityBlend,
     free_name,
@@ -32,7 +35,7 @@ from senet.retrofit_insert import (
     set_identity_point,
     trace_for_rewrite,
 )
-from senet.retrofit_sites import (
+from senet.retrofit.sites import (
     Candidate,
     GraphView,
     Probe,
@@ -46,7 +49,6 @@ from senet.retrofit_sites import (
     walk,
 )
 
-STRATEGIES = ("standard", "pre", "post", "identity", "conv3x3")
 INITS = ("default", "identity")
 
 SitePredicate = Callable[[str, nn.Module], bool]
@@ -189,14 +191,8 @@ def _join(prefix: str, name: str) -> str:
 @contextmanager
 def _inference(model: nn.Module) -> Iterator[None]:
     """Eval mode and no autograd for the analysis passes; every module's mode restored after."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    with eval_mode(model), torch.no_grad():
+        yield
 
 
 def _reference_tensor(model: nn.Module) -> torch.Tensor:
@@ -227,6 +223,20 @@ def _input_size(model: nn.Module, input_size: int | Sequence[int]) -> tuple[int,
             f"got {input_size!r}"
         )
     return size  # type: ignore[return-value]
+
+
+def _probe(model: nn.Module, sample: torch.Tensor) -> Probe:
+    """``probe_model``, with a clear error when the probe image does not fit the model."""
+    try:
+        return probe_model(model, sample)
+    except (RuntimeError, ValueError, TypeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(
+            f"retrofit: the probe input, a random image of shape {tuple(sample.shape)}, does not "
+            f"fit {type(model).__name__} ({first}). retrofit runs the model once on a (1, C, H, W) "
+            "image to find where attention can go: pass the image size the model takes, e.g. "
+            "input_size=(1, 28, 28) or input_size=32"
+        ) from err
 
 
 def _check_stages(stages: Iterable[int] | int | None) -> frozenset[int] | None:
@@ -442,9 +452,9 @@ def retrofit(
             the original function (for fine-tuning a pretrained network without first breaking
             it). senet's SE, CBAM, ECA and spatial gates are put at an identity point: the layer
             producing the gate logits is zeroed and the sigmoid gate becomes ``2 * sigmoid``
-            (:class:`~senet.retrofit_insert.CenteredGate`), so the gate is exactly 1 and its
+            (:class:`~senet.retrofit.insert.CenteredGate`), so the gate is exactly 1 and its
             parameters get gradients from the first step; the gate's range is then (0, 2).
-            Other modules are wrapped in :class:`~senet.retrofit_insert.IdentityBlend`,
+            Other modules are wrapped in :class:`~senet.retrofit.insert.IdentityBlend`,
             ``x + alpha * (attn(x) - x)`` with ``alpha = 0`` (a slower, second-order start).
             The report's ``init`` column says which each site got.
         replace_existing: a model that already has SE-like modules (MobileNetV3, EfficientNet,
@@ -469,12 +479,14 @@ def retrofit(
     ref = _reference_tensor(model)
     sample = _sample((1, *size), ref)
     attn_label = attn if isinstance(attn, str) else getattr(attn, "__name__", repr(attn))
+    if problem := attn_kwargs_problem(attn, attn_kwargs):
+        raise ValueError(f"retrofit: {problem}")
 
     plan = _Plan()
     existing = find_existing(model)
     visited = 0
     with _inference(model):
-        probe = probe_model(model, sample)
+        probe = _probe(model, sample)
         if sites is not None:
             candidates = _explicit_candidates(model, sites, probe)
         elif existing:

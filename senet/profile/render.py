@@ -6,17 +6,19 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from senet.layers._validate import check_choice
-from senet.profile import CONVENTION
+from senet.profile.op_costs import CONVENTION
 
-if TYPE_CHECKING:
-    from senet.profile import Comparison, ProfileResult
+# senet.profile.counter's result types; read by attribute, not imported: the results render
+# themselves through this module (result.render()), so importing them here would be a cycle.
+ProfileResult = Any
+Comparison = Any
 
 FORMATS = ("table", "json", "csv", "markdown")
 

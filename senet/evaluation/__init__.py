@@ -1,0 +1,24 @@
+"""Evaluate a model's weights (top-1/top-5, per class, confusion) and compare finished runs."""
+
+# The eval loop and device choice are train's; evaluation re-exports them for its users.
+from senet.evaluation.report import (
+    EvaluationSetup,
+    compare_runs,
+    comparison_table,
+    evaluate_weights,
+    per_class_table,
+    prepare_evaluation,
+)
+from senet.train.distributed import resolve_device
+from senet.train.epoch import evaluate
+
+__all__ = [
+    "EvaluationSetup",
+    "compare_runs",
+    "comparison_table",
+    "evaluate",
+    "evaluate_weights",
+    "per_class_table",
+    "prepare_evaluation",
+    "resolve_device",
+]

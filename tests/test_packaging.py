@@ -1,0 +1,109 @@
+"""What ships: recipes and grids inside the package (found by name), torch.hub entry points, and
+a wheel that works from an empty folder in a fresh virtual environment."""
+
+from __future__ import annotations
+
+import os
+import site
+import subprocess
+import sys
+import types
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from torch import nn
+
+import senet
+from senet.ablation import GridError, load_grid
+from senet.config import ConfigError, load_config
+from senet.configs import names
+from senet.data.fashion_mnist import SYSTEM_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_recipes_and_grids_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here
+    assert names() == ["cifar10_se_resnet110", "fashion_mnist_se_resnet20", "imagenet_se_resnet50"]
+    by_name = load_config("fashion_mnist_se_resnet20", ["train.epochs=2"])
+    by_path = load_config(REPO / "senet/configs/fashion_mnist_se_resnet20.yaml", ["train.epochs=2"])
+    assert by_name == by_path and by_name.model.name == "se_resnet20_cifar"
+    # The path a clone used before the recipes moved into the package still works.
+    assert load_config("configs/imagenet_se_resnet50.yaml").model.name == "se_resnet50"
+    grid = load_grid("table10_reduction")
+    assert grid.name == "table10_reduction" and len(grid.points) == 6  # r = 2..32 and ResNet-50
+    assert load_grid("configs/ablations/table13_stages.yaml").name == "table13_stages"
+
+
+def test_unknown_recipe_lists_the_shipped_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"no recipe by that name \(recipes: cifar10_se_"):
+        load_config("fashion_mnist_se_resnet")
+    with pytest.raises(GridError, match=r"no grid by that name \(grids: reduction_fashion_mnist"):
+        load_grid("table10")
+
+
+def test_torch_hub_loads_senet_models_from_a_local_clone():
+    model = torch.hub.load(str(REPO), "se_resnet20_cifar", source="local", num_classes=4)
+    reference = senet.create_model("se_resnet20_cifar", num_classes=4)
+    assert type(model) is type(reference)
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in reference.state_dict().items()}
+    assert model.fc.out_features == 4
+    with pytest.raises(RuntimeError, match="Cannot find callable no_such_model in hubconf"):
+        torch.hub.load(str(REPO), "no_such_model", source="local")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SYSTEM_DIR.is_dir(), reason="needs Debian's dataset-fashion-mnist")
+def test_built_wheel_works_from_an_empty_folder(tmp_path):
+    """Build the wheel, install it (no downloads) into a fresh venv that borrows this
+    environment's dependencies, and run the commands a new user runs first."""
+    dist, venv, empty = tmp_path / "dist", tmp_path / "venv", tmp_path / "empty"
+    empty.mkdir()
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    run = dict(check=True, capture_output=True, text=True, timeout=600)
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", dist, REPO], **run)
+    (wheel,) = dist.glob("senet-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], **run)
+    py = venv / "bin" / "python"
+    # Dependencies (torch, ...) come from this environment: a plain path entry, which does not
+    # run its .pth files, so an editable senet there stays out of sight.
+    (site_dir,) = venv.glob("lib/python*/site-packages")
+    (site_dir / "parent.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    subprocess.run([*pip, "--python", py, "install", "--no-deps", "--no-index", wheel], **run)
+    env = {**os.environ, "PYTHONPATH": "", "MPLBACKEND": "Agg"}
+    senet_cli = [str(venv / "bin" / "senet")]
+
+    def cli(*args: str) -> str:
+        out = subprocess.run([*senet_cli, *args], cwd=empty, env=env, **run)
+        return out.stdout
+
+    where = subprocess.run([py, "-c", "import senet; print(senet.__file__)"], cwd=empty, **run)
+    assert str(site_dir) in where.stdout  # the wheel's senet, not this checkout's
+    budget = ["data.train_size=64", "data.val_size=64", "train.epochs=1", "log.progress=none"]
+    budget += [f"data.root={tmp_path / 'data'}", "log.tensorboard=false", "log.plots=false"]
+    cli("train", "fashion_mnist_se_resnet20", *budget, "output_dir=run")
+    assert (empty / "run" / "summary.json").is_file()
+    listed = cli("ablate", "table10_reduction", "--dry-run")
+    assert "reduction=32__seed=0" in listed and "6 runs" in listed
+    # The whole demo trains two models (minutes); its tour shows the packaged layers work.
+    assert "│ se " in cli("demo", "--tour")
+
+
+def test_profile_and_retrofit_are_modules_that_call_their_function():
+    import senet.profile as profile_package
+    import senet.retrofit as retrofit_package
+
+    assert isinstance(profile_package, types.ModuleType) and profile_package is senet.profile
+    assert isinstance(retrofit_package, types.ModuleType) and retrofit_package is senet.retrofit
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False))
+    assert senet.profile(model, (3, 8, 8)).params == 3 * 8 * 9
+    assert senet.retrofit.__call__.__doc__ == senet.retrofit.api.retrofit.__doc__
+    with mock.patch("senet.profile.profile", return_value="patched"):
+        assert senet.profile(model) == "patched"
+    failing = mock.patch("senet.retrofit.api._probe", side_effect=RuntimeError("patched probe"))
+    with failing, pytest.raises(RuntimeError, match="patched probe"):
+        senet.retrofit(model, input_size=8)
