@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from senet.ablation.grid import load_grid
-from senet.train.config import load_config
+from senet.config import load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -15,13 +15,13 @@ from _tiny_models import QUICK, tiny_models_registered
 from torch import nn
 
 import senet
+from senet.config import ConfigError
 from senet.data import DataError, create_dataset
 from senet.data.distort import default_canvas, rts_distort
 from senet.layers import SpatialTransformer
 from senet.models import STNClassifier
+from senet.models.builder import model_from_config as create_model_from_config
 from senet.train import CheckpointDir, load_config, read_weights, train
-from senet.train.config import ConfigError
-from senet.train.run import create_model_from_config
 from senet.train.stn_plot import rectified_pairs
 
 CLI = Path(__file__).resolve().parent / "_senet_cli.py"
@@ -40,7 +40,7 @@ RTS = [*QUICK, "data.channels=1", "data.distort=rts", "model.stn=affine", "log.p
     ],
 )
 def test_with_stn_starts_as_the_identity_on_senet_torchvision_and_timm(spec, in_chans, kwargs):
-    from senet.hub import resolve_model
+    from senet.models.builder import resolve_model
 
     torch.manual_seed(0)
     model = resolve_model(spec, **kwargs).eval()
@@ -206,7 +206,7 @@ def test_training_with_stn_on_rts_data_saves_the_picture_and_resumes(tmp_path):
             assert torch.equal(again[name], value), name
 
         # The model rebuilt from the run's metadata (as `senet evaluate` does) agrees.
-        from senet.train.report import evaluate_weights
+        from senet.evaluation import evaluate_weights
 
         report = evaluate_weights(
             "_test_tinynet", tmp_path / "run" / "last.safetensors", "synthetic", device="cpu"
@@ -284,7 +284,7 @@ def test_base_weights_load_into_the_model_behind_the_stn(tmp_path):
         *RTS, "model.name=resnet20_cifar", f"model.weights={tmp_path / 'base.pth'}",
         "train.epochs=1", "data.synthetic_train=32", f"output_dir={tmp_path / 'run'}",
     ]  # fmt: skip
-    from senet.train.run import build_model
+    from senet.train.job import model_for_data as build_model
 
     config = load_config(None, overrides)
     val, info = create_dataset("synthetic", "val", size=4, channels=1, num_classes=4)

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import senet
+from senet.config import load_config
 from senet.data import create_dataset
 from senet.data.transforms import cutout
 from senet.models.shake_shake import shake
-from senet.train.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
