@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from senet.layers import CBAM, SCSE, is_attention_module
+from senet.layers import CBAM, SCSE, outermost_attention
 
 # Where the channel gate lives in senet's modules (``gate``), torchvision's SqueezeExcitation
 # (``scale_activation``) and Cadene's SEModule (``sigmoid``); timm's SEModule also uses ``gate``.
@@ -30,12 +30,7 @@ def channel_gate_of(module: nn.Module) -> nn.Module | None:
 
 def attention_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Outermost attention modules of ``model`` in definition order (shallow to deep)."""
-    blocks: list[tuple[str, nn.Module]] = []
-    for name, module in model.named_modules():
-        inside = any(name.startswith(f"{outer}.") for outer, _ in blocks)
-        if not inside and is_attention_module(module):
-            blocks.append((name, module))
-    return blocks
+    return outermost_attention(model)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from senet.layers.activations import Clamp01, activation_names, create_act
 from senet.layers.cbam import CBAM, ChannelGate, SpatialGate
 from senet.layers.create_attn import attention_names, create_attn, get_attn
-from senet.layers.detect import SENET_ATTENTION, is_attention_module
+from senet.layers.detect import SENET_ATTENTION, is_attention_module, outermost_attention
 from senet.layers.eca import ECA, eca_kernel_size
 from senet.layers.gated_scale import GatedScale
 from senet.layers.gather_excite import GatherExcite
@@ -47,5 +47,6 @@ __all__ = [
     "hidden_width",
     "is_attention_module",
     "make_divisible",
+    "outermost_attention",
     "spatial_mean",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
 from senet.layers.cbam import CBAM, ChannelGate, SpatialGate
@@ -42,3 +44,21 @@ FOREIGN_ATTENTION_NAMES: frozenset[str] = frozenset(
 def is_attention_module(module: nn.Module) -> bool:
     """True for a channel or spatial gating block: senet's layers or a known foreign SE-like one."""
     return isinstance(module, SENET_ATTENTION) or type(module).__name__ in FOREIGN_ATTENTION_NAMES
+
+
+def outermost_attention(
+    model: nn.Module, is_attention: Callable[[nn.Module], bool] = is_attention_module
+) -> list[tuple[str, nn.Module]]:
+    """The attention modules of ``model`` not nested in another one (CBAM, not its two gates),
+    with their paths, in definition order (shallow to deep)."""
+    found: list[tuple[str, nn.Module]] = []
+
+    def visit(path: str, module: nn.Module) -> None:
+        if is_attention(module):
+            found.append((path, module))
+            return
+        for name, child in module.named_children():
+            visit(f"{path}.{name}" if path else name, child)
+
+    visit("", model)
+    return found

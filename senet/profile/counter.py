@@ -24,7 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from senet.layers._validate import check_positive_int
-from senet.layers.detect import is_attention_module
+from senet.layers.detect import is_attention_module, outermost_attention
 from senet.layers.residual_attention import SoftMask
 from senet.profile.op_costs import ACTIVATION_OPS, CONVENTION, ELEMENTWISE_COSTS
 from senet.profile.timing import Timing, eval_mode, measure
@@ -291,12 +291,14 @@ def _module_costs(model: nn.Module, counter: _Counter) -> list[ModuleCost]:
     root = type(model).__name__
     counts = counter.mode.get_flop_counts()
     named = list(model.named_modules())
-    outer: list[str] = []  # outermost attention modules: nested ones are counted once, here
-    for name, module in named:
-        # A residual attention net's soft masks count as attention, like SE's gates.
-        counted = is_attention_module(module) or isinstance(module, SoftMask)
-        if counted and not any(_within(name, a) for a in outer):
-            outer.append(name)
+    # Outermost attention modules: nested ones are counted once, here. A residual attention
+    # net's soft masks count as attention, like SE's gates.
+    outer = [
+        name
+        for name, _ in outermost_attention(
+            model, lambda m: is_attention_module(m) or isinstance(m, SoftMask)
+        )
+    ]
 
     def ops(name: str) -> tuple[int, int]:
         """(conv/linear MACs, element-wise ops) recorded while module ``name`` was running."""

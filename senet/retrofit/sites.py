@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import fx, nn
 
-from senet.layers.detect import is_attention_module
+from senet.layers.detect import is_attention_module, outermost_attention
 from senet.retrofit.insert import is_retrofitted, is_transparent, trace_module
 
 UNIT_KINDS = ("residual", "multi-branch", "dense-layer", "block", "conv-unit")
@@ -555,17 +555,7 @@ def walk(model: nn.Module, probe: Probe) -> Walk:
 
 def find_existing(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The outermost attention modules already in ``model``, with their paths."""
-    found: list[tuple[str, nn.Module]] = []
-
-    def visit(path: str, module: nn.Module) -> None:
-        if is_attention_module(module):
-            found.append((path, module))
-            return
-        for name, child in module.named_children():
-            visit(_join(path, name), child)
-
-    visit("", model)
-    return found
+    return outermost_attention(model)
 
 
 def record_shapes(
