@@ -454,6 +454,13 @@ def retrofit(
             read shapes and stages (small is faster; the model must accept it).
         dry_run: plan and report without changing the model.
 
+    A detection or segmentation model (one with a ``backbone`` child, as torchvision's Faster
+    R-CNN, Mask R-CNN, RetinaNet, FCN and DeepLabV3 have) takes attention in its backbone only,
+    as in the paper's Table 6 (SE-ResNet-50 in Faster R-CNN): the backbone's feature extractor
+    (``backbone.body`` under an FPN, else ``backbone``) is probed and retrofitted on its own, the
+    heads are reported as skipped, and MACs are those of that feature extractor at
+    ``input_size``. ``sites`` naming modules outside it retrofits the whole model instead.
+
     Original parameter and buffer names never change: a base state dict still loads (strictly
     on its keys) before or after. New parameters live under the unit, ``<unit>.attn.*`` (and
     ``<unit>.attn_blend.alpha`` with identity init). A saved retrofitted state dict loads into
@@ -465,6 +472,15 @@ def retrofit(
     check_choice("retrofit", "strategy", strategy, STRATEGIES)
     check_choice("retrofit", "init", init, INITS)
     wanted = _check_stages(stages)
+    scope = backbone_path(model)
+    if scope is not None and (sub_sites := _sites_within(sites, scope)) is not False:
+        arguments = dict(strategy=strategy, stages=stages, init=init,
+                         replace_existing=replace_existing, input_size=input_size,
+                         dry_run=dry_run)  # fmt: skip
+        sub_report = retrofit(
+            model.get_submodule(scope), attn, sites=sub_sites, **arguments, **attn_kwargs
+        )
+        return _whole_model_report(model, scope, sub_report)
     size = _input_size(model, input_size)
     ref = _reference_tensor(model)
     sample = _sample((1, *size), ref)
@@ -546,6 +562,70 @@ def retrofit(
     if not dry_run and not in_place:
         _apply(model, plan.placements)
     return report
+
+
+# ---- detection / segmentation models: retrofit the backbone --------------------------------
+
+
+def backbone_path(model: nn.Module) -> str | None:
+    """Path of the feature extractor of a detection / segmentation model, or None.
+
+    torchvision's detectors keep it at ``backbone.body`` (under an FPN in ``backbone.fpn``),
+    its segmentation models at ``backbone``; the model's own forward takes image lists or
+    returns dicts, so it is not probed as a whole.
+    """
+    backbone = model._modules.get("backbone")
+    if not isinstance(backbone, nn.Module):
+        return None
+    body = backbone._modules.get("body")
+    return "backbone.body" if isinstance(body, nn.Module) else "backbone"
+
+
+def _sites_within(
+    sites: Sequence[str] | SitePredicate | None, scope: str
+) -> Sequence[str] | SitePredicate | None | bool:
+    """``sites`` relative to ``scope``; False when some named site lies outside it."""
+    if sites is None:
+        return None
+    prefix = f"{scope}."
+    if callable(sites):
+        return lambda path, module: sites(_join(scope, path), module)
+    names = [sites] if isinstance(sites, str) else list(sites)
+    if not names or not all(name.startswith(prefix) for name in names):
+        return False
+    return [name[len(prefix) :] for name in names]
+
+
+def _whole_model_report(model: nn.Module, scope: str, sub: RetrofitReport) -> RetrofitReport:
+    """The backbone's report, with paths from the whole model and its other parts listed."""
+    parts = scope.split(".")
+    outside = []
+    for depth in range(len(parts)):
+        parent = model.get_submodule(".".join(parts[:depth]))
+        for name, child in parent.named_children():
+            path = _join(".".join(parts[:depth]), name)
+            if name != parts[depth] and any(True for _ in child.parameters()):
+                outside.append(
+                    Skipped(
+                        path,
+                        f"outside the backbone's feature extractor {scope}: the paper adds SE to the "
+                        "backbone (Table 6: SE-ResNet-50 in Faster R-CNN); sites=[...] adds it here",
+                    )
+                )
+    sites = [
+        replace(s, unit=_join(scope, s.unit), attn_path=_join(scope, s.attn_path))
+        for s in sub.sites
+    ]
+    skipped = [Skipped(_join(scope, s.path), s.reason) for s in sub.skipped]
+    own = sum(t.numel() for t in model.parameters())
+    return replace(
+        sub,
+        model=f"{type(model).__name__} ({scope})",
+        sites=sites,
+        skipped=skipped + outside,
+        existing=[f"{scope}.{e}" for e in sub.existing],
+        base_params=own - (sub.added_params if sub.applied else 0),
+    )
 
 
 def _meta_copy(module: nn.Module) -> nn.Module:
