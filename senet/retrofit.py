@@ -165,6 +165,7 @@ class _Placement:
     attn_name: str
     strategy: str  # residual strategy for mode "graph" on a residual unit
     conv_target: str | None = None  # mode "graph" on a container: the conv whose unit ends here
+    node_name: str | None = None  # mode "graph": the node whose value takes attention (a concat)
     attn: nn.Module | None = None
     blend: nn.Module | None = None
 
@@ -320,6 +321,12 @@ def _plan_output(plan: _Plan, c: Candidate, probe: Probe, model: nn.Module) -> _
         trace_for_rewrite(container)
     except ValueError as err:
         return Skipped(c.unit, str(err))
+    if c.cat_node is not None:  # an inline Inception module: attention on its concat
+        stem = f"{c.unit[len(c.container) :].strip('.').replace('.', '_')}_attn"
+        name = plan.name_for(c.container, container, stem)
+        site = Site(c.unit, c.kind, "output", c.location or "after the concat",
+                    _join(c.container, name), channels, stage, 0)  # fmt: skip
+        return _Placement(site, "graph", c.container, name, "output", node_name=c.cat_node)
     stem = f"{c.conv_target.replace('.', '_')}_attn"
     name = plan.name_for(c.container, container, stem)
     site = Site(c.unit, c.kind, "output", f"after {c.conv_target} + norm/act",
@@ -583,7 +590,7 @@ def backbone_path(model: nn.Module) -> str | None:
 
 def _sites_within(
     sites: Sequence[str] | SitePredicate | None, scope: str
-) -> Sequence[str] | SitePredicate | None | bool:
+) -> Sequence[str] | SitePredicate | bool | None:
     """``sites`` relative to ``scope``; False when some named site lies outside it."""
     if sites is None:
         return None
@@ -747,7 +754,10 @@ def _apply(model: nn.Module, placements: list[_Placement]) -> None:
         view = GraphView(owner, graph)
         inserts = []
         for p in graph_groups[owner_path]:
-            if p.conv_target is None:
+            if p.node_name is not None:
+                node = next(n for n in view.nodes if n.name == p.node_name)
+                inserts.append(GraphInsert(node, p.attn_name, p.attn, None, p.blend))
+            elif p.conv_target is None:
                 res = find_residual(view)
                 if res is None:
                     raise RuntimeError(f"retrofit: {owner_path!r} lost its residual add")

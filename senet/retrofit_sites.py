@@ -236,6 +236,17 @@ class GraphView:
             return True
         return node.op == "call_method" and node.target in ("add", "add_")
 
+    def is_constant_scale(self, node: fx.Node) -> bool:
+        """``t * c`` for a Python number ``c``, with ``t`` a node (residual scaling)."""
+        is_mul = (node.op == "call_function" and node.target in (operator.mul, torch.mul)) or (
+            node.op == "call_method" and node.target == "mul"
+        )
+        if not is_mul or len(node.args) != 2:
+            return False
+        a, b = node.args
+        number = (int, float)
+        return isinstance(a, fx.Node) and isinstance(b, number) and not isinstance(b, bool)
+
     def conv(self, node: fx.Node) -> nn.Conv2d | None:
         m = self.module(node)
         return m if isinstance(m, nn.Conv2d) else None
@@ -342,11 +353,20 @@ def residual_site(res: Residual, strategy: str) -> ResidualSite:
     if strategy == "standard":
         # Before the add, but ahead of a trailing drop-path / identity so that they act on the
         # recalibrated branch as in SE-ResNet.
-        node = res.branch
-        while view.is_pass(node) and len(node.args[0].users) == 1:
+        # Also ahead of a residual scaling by a constant (Inception-ResNet's ``out * 0.17 + x``):
+        # SE recalibrates the branch's features; the scaling stays the last step into the sum.
+        node, scaled = res.branch, False
+        while len(node.args) > 0 and isinstance(node.args[0], fx.Node):
+            is_scale = view.is_constant_scale(node)
+            if not (view.is_pass(node) or is_scale) or len(node.args[0].users) != 1:
+                break
+            scaled = scaled or is_scale
             node = node.args[0]
         users = (res.add,) if node is res.branch else None
-        return ResidualSite(node, users, f"branch end: after {view.describe(node)}, before the add")
+        before = "the residual scaling and the add" if scaled else "the add"
+        return ResidualSite(
+            node, users, f"branch end: after {view.describe(node)}, before {before}"
+        )
     if strategy == "identity":
         where = "" if res.shortcut is res.x else f", after {view.describe(res.shortcut)}"
         return ResidualSite(res.shortcut, (res.add,), f"shortcut{where}")
@@ -385,6 +405,11 @@ def find_cat(view: GraphView) -> list[fx.Node] | None:
     if out is None:
         return None
     node, _ = view.strip_tail(out)
+    return cat_operands(node)
+
+
+def cat_operands(node: fx.Node) -> list[fx.Node] | None:
+    """The operands of ``node`` if it is a channel concatenation of two or more tensors."""
     if node.op != "call_function" or _name(node.target) not in _CAT_NAMES:
         return None
     tensors = node.args[0] if node.args else node.kwargs.get("tensors")
@@ -393,6 +418,82 @@ def find_cat(view: GraphView) -> list[fx.Node] | None:
         return None
     operands = [t for t in tensors if isinstance(t, fx.Node)]
     return operands if len(operands) == len(tensors) and len(operands) >= 2 else None
+
+
+@dataclass
+class InlineBranches:
+    """An Inception module written inline in a larger forward (Cadene's BN-Inception has one
+    flat forward): branches of one tensor, concatenated, used nowhere else."""
+
+    cat: fx.Node
+    source: fx.Node
+    region: set[fx.Node]  # every node of the branches, the concat excluded
+    branches: int
+
+
+def find_inline_branches(view: GraphView) -> list[InlineBranches]:
+    """The outermost inline multi-branch modules of ``view``, in graph order.
+
+    A concatenation is one if its operands' exclusive ancestors (the branches) read a single
+    tensor from outside, are read by nothing but the concat, hold convs on at least two
+    branches and none of the operands is that tensor itself (that would be dense aggregation).
+    """
+    found: list[InlineBranches] = []
+    for node in view.nodes:
+        operands = cat_operands(node)
+        if operands is None:
+            continue
+        ancestors = [view.ancestors(op) for op in operands]
+        common = set.intersection(*ancestors)
+        region = set.union(*ancestors) - common
+        if any(op not in region for op in operands):
+            continue  # one operand feeds another: not parallel branches
+        sources = {
+            src
+            for n in region
+            for src in n.all_input_nodes
+            if src not in region and src.op != "get_attr"
+        }
+        if len(sources) != 1:
+            continue
+        (source,) = sources
+        if any(view.strip_tail(op)[0] is source for op in operands):
+            continue
+        if any(user not in region and user is not node for n in region for user in n.users):
+            continue
+        heavy = sum(any(view.is_heavy(n) for n in anc - common) for anc in ancestors)
+        if heavy >= 2:
+            found.append(InlineBranches(node, source, region, len(operands)))
+    inner = {b.cat for b in found for other in found if b.cat in other.region}
+    return [b for b in found if b.cat not in inner]
+
+
+def _inline_unit_name(view: GraphView, branches: InlineBranches) -> str:
+    """The common prefix of the branch modules' names (``inception_3a``), else the concat's."""
+    targets = sorted(str(n.target) for n in branches.region if n.op == "call_module")
+    lo, hi = (targets[0], targets[-1]) if targets else ("", "")
+    k = 0
+    while k < min(len(lo), len(hi)) and lo[k] == hi[k]:
+        k += 1
+    prefix = lo[:k].rstrip("._")
+    return prefix if len(prefix) >= 2 else str(branches.cat.name)
+
+
+def _node_shape(view: GraphView, node: fx.Node, probe: Probe) -> tuple[int, ...] | None:
+    """Shape of ``node`` read from the probe: a module called once, or an act/pass after one."""
+    if node.op == "call_module":
+        module = view.module(node)
+        return probe.out_shape(module) if probe.call_count(module) == 1 else None
+    if view.is_act(node) and node.args and isinstance(node.args[0], fx.Node):
+        return _node_shape(view, node.args[0], probe)
+    return None
+
+
+def _cat_shape(view: GraphView, operands: list[fx.Node], probe: Probe) -> tuple[int, ...] | None:
+    shapes = [_node_shape(view, op, probe) for op in operands]
+    if any(s is None or len(s) != 4 for s in shapes) or len({s[2:] for s in shapes}) != 1:
+        return None
+    return (shapes[0][0], sum(s[1] for s in shapes), *shapes[0][2:])
 
 
 @dataclass
@@ -408,6 +509,8 @@ class Candidate:
     conv_target: str | None = None  # ... the conv's target in that graph
     end_target: str | None = None  # ... the module ending the unit (None: a function, e.g. F.relu)
     end_module: nn.Module | None = None
+    cat_node: str | None = None  # inline multi-branch module: name of its concat node
+    location: str | None = None  # inline multi-branch module: where, in words
 
 
 @dataclass
@@ -510,9 +613,25 @@ def walk(model: nn.Module, probe: Probe) -> Walk:
             found.blocks.append(candidate(_join(path, str(node.target)), "dense-layer", layer))
 
     def _visit_graph(path: str, view: GraphView) -> None:
+        covered: set[fx.Node] = set()
+        for branches in find_inline_branches(view):
+            covered |= branches.region
+            name = _inline_unit_name(view, branches)
+            found.blocks.append(
+                Candidate(
+                    unit=_join(path, name),
+                    kind="multi-branch",
+                    module=view.owner,
+                    out_shape=_cat_shape(view, cat_operands(branches.cat) or [], probe),
+                    calls=1,
+                    container=path,
+                    cat_node=branches.cat.name,
+                    location=f"after the concat of its {branches.branches} branches",
+                )
+            )
         for node in view.nodes:
             child = view.module(node)
-            if child is None:
+            if child is None or node in covered:
                 continue
             child_path = _join(path, str(node.target))
             if view.conv(node) is not None and not is_retrofitted(child):
