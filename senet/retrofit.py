@@ -269,6 +269,8 @@ def _plan_residual(
             channels, stage, 0,
         )  # fmt: skip
         return _Placement(site, "output", c.unit, name, strategy)
+    if c.branch_end is not None:
+        return _plan_run_residual(plan, c, strategy, probe)
     try:
         graph = trace_for_rewrite(module)
     except ValueError as err:
@@ -294,6 +296,30 @@ def _plan_residual(
     return _Placement(site, "graph", c.unit, name, strategy)
 
 
+def _plan_run_residual(
+    plan: _Plan, c: Candidate, strategy: str, probe: Probe
+) -> _Placement | Skipped:
+    """A residual unit read by running it (its forward cannot be traced): the standard site is
+    the output of the child that ends its branch; other strategies need the graph."""
+    if strategy != "standard":
+        return Skipped(
+            c.unit,
+            f"strategy {strategy!r} needs the unit's graph, and its forward cannot be traced; "
+            "strategy='standard' or 'post', or sites=[...], work here",
+        )
+    owner = _join(c.unit, c.branch_end)
+    child = c.module.get_submodule(c.branch_end)
+    shape = probe.out_shape(child)
+    if problem := probe.not_a_feature_map(shape):
+        return Skipped(c.unit, f"branch end {c.branch_end}: {problem}")
+    if iterates_children(child):
+        return Skipped(c.unit, f"branch end {c.branch_end} is {_ITERATES_CHILDREN}")
+    name = plan.name_for(owner, child, "attn")
+    site = Site(c.unit, c.kind, strategy, c.location or f"after {c.branch_end}",
+                _join(owner, name), shape[1], probe.stage(shape), 0)  # fmt: skip
+    return _Placement(site, "output", owner, name, strategy)
+
+
 def _plan_output(plan: _Plan, c: Candidate, probe: Probe, model: nn.Module) -> _Placement | Skipped:
     """A site on a module's output, or for an in-graph conv unit on its last op."""
     stage = probe.stage(c.out_shape)
@@ -306,8 +332,8 @@ def _plan_output(plan: _Plan, c: Candidate, probe: Probe, model: nn.Module) -> _
         if iterates_children(c.module):
             return Skipped(c.unit, _ITERATES_CHILDREN)
         name = plan.name_for(c.unit, c.module, "attn")
-        site = Site(c.unit, c.kind, "output", "module output", _join(c.unit, name), channels,
-                    stage, 0)  # fmt: skip
+        site = Site(c.unit, c.kind, "output", c.location or "module output", _join(c.unit, name),
+                    channels, stage, 0)  # fmt: skip
         return _Placement(site, "output", c.unit, name, "output")
     if c.end_module is not None and probe.call_count(c.end_module) == 1:
         owner = _join(c.container, c.end_target)
