@@ -506,7 +506,7 @@ def retrofit(
     check_choice("retrofit", "init", init, INITS)
     wanted = _check_stages(stages)
     scope = backbone_path(model)
-    if scope is not None and (sub_sites := _sites_within(sites, scope)) is not False:
+    if scope is not None and (sub_sites := _sites_within(model, sites, scope)) is not False:
         arguments = dict(strategy=strategy, stages=stages, init=init,
                          replace_existing=replace_existing, input_size=input_size,
                          dry_run=dry_run)  # fmt: skip
@@ -615,13 +615,16 @@ def backbone_path(model: nn.Module) -> str | None:
 
 
 def _sites_within(
-    sites: Sequence[str] | SitePredicate | None, scope: str
+    model: nn.Module, sites: Sequence[str] | SitePredicate | None, scope: str
 ) -> Sequence[str] | SitePredicate | bool | None:
     """``sites`` relative to ``scope``; False when some named site lies outside it."""
     if sites is None:
         return None
     prefix = f"{scope}."
     if callable(sites):
+        chosen = [path for path, m in model.named_modules() if sites(path, m)]
+        if not all(path.startswith(prefix) for path in chosen):
+            return False
         return lambda path, module: sites(_join(scope, path), module)
     names = [sites] if isinstance(sites, str) else list(sites)
     if not names or not all(name.startswith(prefix) for name in names):
