@@ -163,6 +163,7 @@ def test_inception_resnet_v2_se_on_each_residual_branch_before_the_scaling(sourc
         model = timm.create_model("inception_resnet_v2")
     else:
         model = pretrainedmodels.inceptionresnetv2(pretrained=None)
+        model.avgpool_1a = nn.AdaptiveAvgPool2d(1)  # its fixed 8x8 pool needs 299x299 input
     model.eval()
     report = senet.retrofit(model, "se", input_size=139)
 
@@ -316,6 +317,8 @@ def test_segmentation_model_takes_se_in_its_backbone(name: str) -> None:
     assert [s.unit for s in report.sites] == body
     assert report.added_params == sum(se_params(c) for c in RESNET50_CHANNELS)
     assert {"classifier", "aux_classifier"} <= {s.path for s in report.skipped}
+    assert report.model == f"{type(model).__name__} (backbone)"
+    assert "classifier: outside the backbone's feature extractor backbone" in str(report)
     model.eval()
     with torch.no_grad():
         out = model(torch.randn(1, 3, 64, 64))
