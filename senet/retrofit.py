@@ -348,7 +348,8 @@ def _plan_output(plan: _Plan, c: Candidate, probe: Probe, model: nn.Module) -> _
     except ValueError as err:
         return Skipped(c.unit, str(err))
     if c.cat_node is not None:  # an inline Inception module: attention on its concat
-        stem = f"{c.unit[len(c.container) :].strip('.').replace('.', '_')}_attn"
+        local = c.unit[len(c.container) :].strip(".").replace(".", "_")
+        stem = f"{local}_attn" if local else "attn"
         name = plan.name_for(c.container, container, stem)
         site = Site(c.unit, c.kind, "output", c.location or "after the concat",
                     _join(c.container, name), channels, stage, 0)  # fmt: skip

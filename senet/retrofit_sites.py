@@ -501,15 +501,25 @@ def find_inline_branches(view: GraphView) -> list[InlineBranches]:
     return [b for b in found if b.cat not in inner]
 
 
-def _inline_unit_name(view: GraphView, branches: InlineBranches) -> str:
-    """The common prefix of the branch modules' names (``inception_3a``), else the concat's."""
+def _inline_unit_name(view: GraphView, branches: InlineBranches, path: str) -> str:
+    """The common prefix of the branch modules' names, cut at a ``_`` / ``.`` (``inception_3a``
+    from ``inception_3a_1x1``, ``inception_3a_pool``, ...); when there is none, the container's
+    own path if the branches are all its convs, else the concat node's name."""
     targets = sorted(str(n.target) for n in branches.region if n.op == "call_module")
     lo, hi = (targets[0], targets[-1]) if targets else ("", "")
     k = 0
     while k < min(len(lo), len(hi)) and lo[k] == hi[k]:
         k += 1
-    prefix = lo[:k].rstrip("._")
-    return prefix if len(prefix) >= 2 else str(branches.cat.name)
+    prefix = lo[:k]
+    if k < len(lo) and k < len(hi) and not prefix.endswith(("_", ".")):
+        prefix = prefix[: max(prefix.rfind("_"), prefix.rfind(".")) + 1]  # "branch" of branch1
+    prefix = prefix.rstrip("._")
+    if len(prefix) >= 2:
+        return _join(path, prefix)
+    heavy = {n for n in view.nodes if view.is_heavy(n)}
+    if path and heavy <= branches.region:
+        return path
+    return _join(path, str(branches.cat.name))
 
 
 def _node_shape(view: GraphView, node: fx.Node, probe: Probe) -> tuple[int, ...] | None:
@@ -659,10 +669,9 @@ def walk(model: nn.Module, probe: Probe) -> Walk:
         covered: set[fx.Node] = set()
         for branches in find_inline_branches(view):
             covered |= branches.region
-            name = _inline_unit_name(view, branches)
             found.blocks.append(
                 Candidate(
-                    unit=_join(path, name),
+                    unit=_inline_unit_name(view, branches, path),
                     kind="multi-branch",
                     module=view.owner,
                     out_shape=_cat_shape(view, cat_operands(branches.cat) or [], probe),

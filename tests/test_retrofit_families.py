@@ -336,3 +336,14 @@ def test_detector_sites_inside_the_backbone_are_named_from_the_whole_model() -> 
         model, "se", dry_run=True, sites=lambda path, m: path == "backbone.body.layer3.0"
     )
     assert [s.unit for s in picked.sites] == ["backbone.body.layer3.0"]
+
+
+def test_torchvision_shufflenet_v2_one_site_per_unit() -> None:
+    # The stride-2 unit is channel_shuffle(cat(branch1(x), branch2(x))): its forward holds no
+    # single concat output, so the inline concat is found inside it and named after the unit.
+    model = torchvision.models.shufflenet_v2_x0_5(num_classes=10)
+    report = senet.retrofit(model, "se", input_size=64, dry_run=True)
+    units = [f"stage{s}.{i}" for s, n in ((2, 4), (3, 8), (4, 4)) for i in range(n)]
+    assert [s.unit for s in report.sites] == units
+    assert [s.attn_path for s in report.sites] == [f"{u}.attn" for u in units]
+    assert [s.kind for s in report.sites if s.unit.endswith(".0")] == ["multi-branch"] * 3
