@@ -6,7 +6,8 @@ its graph, not by its class:
 
 - **residual unit**: the output is ``act(branch(x) + shortcut(x))`` where the branch holds the
   convolutions and the shortcut is ``x`` or a light projection; the two share nothing heavier
-  than a pre-activation (BN, ReLU). SE goes at the strategy's place (paper Fig. 5).
+  than a pre-activation (BN, ReLU). SE goes at the strategy's place (paper Fig. 5). A concat
+  of a conv-free shortcut and a branch of >= 2 convs (ShuffleNet's stride-2 unit) is one too.
 - **multi-branch module**: the output is a channel concatenation of branches of ``x``
   (Inception modules). SE goes on the module output, as in SE-Inception (paper Fig. 2).
 - **dense aggregation**: a concatenation that includes ``x`` itself (a DenseNet dense block);
@@ -19,7 +20,12 @@ its graph, not by its class:
   SE-MobileNet adds ~0.5M parameters to MobileNet's 4.2M, which is SE after every pointwise
   conv. A depthwise conv unit followed by a conv is merged into that conv's unit. In networks
   that do have blocks, stem, transition and head convs are skipped.
-- anything else is a **container**: its children are read the same way.
+- anything else is a **container**: its children are read the same way, and a concat of
+  branches written inline in its forward (Cadene's flat BN-Inception) is a multi-branch module.
+
+A module fx cannot trace is run once instead and read from the recorded data flow (see
+:func:`read_by_running`); when that shows a unit but no place retrofit can reach, it is skipped
+with the reason rather than guessed at from its children.
 
 Stages are resolutions: stage 1 is the network's first feature-map resolution (the stem conv's
 output), and each halving starts the next stage. For ResNet-50 that makes conv2_x..conv5_x
