@@ -200,7 +200,7 @@ SHUFFLENET_G3_BRANCH_CHANNELS = [216, *[240] * 3, 240, *[480] * 7, 480, *[960] *
 def test_shufflenet_v1_se_at_the_branch_end_before_add_or_concat(traceable: bool) -> None:
     torch.manual_seed(0)
     model = ShuffleNetV1(groups=3, traceable=traceable).eval()
-    report = outputs_equal_with_identity_init(model, torch.randn(1, 3, 96, 96), input_size=96)
+    report = outputs_equal_with_identity_init(model, torch.randn(1, 3, 64, 64), input_size=64)
 
     assert [s.unit for s in report.sites] == [f"features.{i}" for i in range(16)]
     assert {s.kind for s in report.sites} == {"residual"}
@@ -223,11 +223,11 @@ def test_shufflenet_v1_untraceable_and_traceable_place_se_identically() -> None:
     run = ShuffleNetV1(groups=3).eval()
     traced = ShuffleNetV1(groups=3, traceable=True).eval()
     traced.load_state_dict(run.state_dict())
-    senet.retrofit(run, "se", input_size=96)
-    senet.retrofit(traced, "se", input_size=96)
+    senet.retrofit(run, "se", input_size=64)
+    senet.retrofit(traced, "se", input_size=64)
     state = {k.replace(".branch_main_2.attn.", ".attn."): v for k, v in run.state_dict().items()}
     traced.load_state_dict(state)
-    x = torch.randn(2, 3, 96, 96)
+    x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(traced(x), run(x), rtol=0, atol=1e-5)
 
@@ -235,8 +235,8 @@ def test_shufflenet_v1_untraceable_and_traceable_place_se_identically() -> None:
 def test_untraceable_units_other_strategies_refused_post_works() -> None:
     model = ShuffleNetV1(groups=3)
     with pytest.raises(ValueError, match="needs the unit's graph"):
-        senet.retrofit(model, "se", strategy="pre", input_size=96)
-    report = senet.retrofit(model, "se", strategy="post", input_size=96)
+        senet.retrofit(model, "se", strategy="pre", input_size=64)
+    report = senet.retrofit(model, "se", strategy="post", input_size=64)
     assert [s.attn_path for s in report.sites] == [f"features.{i}.attn" for i in range(16)]
 
 
