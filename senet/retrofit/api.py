@@ -167,6 +167,7 @@ class _Placement:
     attn_name: str
     strategy: str  # residual strategy for mode "graph" on a residual unit
     conv_target: str | None = None  # mode "graph" on a container: the conv whose unit ends here
+    node_name: str | None = None  # mode "graph": the node whose value takes attention (a concat)
     attn: nn.Module | None = None
     blend: nn.Module | None = None
 
@@ -278,6 +279,8 @@ def _plan_residual(
             channels, stage, 0,
         )  # fmt: skip
         return _Placement(site, "output", c.unit, name, strategy)
+    if c.branch_end is not None:
+        return _plan_run_residual(plan, c, strategy, probe)
     try:
         graph = trace_for_rewrite(module)
     except ValueError as err:
@@ -303,6 +306,30 @@ def _plan_residual(
     return _Placement(site, "graph", c.unit, name, strategy)
 
 
+def _plan_run_residual(
+    plan: _Plan, c: Candidate, strategy: str, probe: Probe
+) -> _Placement | Skipped:
+    """A residual unit read by running it (its forward cannot be traced): the standard site is
+    the output of the child that ends its branch; other strategies need the graph."""
+    if strategy != "standard":
+        return Skipped(
+            c.unit,
+            f"strategy {strategy!r} needs the unit's graph, and its forward cannot be traced; "
+            "strategy='standard' or 'post', or sites=[...], work here",
+        )
+    owner = _join(c.unit, c.branch_end)
+    child = c.module.get_submodule(c.branch_end)
+    shape = probe.out_shape(child)
+    if problem := probe.not_a_feature_map(shape):
+        return Skipped(c.unit, f"branch end {c.branch_end}: {problem}")
+    if iterates_children(child):
+        return Skipped(c.unit, f"branch end {c.branch_end} is {_ITERATES_CHILDREN}")
+    name = plan.name_for(owner, child, "attn")
+    site = Site(c.unit, c.kind, strategy, c.location or f"after {c.branch_end}",
+                _join(owner, name), shape[1], probe.stage(shape), 0)  # fmt: skip
+    return _Placement(site, "output", owner, name, strategy)
+
+
 def _plan_output(plan: _Plan, c: Candidate, probe: Probe, model: nn.Module) -> _Placement | Skipped:
     """A site on a module's output, or for an in-graph conv unit on its last op."""
     stage = probe.stage(c.out_shape)
@@ -315,8 +342,8 @@ def _plan_output(plan: _Plan, c: Candidate, probe: Probe, model: nn.Module) -> _
         if iterates_children(c.module):
             return Skipped(c.unit, _ITERATES_CHILDREN)
         name = plan.name_for(c.unit, c.module, "attn")
-        site = Site(c.unit, c.kind, "output", "module output", _join(c.unit, name), channels,
-                    stage, 0)  # fmt: skip
+        site = Site(c.unit, c.kind, "output", c.location or "module output", _join(c.unit, name),
+                    channels, stage, 0)  # fmt: skip
         return _Placement(site, "output", c.unit, name, "output")
     if c.end_module is not None and probe.call_count(c.end_module) == 1:
         owner = _join(c.container, c.end_target)
@@ -330,6 +357,13 @@ def _plan_output(plan: _Plan, c: Candidate, probe: Probe, model: nn.Module) -> _
         trace_for_rewrite(container)
     except ValueError as err:
         return Skipped(c.unit, str(err))
+    if c.cat_node is not None:  # an inline Inception module: attention on its concat
+        local = c.unit[len(c.container) :].strip(".").replace(".", "_")
+        stem = f"{local}_attn" if local else "attn"
+        name = plan.name_for(c.container, container, stem)
+        site = Site(c.unit, c.kind, "output", c.location or "after the concat",
+                    _join(c.container, name), channels, stage, 0)  # fmt: skip
+        return _Placement(site, "graph", c.container, name, "output", node_name=c.cat_node)
     stem = f"{c.conv_target.replace('.', '_')}_attn"
     name = plan.name_for(c.container, container, stem)
     site = Site(c.unit, c.kind, "output", f"after {c.conv_target} + norm/act",
@@ -464,6 +498,13 @@ def retrofit(
             read shapes and stages (small is faster; the model must accept it).
         dry_run: plan and report without changing the model.
 
+    A detection or segmentation model (one with a ``backbone`` child, as torchvision's Faster
+    R-CNN, Mask R-CNN, RetinaNet, FCN and DeepLabV3 have) takes attention in its backbone only,
+    as in the paper's Table 6 (SE-ResNet-50 in Faster R-CNN): the backbone's feature extractor
+    (``backbone.body`` under an FPN, else ``backbone``) is probed and retrofitted on its own, the
+    heads are reported as skipped, and MACs are those of that feature extractor at
+    ``input_size``. ``sites`` naming modules outside it retrofits the whole model instead.
+
     Original parameter and buffer names never change: a base state dict still loads (strictly
     on its keys) before or after. New parameters live under the unit, ``<unit>.attn.*`` (and
     ``<unit>.attn_blend.alpha`` with identity init). A saved retrofitted state dict loads into
@@ -475,6 +516,15 @@ def retrofit(
     check_choice("retrofit", "strategy", strategy, STRATEGIES)
     check_choice("retrofit", "init", init, INITS)
     wanted = _check_stages(stages)
+    scope = backbone_path(model)
+    if scope is not None and (sub_sites := _sites_within(model, sites, scope)) is not False:
+        arguments = dict(strategy=strategy, stages=stages, init=init,
+                         replace_existing=replace_existing, input_size=input_size,
+                         dry_run=dry_run)  # fmt: skip
+        sub_report = retrofit(
+            model.get_submodule(scope), attn, sites=sub_sites, **arguments, **attn_kwargs
+        )
+        return _whole_model_report(model, scope, sub_report)
     size = _input_size(model, input_size)
     ref = _reference_tensor(model)
     sample = _sample((1, *size), ref)
@@ -558,6 +608,73 @@ def retrofit(
     if not dry_run and not in_place:
         _apply(model, plan.placements)
     return report
+
+
+# ---- detection / segmentation models: retrofit the backbone --------------------------------
+
+
+def backbone_path(model: nn.Module) -> str | None:
+    """Path of the feature extractor of a detection / segmentation model, or None.
+
+    torchvision's detectors keep it at ``backbone.body`` (under an FPN in ``backbone.fpn``),
+    its segmentation models at ``backbone``; the model's own forward takes image lists or
+    returns dicts, so it is not probed as a whole.
+    """
+    backbone = model._modules.get("backbone")
+    if not isinstance(backbone, nn.Module):
+        return None
+    body = backbone._modules.get("body")
+    return "backbone.body" if isinstance(body, nn.Module) else "backbone"
+
+
+def _sites_within(
+    model: nn.Module, sites: Sequence[str] | SitePredicate | None, scope: str
+) -> Sequence[str] | SitePredicate | bool | None:
+    """``sites`` relative to ``scope``; False when some named site lies outside it."""
+    if sites is None:
+        return None
+    prefix = f"{scope}."
+    if callable(sites):
+        chosen = [path for path, m in model.named_modules() if sites(path, m)]
+        if not all(path.startswith(prefix) for path in chosen):
+            return False
+        return lambda path, module: sites(_join(scope, path), module)
+    names = [sites] if isinstance(sites, str) else list(sites)
+    if not names or not all(name.startswith(prefix) for name in names):
+        return False
+    return [name[len(prefix) :] for name in names]
+
+
+def _whole_model_report(model: nn.Module, scope: str, sub: RetrofitReport) -> RetrofitReport:
+    """The backbone's report, with paths from the whole model and its other parts listed."""
+    parts = scope.split(".")
+    outside = []
+    for depth in range(len(parts)):
+        parent = model.get_submodule(".".join(parts[:depth]))
+        for name, child in parent.named_children():
+            path = _join(".".join(parts[:depth]), name)
+            if name != parts[depth] and any(True for _ in child.parameters()):
+                outside.append(
+                    Skipped(
+                        path,
+                        f"outside the backbone's feature extractor {scope}: the paper adds SE to the "
+                        "backbone (Table 6: SE-ResNet-50 in Faster R-CNN); sites=[...] adds it here",
+                    )
+                )
+    sites = [
+        replace(s, unit=_join(scope, s.unit), attn_path=_join(scope, s.attn_path))
+        for s in sub.sites
+    ]
+    skipped = [Skipped(_join(scope, s.path), s.reason) for s in sub.skipped]
+    own = sum(t.numel() for t in model.parameters())
+    return replace(
+        sub,
+        model=f"{type(model).__name__} ({scope})",
+        sites=sites,
+        skipped=skipped + outside,
+        existing=[f"{scope}.{e}" for e in sub.existing],
+        base_params=own - (sub.added_params if sub.applied else 0),
+    )
 
 
 def _meta_copy(module: nn.Module) -> nn.Module:
@@ -679,7 +796,10 @@ def _apply(model: nn.Module, placements: list[_Placement]) -> None:
         view = GraphView(owner, graph)
         inserts = []
         for p in graph_groups[owner_path]:
-            if p.conv_target is None:
+            if p.node_name is not None:
+                node = next(n for n in view.nodes if n.name == p.node_name)
+                inserts.append(GraphInsert(node, p.attn_name, p.attn, None, p.blend))
+            elif p.conv_target is None:
                 res = find_residual(view)
                 if res is None:
                     raise RuntimeError(f"retrofit: {owner_path!r} lost its residual add")

@@ -6,7 +6,8 @@ its graph, not by its class:
 
 - **residual unit**: the output is ``act(branch(x) + shortcut(x))`` where the branch holds the
   convolutions and the shortcut is ``x`` or a light projection; the two share nothing heavier
-  than a pre-activation (BN, ReLU). SE goes at the strategy's place (paper Fig. 5).
+  than a pre-activation (BN, ReLU). SE goes at the strategy's place (paper Fig. 5). A concat
+  of a conv-free shortcut and a branch of >= 2 convs (ShuffleNet's stride-2 unit) is one too.
 - **multi-branch module**: the output is a channel concatenation of branches of ``x``
   (Inception modules). SE goes on the module output, as in SE-Inception (paper Fig. 2).
 - **dense aggregation**: a concatenation that includes ``x`` itself (a DenseNet dense block);
@@ -19,7 +20,12 @@ its graph, not by its class:
   SE-MobileNet adds ~0.5M parameters to MobileNet's 4.2M, which is SE after every pointwise
   conv. A depthwise conv unit followed by a conv is merged into that conv's unit. In networks
   that do have blocks, stem, transition and head convs are skipped.
-- anything else is a **container**: its children are read the same way.
+- anything else is a **container**: its children are read the same way, and a concat of
+  branches written inline in its forward (Cadene's flat BN-Inception) is a multi-branch module.
+
+A module fx cannot trace is run once instead and read from the recorded data flow (see
+:func:`read_by_running`); when that shows a unit but no place retrofit can reach, it is skipped
+with the reason rather than guessed at from its children.
 
 Stages are resolutions: stage 1 is the network's first feature-map resolution (the stem conv's
 output), and each halving starts the next stage. For ResNet-50 that makes conv2_x..conv5_x
@@ -30,11 +36,13 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.overrides import TorchFunctionMode
 
 from senet.layers.detect import is_attention_module, outermost_attention
 from senet.retrofit.insert import is_retrofitted, is_transparent, trace_module
@@ -236,6 +244,17 @@ class GraphView:
             return True
         return node.op == "call_method" and node.target in ("add", "add_")
 
+    def is_constant_scale(self, node: fx.Node) -> bool:
+        """``t * c`` for a Python number ``c``, with ``t`` a node (residual scaling)."""
+        is_mul = (node.op == "call_function" and node.target in (operator.mul, torch.mul)) or (
+            node.op == "call_method" and node.target == "mul"
+        )
+        if not is_mul or len(node.args) != 2:
+            return False
+        a, b = node.args
+        number = (int, float)
+        return isinstance(a, fx.Node) and isinstance(b, number) and not isinstance(b, bool)
+
     def conv(self, node: fx.Node) -> nn.Conv2d | None:
         m = self.module(node)
         return m if isinstance(m, nn.Conv2d) else None
@@ -297,13 +316,16 @@ class Residual:
 
 
 def find_residual(view: GraphView) -> Residual | None:
-    """The residual add feeding the output, if ``view`` is a residual unit."""
+    """The residual add feeding the output, if ``view`` is a residual unit; or the concat of a
+    shortcut and a branch (ShuffleNet's stride-2 unit: ``cat(avgpool(x), branch(x))``)."""
     out = view.output_value()
     if out is None or not view.inputs:
         return None
     x = view.inputs[0]
     add, tail = view.strip_tail(out)
-    if not view.is_add(add) or len(add.args) < 2:
+    if not view.is_add(add):
+        return _concat_residual(view, x, add, out, tail)
+    if len(add.args) < 2:
         return None
     a, b = add.args[:2]
     if not isinstance(a, fx.Node) or not isinstance(b, fx.Node):
@@ -321,6 +343,29 @@ def find_residual(view: GraphView) -> Residual | None:
         return None
     branch, shortcut = (a, b) if heavy_a > heavy_b else (b, a)
     return Residual(view, x, add, branch, shortcut, out, tail)
+
+
+def _concat_residual(
+    view: GraphView, x: fx.Node, cat: fx.Node, out: fx.Node, tail: list[fx.Node]
+) -> Residual | None:
+    """``cat([shortcut(x), branch(x)])`` where the shortcut is conv-free but not ``x`` itself
+    (that is dense aggregation) and the branch holds at least two convs (one conv beside a pool
+    is an Inception-v4 reduction module, a multi-branch module)."""
+    operands = cat_operands(cat)
+    if operands is None or len(operands) != 2:
+        return None
+    if any(view.strip_tail(op)[0] is x for op in operands):
+        return None
+    anc = [view.ancestors(op) for op in operands]
+    if x not in anc[0] or x not in anc[1]:
+        return None
+    if any(view.is_heavy(n) for n in (anc[0] & anc[1]) - {x}):
+        return None
+    heavy = [sum(view.is_heavy(n) for n in anc[i] - anc[1 - i]) for i in (0, 1)]
+    if sorted(heavy)[0] != 0 or max(heavy) < 2:
+        return None
+    i = heavy.index(max(heavy))
+    return Residual(view, x, cat, operands[i], operands[1 - i], out, tail)
 
 
 @dataclass
@@ -342,11 +387,25 @@ def residual_site(res: Residual, strategy: str) -> ResidualSite:
     if strategy == "standard":
         # Before the add, but ahead of a trailing drop-path / identity so that they act on the
         # recalibrated branch as in SE-ResNet.
-        node = res.branch
-        while view.is_pass(node) and len(node.args[0].users) == 1:
+        # Also ahead of a residual scaling by a constant (Inception-ResNet's ``out * 0.17 + x``):
+        # SE recalibrates the branch's features; the scaling stays the last step into the sum.
+        # Into a concat, ahead of the branch's own activation too: ShuffleNet's ReLU follows
+        # the concat in the paper (Fig. 2c); code that applies it to the branch alone is the same.
+        concat = not view.is_add(res.add)
+        node, scaled = res.branch, False
+        while len(node.args) > 0 and isinstance(node.args[0], fx.Node):
+            is_scale = view.is_constant_scale(node)
+            walk_over = view.is_pass(node) or is_scale or (concat and view.is_act(node))
+            if not walk_over or len(node.args[0].users) != 1:
+                break
+            scaled = scaled or is_scale
             node = node.args[0]
         users = (res.add,) if node is res.branch else None
-        return ResidualSite(node, users, f"branch end: after {view.describe(node)}, before the add")
+        merge = "concat with the shortcut" if concat else "add"
+        before = f"the residual scaling and the {merge}" if scaled else f"the {merge}"
+        return ResidualSite(
+            node, users, f"branch end: after {view.describe(node)}, before {before}"
+        )
     if strategy == "identity":
         where = "" if res.shortcut is res.x else f", after {view.describe(res.shortcut)}"
         return ResidualSite(res.shortcut, (res.add,), f"shortcut{where}")
@@ -385,6 +444,11 @@ def find_cat(view: GraphView) -> list[fx.Node] | None:
     if out is None:
         return None
     node, _ = view.strip_tail(out)
+    return cat_operands(node)
+
+
+def cat_operands(node: fx.Node) -> list[fx.Node] | None:
+    """The operands of ``node`` if it is a channel concatenation of two or more tensors."""
     if node.op != "call_function" or _name(node.target) not in _CAT_NAMES:
         return None
     tensors = node.args[0] if node.args else node.kwargs.get("tensors")
@@ -393,6 +457,92 @@ def find_cat(view: GraphView) -> list[fx.Node] | None:
         return None
     operands = [t for t in tensors if isinstance(t, fx.Node)]
     return operands if len(operands) == len(tensors) and len(operands) >= 2 else None
+
+
+@dataclass
+class InlineBranches:
+    """An Inception module written inline in a larger forward (Cadene's BN-Inception has one
+    flat forward): branches of one tensor, concatenated, used nowhere else."""
+
+    cat: fx.Node
+    source: fx.Node
+    region: set[fx.Node]  # every node of the branches, the concat excluded
+    branches: int
+
+
+def find_inline_branches(view: GraphView) -> list[InlineBranches]:
+    """The outermost inline multi-branch modules of ``view``, in graph order.
+
+    A concatenation is one if its operands' exclusive ancestors (the branches) read a single
+    tensor from outside, are read by nothing but the concat, hold convs on at least two
+    branches and none of the operands is that tensor itself (that would be dense aggregation).
+    """
+    found: list[InlineBranches] = []
+    for node in view.nodes:
+        operands = cat_operands(node)
+        if operands is None:
+            continue
+        ancestors = [view.ancestors(op) for op in operands]
+        common = set.intersection(*ancestors)
+        region = set.union(*ancestors) - common
+        if any(op not in region for op in operands):
+            continue  # one operand feeds another: not parallel branches
+        sources = {
+            src
+            for n in region
+            for src in n.all_input_nodes
+            if src not in region and src.op != "get_attr"
+        }
+        if len(sources) != 1:
+            continue
+        (source,) = sources
+        if any(view.strip_tail(op)[0] is source for op in operands):
+            continue
+        if any(user not in region and user is not node for n in region for user in n.users):
+            continue
+        heavy = sum(any(view.is_heavy(n) for n in anc - common) for anc in ancestors)
+        if heavy >= 2:
+            found.append(InlineBranches(node, source, region, len(operands)))
+    inner = {b.cat for b in found for other in found if b.cat in other.region}
+    return [b for b in found if b.cat not in inner]
+
+
+def _inline_unit_name(view: GraphView, branches: InlineBranches, path: str) -> str:
+    """The common prefix of the branch modules' names, cut at a ``_`` / ``.`` (``inception_3a``
+    from ``inception_3a_1x1``, ``inception_3a_pool``, ...); when there is none, the container's
+    own path if the branches are all its convs, else the concat node's name."""
+    targets = sorted(str(n.target) for n in branches.region if n.op == "call_module")
+    lo, hi = (targets[0], targets[-1]) if targets else ("", "")
+    k = 0
+    while k < min(len(lo), len(hi)) and lo[k] == hi[k]:
+        k += 1
+    prefix = lo[:k]
+    if k < len(lo) and k < len(hi) and not prefix.endswith(("_", ".")):
+        prefix = prefix[: max(prefix.rfind("_"), prefix.rfind(".")) + 1]  # "branch" of branch1
+    prefix = prefix.rstrip("._")
+    if len(prefix) >= 2:
+        return _join(path, prefix)
+    heavy = {n for n in view.nodes if view.is_heavy(n)}
+    if path and heavy <= branches.region:
+        return path
+    return _join(path, str(branches.cat.name))
+
+
+def _node_shape(view: GraphView, node: fx.Node, probe: Probe) -> tuple[int, ...] | None:
+    """Shape of ``node`` read from the probe: a module called once, or an act/pass after one."""
+    if node.op == "call_module":
+        module = view.module(node)
+        return probe.out_shape(module) if probe.call_count(module) == 1 else None
+    if view.is_act(node) and node.args and isinstance(node.args[0], fx.Node):
+        return _node_shape(view, node.args[0], probe)
+    return None
+
+
+def _cat_shape(view: GraphView, operands: list[fx.Node], probe: Probe) -> tuple[int, ...] | None:
+    shapes = [_node_shape(view, op, probe) for op in operands]
+    if any(s is None or len(s) != 4 for s in shapes) or len({s[2:] for s in shapes}) != 1:
+        return None
+    return (shapes[0][0], sum(s[1] for s in shapes), *shapes[0][2:])
 
 
 @dataclass
@@ -408,6 +558,9 @@ class Candidate:
     conv_target: str | None = None  # ... the conv's target in that graph
     end_target: str | None = None  # ... the module ending the unit (None: a function, e.g. F.relu)
     end_module: nn.Module | None = None
+    cat_node: str | None = None  # inline multi-branch module: name of its concat node
+    location: str | None = None  # inline multi-branch module: where, in words
+    branch_end: str | None = None  # untraceable residual unit: the child ending its branch
 
 
 @dataclass
@@ -484,6 +637,15 @@ def walk(model: nn.Module, probe: Probe) -> Walk:
         if kind == "dense":
             _visit_dense(path, view)
             return
+        if kind == "opaque" and path and type(module).forward is not nn.Module.forward:
+            ran = read_by_running(module, probe)
+            if ran.kind in ("residual", "multi-branch"):
+                c = candidate(path, ran.kind, module)
+                found.blocks.append(replace(c, branch_end=ran.branch_end, location=ran.location))
+                return
+            if ran.kind == "undecided":
+                found.skipped.append((path, f"forward could not be traced ({reason}); {ran.why}"))
+                return
         if kind == "opaque" or view is None:
             # ModuleList / ModuleDict have no forward: nothing to report, just read the children.
             if path and type(module).forward is not nn.Module.forward:
@@ -510,9 +672,24 @@ def walk(model: nn.Module, probe: Probe) -> Walk:
             found.blocks.append(candidate(_join(path, str(node.target)), "dense-layer", layer))
 
     def _visit_graph(path: str, view: GraphView) -> None:
+        covered: set[fx.Node] = set()
+        for branches in find_inline_branches(view):
+            covered |= branches.region
+            found.blocks.append(
+                Candidate(
+                    unit=_inline_unit_name(view, branches, path),
+                    kind="multi-branch",
+                    module=view.owner,
+                    out_shape=_cat_shape(view, cat_operands(branches.cat) or [], probe),
+                    calls=1,
+                    container=path,
+                    cat_node=branches.cat.name,
+                    location=f"after the concat of its {branches.branches} branches",
+                )
+            )
         for node in view.nodes:
             child = view.module(node)
-            if child is None:
+            if child is None or node in covered:
                 continue
             child_path = _join(path, str(node.target))
             if view.conv(node) is not None and not is_retrofitted(child):
@@ -573,3 +750,217 @@ def record_shapes(
 
     _Recorder(module, graph=graph).run(*args)
     return shapes
+
+
+# ---- modules whose forward cannot be traced: read them by running them ----------------------
+#
+# fx cannot trace a forward that unpacks a tensor's size (megvii's ShuffleNet v1 channel
+# shuffle) or branches on data. Such a unit is run once on a sample instead, recording which of
+# its children and which torch functions consumed which tensors: the path taken for this
+# instance (its stride is fixed) as a data-flow graph. A unit read this way can take attention
+# only on the output of one of its children or on its own output, since its forward cannot be
+# rewritten.
+
+
+@dataclass(eq=False)
+class RunNode:
+    """One step of a recorded forward: the input, a child module call or a torch function."""
+
+    op: str  # "input" | "module" | "function"
+    target: str  # the child's name, or the function's name
+    args: list[RunNode]
+    heavy: int  # convs/linears: those of a child, 1 for a conv/linear function
+    light: bool = False  # an activation / identity-like step (walked over at the tail)
+    users: list[RunNode] = field(default_factory=list)
+
+    def ancestors(self) -> set[RunNode]:
+        seen, stack = set(), [self]
+        while stack:
+            n = stack.pop()
+            if n not in seen:
+                seen.add(n)
+                stack.extend(n.args)
+        return seen
+
+
+_RUN_ADDS = frozenset({"add", "add_", "__add__", "__iadd__", "__radd__"})
+_RUN_PASS = frozenset({"__get__", "contiguous", "clone", "dropout"})
+
+
+def _function_name(func: object) -> str:
+    return getattr(func, "__name__", type(func).__name__)
+
+
+class _Recording(TorchFunctionMode):
+    """Records the torch functions a module's own forward calls (not its children's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0  # > 0 while a child module runs
+        self.producer: dict[int, RunNode] = {}
+        self.keep: list[torch.Tensor] = []  # holds every tensor seen, so ids stay unique
+
+    def node_of(self, value: object) -> list[RunNode]:
+        return [self.producer[id(t)] for t in _tensors(value) if id(t) in self.producer]
+
+    def produce(self, node: RunNode, value: object) -> None:
+        for arg in node.args:
+            arg.users.append(node)
+        for t in _tensors(value):
+            self.keep.append(t)
+            self.producer[id(t)] = node
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: object,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        result = func(*args, **(kwargs or {}))
+        if self.depth == 0 and any(True for _ in _tensors(result)):
+            name = _function_name(func)
+            inputs = self.node_of((args, list((kwargs or {}).values())))
+            heavy = int(name in _CONV_FUNCTION_NAMES)
+            light = name in _ACT_NAMES or name in _RUN_PASS
+            self.produce(RunNode("function", name, inputs, heavy, light), result)
+        return result
+
+
+def _tensors(value: object) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+
+
+def run_graph(module: nn.Module, sample: torch.Tensor) -> tuple[RunNode, RunNode] | None:
+    """Run ``module(sample)`` and return its (input, output) nodes, or None when the output is
+    not one tensor or does not come from the input."""
+    recording = _Recording()
+    x = RunNode("input", "x", [], 0)
+    recording.produce(x, sample)
+
+    def pre_hook(child: nn.Module, args: tuple[object, ...]) -> None:
+        recording.depth += 1
+
+    def make_hook(name: str) -> Callable[..., None]:
+        def hook(child: nn.Module, args: tuple[object, ...], output: object) -> None:
+            recording.depth -= 1
+            if recording.depth == 0:
+                m_name = type(child).__module__
+                light = m_name == "torch.nn.modules.activation" or isinstance(
+                    child, (nn.Identity, nn.modules.dropout._DropoutNd)
+                )
+                node = RunNode("module", name, recording.node_of(args), heavy_count(child),
+                               light)  # fmt: skip
+                recording.produce(node, output)
+
+        return hook
+
+    handles = []
+    for name, child in module.named_children():
+        handles.append(child.register_forward_pre_hook(pre_hook))
+        handles.append(child.register_forward_hook(make_hook(name)))
+    try:
+        with recording:
+            output = module(sample)
+    finally:
+        for h in handles:
+            h.remove()
+    if not isinstance(output, torch.Tensor) or id(output) not in recording.producer:
+        return None
+    out = recording.producer[id(output)]
+    return (x, out) if x in out.ancestors() else None
+
+
+@dataclass
+class RunReading:
+    """What running an untraceable module showed."""
+
+    kind: str  # "residual" | "multi-branch" | "undecided" | "container"
+    branch_end: str | None = None  # residual: the child whose output ends the branch
+    location: str | None = None
+    why: str = ""  # undecided: why no site was chosen
+
+
+def _strip_light(node: RunNode) -> RunNode:
+    while node.light and len(node.args) == 1:
+        node = node.args[0]
+    return node
+
+
+def _run_sample(module: nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
+    ref = next(
+        (t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()), None
+    )
+    if ref is None:
+        return torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    if ref.device.type == "meta":
+        return torch.empty(shape, device="meta", dtype=ref.dtype)
+    generator = torch.Generator(device=ref.device).manual_seed(0)
+    return torch.randn(shape, generator=generator, device=ref.device).to(ref.dtype)
+
+
+def _branch_end(end: RunNode, merge: str, probe_calls: Callable[[str], int]) -> RunReading:
+    """A residual reading whose site is the child ``end``, or undecided with the reason."""
+    if end.op != "module":
+        return RunReading(
+            "undecided",
+            why=f"running it shows a residual {merge} whose branch ends in {end.target}(), not "
+            "in a child module, so attention cannot go there without rewriting the forward; "
+            "name the site with sites=[...]",
+        )
+    if probe_calls(end.target) != 1 or len(end.users) != 1:
+        return RunReading(
+            "undecided",
+            why=f"running it shows a residual {merge} whose branch ends in {end.target}, which "
+            "is called more than once or also used elsewhere; name the site with sites=[...]",
+        )
+    where = f"branch end: after {end.target}, before the {merge} (read by running it)"
+    return RunReading("residual", end.target, where)
+
+
+def read_by_running(module: nn.Module, probe: Probe) -> RunReading:
+    """Classify an untraceable module by running it on a sample of its probed input shape."""
+    in_shapes = probe.in_shapes.get(id(module), ())
+    if len(in_shapes) != 1:
+        return RunReading("container")
+    try:
+        ends = run_graph(module, _run_sample(module, in_shapes[0]))
+    except Exception:  # it ran in the probe; a failure here only means "cannot read it"
+        return RunReading("container")
+    if ends is None:
+        return RunReading("container")
+    x, out = ends
+    children = dict(module.named_children())
+
+    def calls(name: str) -> int:
+        return probe.call_count(children[name])
+
+    merge = _strip_light(out)
+    operands = merge.args
+    if merge.op != "function" or len(operands) < 2:
+        return RunReading("container")
+    ancestors = [op.ancestors() for op in operands]
+    if any(x not in anc for anc in ancestors):
+        return RunReading("container")
+    common = set.intersection(*ancestors) - {x}
+    # Conv count of each operand's own nodes; the rules are find_residual's and classify's.
+    heavy = [sum(n.heavy for n in anc - common) for anc in ancestors]
+    if any(n.heavy for n in common):
+        return RunReading("container")  # a stack of units, not one
+    with_convs = sum(h > 0 for h in heavy)
+    if merge.target in _RUN_ADDS and len(operands) == 2 and with_convs == 1:
+        return _branch_end(operands[heavy.index(max(heavy))], "add", calls)
+    if merge.target in _CAT_NAMES:
+        if len(operands) == 2 and with_convs == 1 and max(heavy) >= 2 and x not in operands:
+            branch = _strip_light(operands[heavy.index(max(heavy))])
+            return _branch_end(branch, "concat with the shortcut", calls)
+        if with_convs >= 2 and x not in operands:
+            return RunReading("multi-branch", location="module output (read by running it)")
+    return RunReading("container")
