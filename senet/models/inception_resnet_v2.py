@@ -2,15 +2,18 @@
 
 SE-Inception-ResNet-v2 puts SE on the residual branch before the sum (paper Sec. 4, as in
 SE-ResNet) of each of the 40 residual blocks (10 x Block35, 20 x Block17, 10 x Block8):
-``x + scale * SE(F(x))``. Two choices the paper leaves open, decided here:
+``x + scale * SE(F(x))``, and on the output of the 3 Inception modules without a residual
+branch (43 SE blocks). Two choices the paper leaves open, decided here:
 
 * SE acts *before* the residual scaling (0.17, 0.10, 0.20). The scaling belongs to the sum: it
   stabilises the addition of a wide branch, it is a constant, and an SE gate after it would see
   inputs 5-10x smaller than SE anywhere else in the network (its first FC would have to learn
   that scale back). Before it, SE sees the branch output exactly as SE-ResNet's SE does.
 * The non-residual Mixed_5b (stem Inception module) and the reduction blocks Mixed_6a/Mixed_7a
-  get no SE: the paper's rule is "on the residual branch", and these have none. The paper's FLOPs
-  (11.75 -> 11.76) cannot decide it: the three modules' SE would add < 0.001 G.
+  are plain Inception modules, so they get SE on their output as SE-BN-Inception's modules do
+  (its stride-2 modules 3c and 4e included; paper Fig. 2). This is also where ``senet.retrofit``
+  puts SE on any Inception-ResNet-v2, so the two agree. The paper's FLOPs (11.75 -> 11.76)
+  cannot decide it: the three modules' SE add < 0.001 G.
 
 The layout (module names, BN eps 1e-3, valid-padding convs, linear 1x1 conv with bias at the end
 of each branch) is that of Cadene's ``inceptionresnetv2`` and timm's ``inception_resnet_v2``.
@@ -38,11 +41,23 @@ def _unit(
     return ConvBnAct(in_chs, out_chs, kernel_size, stride=stride, padding=padding, eps=1e-3)
 
 
-class Mixed5b(nn.Module):
-    """Stem Inception module (35x35): Concat(1x1, 1x1-5x5, 1x1-3x3-3x3, AvgPool-1x1)."""
+class _InceptionModule(nn.Module):
+    """Concatenated branches, then the optional attention on the module output (Fig. 2)."""
 
-    def __init__(self) -> None:
+    def _init_attn(self, attn: AttnLayer, attn_kwargs: dict[str, Any] | None, chs: int) -> None:
+        self.attn = create_attn(attn, chs, **(attn_kwargs or {}))
+
+    def _join(self, branches: list[torch.Tensor]) -> torch.Tensor:
+        out = torch.cat(branches, 1)
+        return out if self.attn is None else self.attn(out)
+
+
+class Mixed5b(_InceptionModule):
+    """Stem Inception module (35x35): Concat(1x1, 1x1-5x5, 1x1-3x3-3x3, AvgPool-1x1), [Attn]."""
+
+    def __init__(self, attn: AttnLayer = None, attn_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__()
+        self._init_attn(attn, attn_kwargs, 320)
         self.branch0 = _unit(192, 96, 1)
         self.branch1 = nn.Sequential(_unit(192, 48, 1), _unit(48, 64, 5, padding=2))
         self.branch2 = nn.Sequential(
@@ -53,14 +68,15 @@ class Mixed5b(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)], 1)
+        return self._join([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)])
 
 
-class Mixed6a(nn.Module):
-    """Reduction-A (35 -> 17): Concat(3x3/2, 1x1-3x3-3x3/2, MaxPool/2)."""
+class Mixed6a(_InceptionModule):
+    """Reduction-A (35 -> 17): Concat(3x3/2, 1x1-3x3-3x3/2, MaxPool/2), [Attn]."""
 
-    def __init__(self) -> None:
+    def __init__(self, attn: AttnLayer = None, attn_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__()
+        self._init_attn(attn, attn_kwargs, 1088)
         self.branch0 = _unit(320, 384, 3, 2)
         self.branch1 = nn.Sequential(
             _unit(320, 256, 1), _unit(256, 256, 3, padding=1), _unit(256, 384, 3, 2)
@@ -68,14 +84,15 @@ class Mixed6a(nn.Module):
         self.branch2 = nn.MaxPool2d(3, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x)], 1)
+        return self._join([self.branch0(x), self.branch1(x), self.branch2(x)])
 
 
-class Mixed7a(nn.Module):
-    """Reduction-B (17 -> 8): Concat(1x1-3x3/2, 1x1-3x3/2, 1x1-3x3-3x3/2, MaxPool/2)."""
+class Mixed7a(_InceptionModule):
+    """Reduction-B (17 -> 8): Concat(1x1-3x3/2, 1x1-3x3/2, 1x1-3x3-3x3/2, MaxPool/2), [Attn]."""
 
-    def __init__(self) -> None:
+    def __init__(self, attn: AttnLayer = None, attn_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__()
+        self._init_attn(attn, attn_kwargs, 2080)
         self.branch0 = nn.Sequential(_unit(1088, 256, 1), _unit(256, 384, 3, 2))
         self.branch1 = nn.Sequential(_unit(1088, 256, 1), _unit(256, 288, 3, 2))
         self.branch2 = nn.Sequential(
@@ -84,7 +101,7 @@ class Mixed7a(nn.Module):
         self.branch3 = nn.MaxPool2d(3, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)], 1)
+        return self._join([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)])
 
 
 class InceptionResBlock(nn.Module):
@@ -155,7 +172,8 @@ class InceptionResNetV2(ClassifierNet):
     Args:
         num_classes, in_chans: classifier outputs (0: the 1536-d features); image channels.
         attn, attn_kwargs: attention on each residual block's branch, before the scaling and
-            the sum (paper: ``"se"``); none in the Mixed (non-residual) modules.
+            the sum, and on the output of the three Mixed (non-residual) Inception modules
+            (paper: ``"se"``).
         drop_rate: dropout before the classifier (Cadene's port trains with 0.5, timm's 0).
     """
 
@@ -180,15 +198,15 @@ class InceptionResNetV2(ClassifierNet):
         self.conv2d_3b = _unit(64, 80, 1)
         self.conv2d_4a = _unit(80, 192, 3)
         self.maxpool_5a = nn.MaxPool2d(3, 2)
-        self.mixed_5b = Mixed5b()
+        self.mixed_5b = Mixed5b(**a)
         self.repeat = nn.Sequential(
             *[InceptionResBlock("block35", scale=0.17, **a) for _ in range(10)]
         )
-        self.mixed_6a = Mixed6a()
+        self.mixed_6a = Mixed6a(**a)
         self.repeat_1 = nn.Sequential(
             *[InceptionResBlock("block17", scale=0.10, **a) for _ in range(20)]
         )
-        self.mixed_7a = Mixed7a()
+        self.mixed_7a = Mixed7a(**a)
         self.repeat_2 = nn.Sequential(
             *[InceptionResBlock("block8", scale=0.20, **a) for _ in range(9)]
         )
@@ -221,5 +239,5 @@ register_twins(
     "inception_resnet_v2",
     "Inception-ResNet-v2 (Szegedy et al. 2017; paper Table 2) at 299x299.",
     "SE-Inception-ResNet-v2 (paper Table 2): SE on each residual block's branch, before the "
-    "residual scaling and the sum; none in the Mixed/reduction modules.",
+    "residual scaling and the sum, and on the 3 Mixed/reduction modules' outputs.",
 )
