@@ -20,7 +20,7 @@ from senet.ablation.paired import (
 from senet.ablation.study import build_study, main, pretty_model, reference_pairs, twin_pairs
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "configs" / "fashion_mnist_se_resnet20.yaml"
+RECIPE = REPO / "senet" / "configs" / "fashion_mnist_se_resnet20.yaml"
 
 
 def test_t_quantiles_are_the_tabled_values():
@@ -84,7 +84,7 @@ def test_one_seed_gives_a_mean_but_no_interval():
 
 
 def test_shipped_study_grids_pair_the_right_settings():
-    depth = load_grid(REPO / "configs" / "ablations" / "fashion_mnist_depth.yaml")
+    depth = load_grid(REPO / "senet" / "configs" / "ablations" / "fashion_mnist_depth.yaml")
     assert twin_pairs(depth) == [
         (f"name=se_resnet{d}_cifar", f"name=resnet{d}_cifar") for d in (20, 56, 110)
     ]
@@ -92,7 +92,7 @@ def test_shipped_study_grids_pair_the_right_settings():
     config = depth.point_config(depth.points[0])
     assert config.data.train_size is None and config.data.val_size is None
     assert config.train.amp == "bf16" and config.train.channels_last is True
-    width = load_grid(REPO / "configs" / "ablations" / "fashion_mnist_se_width.yaml")
+    width = load_grid(REPO / "senet" / "configs" / "ablations" / "fashion_mnist_se_width.yaml")
     assert twin_pairs(width) is None
     assert reference_pairs(width) == [
         ("min_channels=1", "baseline"),

@@ -44,8 +44,10 @@ def gate_specificity_by_hand(run_dir: Path, size: int | None = None) -> tuple[li
     gates = []
 
     def record(module, args, out):
-        # The block scales its input per channel: the gate is out / in, by least squares.
-        (inp,) = args
+        # The block scales its input per channel: the gate is out / in, by least squares. The
+        # residual block hands SE its shortcut too (out = shortcut + in * s): take it off.
+        inp, *shortcut = args
+        out = out - shortcut[0] if shortcut else out
         gates.append(((out * inp).sum((2, 3)) / inp.square().sum((2, 3))).double())
 
     blocks = [b for layer in (model.layer1, model.layer2, model.layer3) for b in layer]

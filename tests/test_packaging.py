@@ -26,7 +26,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_recipes_and_grids_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no configs/ folder here
-    assert names() == ["cifar10_se_resnet110", "fashion_mnist_se_resnet20", "imagenet_se_resnet50"]
+    assert names() == [
+        "cifar10_se_resnet110",
+        "cifar10_se_shake_shake26",
+        "fashion_mnist_rts_stn",
+        "fashion_mnist_se_resnet20",
+        "imagenet_se_resnet50",
+    ]
     by_name = load_config("fashion_mnist_se_resnet20", ["train.epochs=2"])
     by_path = load_config(REPO / "senet/configs/fashion_mnist_se_resnet20.yaml", ["train.epochs=2"])
     assert by_name == by_path and by_name.model.name == "se_resnet20_cifar"
@@ -41,7 +47,7 @@ def test_unknown_recipe_lists_the_shipped_ones(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=r"no recipe by that name \(recipes: cifar10_se_"):
         load_config("fashion_mnist_se_resnet")
-    with pytest.raises(GridError, match=r"no grid by that name \(grids: reduction_fashion_mnist"):
+    with pytest.raises(GridError, match=r"no grid by that name \(grids: fashion_mnist_attention, fashion_mnist_bf16"):
         load_grid("table10")
 
 

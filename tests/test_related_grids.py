@@ -4,8 +4,9 @@ from pathlib import Path
 
 from senet.ablation.grid import load_grid
 from senet.config import load_config
+from senet.train.summary import RunSummary
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "senet" / "configs"
 
 
 def test_rts_stn_recipe():
@@ -48,10 +49,10 @@ def test_the_grid_table_reports_measured_time_per_image(tmp_path):
     grid = load_grid(CONFIGS / "ablations" / "fashion_mnist_stn.yaml")
     # Throughputs of 500 and 1000 img/s: 1000 / 750 = 1.333 ms per image, mean over seeds.
     results = [
-        PointResult(point, tmp_path, "done", summary={
+        PointResult(point, tmp_path, "done", summary=RunSummary.from_dict({
             "final_top1": 80.0 + i, "final_top5": 99.0, "params": 274_954, "macs": 73_103_152,
             "train_img_s": 500.0 if i % 2 else 1000.0,
-        })
+        }))
         for i, point in enumerate(grid.points)
         if point.seed in (0, 1)
     ]  # fmt: skip

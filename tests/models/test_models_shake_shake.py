@@ -79,7 +79,7 @@ def test_cutout_without_augmentation_or_on_image_folders_is_refused():
 
 
 def test_table_4_recipe_loads():
-    config = load_config(ROOT / "configs" / "cifar10_se_shake_shake26.yaml")
+    config = load_config(ROOT / "senet" / "configs" / "cifar10_se_shake_shake26.yaml")
     assert config.model.name == "se_shake_shake26_2x96d_cifar"
     assert config.data.cutout == 16 and config.data.name == "cifar10"
     assert (config.optim.lr, config.schedule.name, config.train.epochs) == (0.2, "cosine", 1800)
