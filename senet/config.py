@@ -127,8 +127,11 @@ class TrainConfig:
     epochs: int = 10
     seed: int = 0
     device: str = "auto"  # auto (cuda when present), cpu, cuda, cuda:1, ...
-    amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision (fp16 only on CUDA)
-    channels_last: bool = False  # NHWC memory layout (faster convs on CUDA / some CPUs)
+    # mixed precision (fp16 only on CUDA); auto: bf16 where the device has bf16 hardware (AMX or
+    # AVX512-BF16 CPUs, CUDA), fp32 elsewhere; the run log says which and why
+    amp: Literal["auto", "none", "bf16", "fp16"] = "none"
+    # NHWC memory layout (faster reduced-precision convs); auto: on when amp runs bf16/fp16
+    channels_last: bool | Literal["auto"] = False
     compile: bool = False  # torch.compile the model (slow start, faster steps)
     label_smoothing: float = 0.0  # epsilon of label-smoothed cross-entropy
     freeze_bn_epochs: int = 0  # last K epochs: BatchNorm running stats and affine params fixed

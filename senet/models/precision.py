@@ -50,8 +50,6 @@ def choose_amp(amp: str, device: torch.device | str) -> tuple[str, str]:
     runs, emulated and slower than fp32, and the reason says so for the run log.
     """
     device = torch.device(device)
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError("train.amp=fp16 needs CUDA; on CPU use train.amp=bf16 or none")
     if amp != "auto":
         slow = amp == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16()
         note = "this CPU has no bf16 hardware: emulated, slower than fp32" if slow else "as set"

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from senet.config import Config, ConfigError, ModelConfig, save_config
+from senet.config import Config, ConfigError, ModelConfig, TrainConfig, save_config
 from senet.data import DatasetInfo, create_dataset, create_loader
 from senet.models.builder import (
     is_foreign,
@@ -26,6 +26,7 @@ from senet.models.builder import (
     load_initial_weights,
     model_from_config,
 )
+from senet.models.precision import choose_amp
 from senet.profile import profile
 from senet.profile.timing import eval_mode
 from senet.train.checkpoint import CheckpointDir, restore_training_state
@@ -268,11 +269,24 @@ def weights_metadata(
     }
 
 
+def resolve_precision(t: TrainConfig, device: torch.device) -> str:
+    """Turn ``train.amp``/``train.channels_last`` ``auto`` into what runs on ``device``, in place;
+    returns the line the run log shows (the resolved values are saved with the config)."""
+    t.amp, why = choose_amp(t.amp, device)
+    if t.channels_last == "auto":  # NHWC pays with reduced-precision convs (oneDNN, tensor cores)
+        t.channels_last = t.amp != "none"
+    precision = {"none": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}[t.amp]
+    layout = "channels_last" if t.channels_last else "NCHW"
+    return f"precision: {precision}, {layout} ({why})"
+
+
 def _train(
     config: Config, resume: str | Path | None, world: World, wall_start: float
 ) -> RunSummary:
     t, d = config.train, config.data
     device = world.device
+    # Before the resume check and the saved config: both then hold the precision that ran.
+    precision_note = resolve_precision(t, device)
     try:  # the config allows fp16 with device=auto; here auto has become a device
         check_amp(t.amp, device)
     except ValueError as e:
@@ -283,7 +297,7 @@ def _train(
             "set train.sync_bn=false: each process then normalises with its own batch"
         )
     global_batch = d.batch_size * world.world_size
-    notes: list[str] = []  # said once the progress display exists
+    notes: list[str] = [precision_note]  # said once the progress display exists
 
     def prepare() -> tuple[Path | None, dict[str, Any] | None, list[str]]:
         found = None
