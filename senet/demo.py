@@ -158,7 +158,7 @@ def fast_path() -> tuple[list[str], str]:
             "bf16 autocast + channels_last (this CPU has bf16 hardware: AMX/AVX512-BF16)",
         )
     # Emulated bf16 is slower than fp32, so such CPUs train in fp32 on a smaller budget.
-    overrides = ["train.amp=none", *FP32_BUDGET]
+    overrides = ["train.amp=none", "train.channels_last=false", *FP32_BUDGET]
     return overrides, "fp32 (this CPU has no bf16 hardware, where bf16 would be slower)"
 
 

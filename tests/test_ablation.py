@@ -222,7 +222,9 @@ def test_ray_backend_runs_the_same_grid(tmp_path):
         got, _ = read_weights(remote.run_dir / "last.safetensors")
         assert got.keys() == want.keys()
         for key in want:
-            torch.testing.assert_close(got[key], want[key], rtol=1e-4, atol=1e-5)
+            # Measured: up to 3e-5 apart after training (summation order); a point that ran
+            # another setting (e.g. a dropped optim.lr) differs by ~1e-1
+            torch.testing.assert_close(got[key], want[key], rtol=1e-3, atol=1e-4)
     lrs = [r.summary["config"]["optim"]["lr"] for r in results]
     assert lrs == [0.05, 0.2]  # each point ran its own setting
 

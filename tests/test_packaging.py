@@ -47,7 +47,10 @@ def test_unknown_recipe_lists_the_shipped_ones(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=r"no recipe by that name \(recipes: cifar10_se_"):
         load_config("fashion_mnist_se_resnet")
-    with pytest.raises(GridError, match=r"no grid by that name \(grids: fashion_mnist_attention, fashion_mnist_bf16"):
+    with pytest.raises(
+        GridError,
+        match=r"no grid by that name \(grids: fashion_mnist_attention, fashion_mnist_bf16",
+    ):
         load_grid("table10")
 
 
@@ -87,7 +90,9 @@ def test_built_wheel_works_from_an_empty_folder(tmp_path):
         out = subprocess.run([*senet_cli, *args], cwd=empty, env=env, **run)
         return out.stdout
 
-    where = subprocess.run([py, "-c", "import senet; print(senet.__file__)"], cwd=empty, **run)
+    where = subprocess.run(
+        [py, "-c", "import senet; print(senet.__file__)"], cwd=empty, env=env, **run
+    )
     assert str(site_dir) in where.stdout  # the wheel's senet, not this checkout's
     budget = ["data.train_size=64", "data.val_size=64", "train.epochs=1", "log.progress=none"]
     budget += [f"data.root={tmp_path / 'data'}", "log.tensorboard=false", "log.plots=false"]

@@ -352,7 +352,10 @@ def _train(
         start = EpochTotals(**resume_state.get("totals", {}))
         rng = own_rng_state(resume_state, world, resumes_mid_epoch=bool(start.step), notes=notes)
     if t.compile:
-        model.compile()  # in place: state_dict keys stay the same
+        # In place (state_dict keys stay the same). Static shapes: a last partial batch or the
+        # eval batch costs a recompile, not slower symbolic kernels (and some backward
+        # formulas, e.g. affine_grid's for an STN, have no symbolic-shape version).
+        model.compile(dynamic=False)
     train_model = wrap_ddp(model, world)
 
     progress = (

@@ -41,12 +41,13 @@ def test_se_adds_the_parameters_of_its_sites(name):
 
 
 def test_se_site_counts_show_in_the_parameter_increments():
-    # SE-Inception-ResNet-v2: 10 x 320, 20 x 1088, 10 x 2080 channels (residual blocks only).
+    # SE-Inception-ResNet-v2: 10 x 320, 20 x 1088, 10 x 2080 channels (residual blocks) and the
+    # Mixed modules' outputs (320, 1088, 2080).
     def se(c):
         return c * (c // 16) * 2 + c + c // 16
 
     assert row("se_inception_resnet_v2")["params"] - row("inception_resnet_v2")["params"] == (
-        10 * se(320) + 20 * se(1088) + 10 * se(2080)
+        11 * se(320) + 21 * se(1088) + 11 * se(2080)
     )
     # SE-ShuffleNet: the branch widths (216, 240, 480 less the shortcut's on stride-2 units).
     sites = [216, 240, 240, 240, 240] + [480] * 7 + [480, 960, 960, 960]

@@ -68,7 +68,8 @@ def test_forward_backward_and_head(name):
     with torch.no_grad():
         odd = torch.randn(1, 1, size + 7, size - 5)  # adaptive pooling: any input size
         features = model.forward_features(odd)
-        assert features.shape[:2] == (1, model.num_features)
+        # num_features is the pre-logits width: the feature map's, except VGG's (FC-4096 head)
+        assert features.shape[:2] == (1, 512 if "vgg" in name else model.num_features)
         pooled = model.forward_head(features, pre_logits=True)
         assert pooled.shape == (1, model.num_features)
         torch.testing.assert_close(model.forward_head(features), model(odd))
