@@ -222,9 +222,10 @@ def test_ray_backend_runs_the_same_grid(tmp_path):
         got, _ = read_weights(remote.run_dir / "last.safetensors")
         assert got.keys() == want.keys()
         for key in want:
-            # Measured: up to 3e-5 apart after training (summation order); a point that ran
+            # Measured: up to 1.2e-4 apart after training (the summation order of SE's FC
+            # matmuls follows the thread count, and SGD amplifies it); a point that ran
             # another setting (e.g. a dropped optim.lr) differs by ~1e-1
-            torch.testing.assert_close(got[key], want[key], rtol=1e-3, atol=1e-4)
+            torch.testing.assert_close(got[key], want[key], rtol=0, atol=1e-3)
     lrs = [r.summary["config"]["optim"]["lr"] for r in results]
     assert lrs == [0.05, 0.2]  # each point ran its own setting
 
