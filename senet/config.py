@@ -132,8 +132,7 @@ class TrainConfig:
     amp: Literal["auto", "none", "bf16", "fp16"] = "none"
     # NHWC memory layout (faster reduced-precision convs); auto: on when amp runs bf16/fp16
     channels_last: bool | Literal["auto"] = False
-    # torch.compile the model (slow start, faster steps); auto: on for runs of >= 2,000 steps
-    compile: bool | Literal["auto"] = False
+    compile: bool = False  # torch.compile the model (slow start, faster steps)
     label_smoothing: float = 0.0  # epsilon of label-smoothed cross-entropy
     freeze_bn_epochs: int = 0  # last K epochs: BatchNorm running stats and affine params fixed
     ema: bool = False  # keep an exponential moving average of the weights, evaluate it too

@@ -44,20 +44,3 @@ def test_explicit_bf16_on_a_cpu_without_bf16_hardware_says_it_is_emulated(
     overrides = [*QUICK, "log.progress=plain", "train.epochs=1", "train.amp=bf16"]
     train(load_config(None, [*overrides, f"output_dir={tmp_path / 'run'}"]))
     assert "no bf16 hardware: emulated, slower than fp32" in capsys.readouterr().out
-
-
-def test_compile_auto_compiles_long_runs_only(tmp_path, capsys):
-    from senet.config import TrainConfig
-    from senet.train.job import AUTO_COMPILE_MIN_STEPS, resolve_compile
-
-    long_run = TrainConfig(compile="auto")
-    assert "compile: on (auto: 2,000 steps" in resolve_compile(long_run, AUTO_COMPILE_MIN_STEPS)
-    assert long_run.compile is True
-    explicit = TrainConfig(compile=False)
-    assert resolve_compile(explicit, 10**6) == "compile: off (as set)" and explicit.compile is False
-    # A short run through train(): 8 steps stay eager, and the saved config says so.
-    out = tmp_path / "run"
-    overrides = [*QUICK, "log.progress=plain", "train.epochs=1", "train.compile=auto"]
-    train(load_config(None, [*overrides, f"output_dir={out}"]))
-    assert "compile: off (auto: 8 steps; on from 2,000" in capsys.readouterr().out
-    assert load_config(out / "config.yaml").train.compile is False

@@ -280,23 +280,6 @@ def resolve_precision(t: TrainConfig, device: torch.device) -> str:
     return f"precision: {precision}, {layout} ({why})"
 
 
-# torch.compile on a 2-core CPU takes one to two minutes for ResNet-20's training and eval
-# graphs, then cuts ~40% off each bf16 step (benchmarks/bench_se_overhead.py --train --compile):
-# it pays from a few hundred steps. auto compiles runs this long, with room for deeper nets.
-AUTO_COMPILE_MIN_STEPS = 2000
-
-
-def resolve_compile(t: TrainConfig, total_steps: int) -> str:
-    """Turn ``train.compile=auto`` into on/off for a run of ``total_steps``; the run log line."""
-    if t.compile != "auto":
-        return f"compile: {'on' if t.compile else 'off'} (as set)"
-    t.compile = total_steps >= AUTO_COMPILE_MIN_STEPS
-    return (
-        f"compile: {'on' if t.compile else 'off'} (auto: {total_steps:,} steps; "
-        f"on from {AUTO_COMPILE_MIN_STEPS:,}, where compiling measured faster)"
-    )
-
-
 def _train(
     config: Config, resume: str | Path | None, world: World, wall_start: float
 ) -> RunSummary:
@@ -368,7 +351,6 @@ def _train(
         history = resume_state["history"]
         start = EpochTotals(**resume_state.get("totals", {}))
         rng = own_rng_state(resume_state, world, resumes_mid_epoch=bool(start.step), notes=notes)
-    notes.append(resolve_compile(t, total_steps=len(train_loader) * t.epochs))
     if t.compile:
         # In place (state_dict keys stay the same). Static shapes: a last partial batch or the
         # eval batch costs a recompile, not slower symbolic kernels (and some backward
