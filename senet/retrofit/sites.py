@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import fx, nn
@@ -103,6 +103,22 @@ def _downsampling_count(module: nn.Module) -> int:
         or (isinstance(m, nn.modules.conv._ConvNd) and any(s > 1 for s in m.stride))
         for m in module.modules()
     )
+
+
+_N = TypeVar("_N")
+
+
+def _upstream(node: _N, inputs: Callable[[_N], Iterable[_N]]) -> set[_N]:
+    """``node`` and every node reachable through ``inputs``: a traced graph's or a recorded run's
+    dependencies, walked the same way."""
+    seen: set[_N] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(inputs(n))
+    return seen
 
 
 @dataclass
@@ -274,13 +290,7 @@ class GraphView:
 
     def ancestors(self, node: fx.Node) -> set[fx.Node]:
         """``node`` and every node it depends on."""
-        seen, stack = set(), [node]
-        while stack:
-            n = stack.pop()
-            if n not in seen:
-                seen.add(n)
-                stack.extend(n.all_input_nodes)
-        return seen
+        return _upstream(node, lambda n: n.all_input_nodes)
 
     def unit_end(self, node: fx.Node) -> fx.Node:
         """Follow a conv's single-use chain of norm, activation and identity-like ops."""
@@ -774,13 +784,7 @@ class RunNode:
     users: list[RunNode] = field(default_factory=list)
 
     def ancestors(self) -> set[RunNode]:
-        seen, stack = set(), [self]
-        while stack:
-            n = stack.pop()
-            if n not in seen:
-                seen.add(n)
-                stack.extend(n.args)
-        return seen
+        return _upstream(self, lambda n: n.args)
 
 
 _RUN_ADDS = frozenset({"add", "add_", "__add__", "__iadd__", "__radd__"})
