@@ -179,6 +179,26 @@ def test_grid_runs_resumes_after_a_kill_and_tables_the_summaries(tmp_path):
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
 
 
+def test_an_interrupted_point_continues_from_its_newest_checkpoint(tmp_path):
+    # A study spread over days is stopped mid-run: the point must not start again from epoch 1.
+    grid = load_grid(
+        write_grid(tmp_path, overrides={**TINY, "train.epochs": 2}, axes={"optim.lr": [0.1]})
+    )
+    out = tmp_path / "out"
+    [first] = run_grid(grid, out, on_event=lambda _: None)
+    assert first.status == "done"
+    # As if killed after epoch 1's checkpoint: the summary and the later checkpoints are gone.
+    checkpoints = sorted((first.run_dir / "checkpoints").glob("step-*.pt"))
+    assert len(checkpoints) == 2
+    (first.run_dir / "summary.json").unlink()
+    checkpoints[-1].unlink()
+    [again] = run_grid(grid, out, on_event=lambda _: None)
+    assert again.status == "done"
+    assert again.summary.final_top1 == pytest.approx(first.summary.final_top1)
+    log = (again.run_dir / "ablation.log").read_text()
+    assert "resuming from" in log and f"{checkpoints[0].name}: epoch 2" in log
+
+
 @pytest.mark.slow
 def test_failed_points_are_retried_and_reported(tmp_path):
     # The imagefolder point passes validation but finds no images at run time.

@@ -1,7 +1,8 @@
 """Run every point of a grid as its own `senet train` process, resumably.
 
 A point is finished when its run folder holds ``summary.json``; those are skipped on the next
-call. A failed point is retried ``retries`` times and then reported, without stopping the rest.
+call. An unfinished point continues from its newest checkpoint (``--resume auto``), so a long
+grid stopped mid-run loses at most the epoch in progress. A failed point is retried ``retries`` times and then reported, without stopping the rest.
 Locally, ``jobs`` points run at once and share the CPU threads; with ``backend="ray"`` each point
 is a Ray task with its own CPU/GPU request, so the same grid spreads over a cluster.
 """
@@ -44,6 +45,8 @@ def point_command(grid: Grid, point: GridPoint, run_dir: Path, extra: list[str])
         "-m",
         "senet",
         "train",
+        "--resume",
+        "auto",  # an interrupted point continues from its newest checkpoint
         str(grid.base),
         *grid.common_overrides(),
         *extra,
