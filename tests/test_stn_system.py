@@ -284,7 +284,7 @@ def test_base_weights_load_into_the_model_behind_the_stn(tmp_path):
         *RTS, "model.name=resnet20_cifar", f"model.weights={tmp_path / 'base.pth'}",
         "train.epochs=1", "data.synthetic_train=32", f"output_dir={tmp_path / 'run'}",
     ]  # fmt: skip
-    from senet.train.job import model_for_data as build_model
+    from senet.train.setup import model_for_data as build_model
 
     config = load_config(None, overrides)
     val, info = create_dataset("synthetic", "val", size=4, channels=1, num_classes=4)

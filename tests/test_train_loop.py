@@ -14,6 +14,8 @@ from senet.train import (
     config_from_dict,
     create_optimizer,
     create_scheduler,
+    ResumePoint,
+    Trainer,
     evaluate,
     fit,
     restore_training_state,
@@ -84,7 +86,7 @@ def test_few_steps_on_synthetic_data_reduce_the_loss():
     before = evaluate(model, loader, device=CPU)["loss"]
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     for _ in range(3):  # 24 steps
-        train_one_epoch(model, loader, opt, nn.CrossEntropyLoss(), device=CPU)
+        train_one_epoch(Trainer(model, opt, nn.CrossEntropyLoss(), CPU), loader)
     after = evaluate(model, loader, device=CPU)
     assert before > 1.3  # about ln 4 = 1.386 at random initialisation
     assert after["loss"] < 0.5 * before and after["top1"] > 80.0
@@ -124,14 +126,12 @@ def _run_fit(epochs, start_epoch=0, state=None, seed=0):
             state, model=model, **{k: v for k, v in objects.items() if k != "loss_fn"}
         )
     result = fit(
-        model,
+        Trainer(model, device=CPU, **objects),
         train_loader,
         val_loader,
         config=cfg,
-        device=CPU,
-        start_epoch=start_epoch,
+        resume=ResumePoint(epoch=start_epoch),
         progress=SilentProgress(),
-        **objects,
     )
     return model, objects, result
 
@@ -155,13 +155,11 @@ def test_resuming_at_an_epoch_boundary_matches_an_uninterrupted_run():
     cfg, model, train_loader, val_loader, objects = _fit_setup(3)
     cfg.train.epochs = 1  # stop after one epoch, with the 3-epoch LR schedule
     fit(
-        model,
+        Trainer(model, device=CPU, **objects),
         train_loader,
         val_loader,
         config=cfg,
-        device=CPU,
         progress=SilentProgress(),
-        **objects,
     )
     state = training_state(
         model=model,

@@ -12,7 +12,7 @@ from senet.data import create_dataset
 from senet.evaluation.report import evaluate_weights
 from senet.models.builder import model_from_config
 from senet.train import ConfigError, load_config, read_weights, train
-from senet.train.job import model_for_data
+from senet.train.setup import model_for_data
 
 RESNET18_SE = [
     "model.name=torchvision:resnet18",

@@ -17,6 +17,7 @@ from senet.train import (
     LRSchedule,
     OptimConfig,
     ScheduleConfig,
+    Trainer,
     batchnorm_modules,
     create_ema,
     create_optimizer,
@@ -28,6 +29,15 @@ from senet.train import (
     train,
     train_one_epoch,
 )
+
+
+def run_epoch(model, batches, opt, loss_fn, **kwargs):
+    """``train_one_epoch`` on CPU; ``kwargs`` go to the Trainer or to the epoch, by name."""
+    epoch_kwargs = {
+        k: kwargs.pop(k) for k in ("freeze_bn", "sync_every", "first_step") if k in kwargs
+    }
+    trainer = Trainer(model, opt, loss_fn, torch.device("cpu"), **kwargs)
+    return train_one_epoch(trainer, batches, **epoch_kwargs)
 
 
 def _batches(n: int = 4, size: int = 16, seed: int = 0):
@@ -201,9 +211,7 @@ def test_frozen_batchnorm_keeps_stats_and_affine_fixed(frozen):
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
     bn_before = _bn_state(model)
     conv_before = model.features[0].weight.detach().clone()
-    train_one_epoch(
-        model, _batches(), opt, nn.CrossEntropyLoss(), device=torch.device("cpu"), freeze_bn=frozen
-    )
+    run_epoch(model, _batches(), opt, nn.CrossEntropyLoss(), freeze_bn=frozen)
     bn_after = _bn_state(model)
     changed = [k for k in bn_before if not torch.equal(bn_before[k], bn_after[k])]
     if frozen:
@@ -239,9 +247,7 @@ def test_ema_is_updated_every_training_step():
     model = TinyNet()
     ema = create_ema(model, decay=0.5)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    train_one_epoch(
-        model, _batches(n=3), opt, nn.CrossEntropyLoss(), device=torch.device("cpu"), ema=ema
-    )
+    run_epoch(model, _batches(n=3), opt, nn.CrossEntropyLoss(), ema=ema)
     assert int(ema.n_averaged) == 3
 
 
@@ -250,9 +256,7 @@ def test_grad_clip_bounds_the_step():
     model = TinyNet()
     opt = torch.optim.SGD(model.parameters(), lr=1.0)  # no momentum, no decay: step = lr * grad
     before = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
-    train_one_epoch(
-        model, _batches(n=1), opt, nn.CrossEntropyLoss(), device=torch.device("cpu"), grad_clip=1e-3
-    )
+    run_epoch(model, _batches(n=1), opt, nn.CrossEntropyLoss(), grad_clip=1e-3)
     after = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
     assert (after - before).norm().item() == pytest.approx(1e-3, rel=1e-3)
 
@@ -263,21 +267,18 @@ def test_bf16_autocast_on_cpu_trains():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     seen = []
     model.fc.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
-    metrics = train_one_epoch(
-        model, _batches(n=2), opt, nn.CrossEntropyLoss(), device=torch.device("cpu"), amp="bf16"
-    )
+    metrics = run_epoch(model, _batches(n=2), opt, nn.CrossEntropyLoss(), amp="bf16")
     assert seen == [torch.bfloat16, torch.bfloat16] and math.isfinite(metrics["loss"])
     assert model.fc.weight.dtype == torch.float32  # master weights stay fp32
 
 
 def test_fp16_on_cpu_is_refused():
     with pytest.raises(ValueError, match="fp16' needs a CUDA device"):
-        train_one_epoch(
+        run_epoch(
             TinyNet(),
             _batches(n=1),
             torch.optim.SGD(TinyNet().parameters(), lr=0.1),
             nn.CrossEntropyLoss(),
-            device=torch.device("cpu"),
             amp="fp16",
         )
 
@@ -289,12 +290,11 @@ def test_channels_last_gives_the_same_step():
     b.load_state_dict(a.state_dict())
     b.to(memory_format=torch.channels_last)
     for model, cl in ((a, False), (b, True)):
-        train_one_epoch(
+        run_epoch(
             model,
             _batches(n=2),
             torch.optim.SGD(model.parameters(), lr=0.1),
             nn.CrossEntropyLoss(),
-            device=torch.device("cpu"),
             channels_last=cl,
         )
     assert b.features[0].weight.is_contiguous(memory_format=torch.channels_last)
@@ -309,12 +309,11 @@ def test_non_finite_loss_stops_with_the_step():
     from senet.train import NonFiniteLossError
 
     with pytest.raises(NonFiniteLossError, match=r"at step 12 \(2 of the epoch's 3\)") as err:
-        train_one_epoch(
+        run_epoch(
             model,
             batches,
             torch.optim.SGD(model.parameters(), lr=0.1),
             nn.CrossEntropyLoss(),
-            device=torch.device("cpu"),
             sync_every=3,  # found at the epoch's end, still named exactly
             first_step=10,
         )
@@ -330,12 +329,11 @@ def test_skip_nonfinite_skips_and_counts_the_batch():
     b.load_state_dict(a.state_dict())
     opt_a = torch.optim.SGD(a.parameters(), lr=0.1)
     sched_a = torch.optim.lr_scheduler.LambdaLR(opt_a, lambda step: 1.0 / (1 + step))
-    metrics = train_one_epoch(
+    metrics = run_epoch(
         a,
         poisoned,
         opt_a,
         nn.CrossEntropyLoss(),
-        device=torch.device("cpu"),
         scheduler=sched_a,
         skip_nonfinite=True,
     )
@@ -364,7 +362,7 @@ def test_label_smoothing_is_what_the_loop_minimises():
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     model.train()
     expected = F.cross_entropy(model(x), y, label_smoothing=0.1).item()
-    metrics = train_one_epoch(model, [(x, y)], opt, loss_fn, device=torch.device("cpu"))
+    metrics = run_epoch(model, [(x, y)], opt, loss_fn)
     assert metrics["loss"] == pytest.approx(expected, rel=1e-5)
 
 
@@ -378,11 +376,7 @@ def test_compiled_model_trains_like_eager():
     results = []
     for model in (eager, compiled):
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        results.append(
-            train_one_epoch(
-                model, _batches(n=3), opt, nn.CrossEntropyLoss(), device=torch.device("cpu")
-            )
-        )
+        results.append(run_epoch(model, _batches(n=3), opt, nn.CrossEntropyLoss()))
     assert results[0]["loss"] == pytest.approx(results[1]["loss"], rel=1e-4)
     assert list(compiled.state_dict()) == list(eager.state_dict())
     torch.testing.assert_close(compiled.fc.weight, eager.fc.weight, atol=1e-5, rtol=1e-4)

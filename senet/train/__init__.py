@@ -1,5 +1,6 @@
-"""Training with the paper's recipe: the step and epoch loop (``epoch``), the loop over epochs
-(``fit_loop.fit``), the job (``job.train``), checkpoints, distributed, logs, ``RunSummary``.
+"""Training with the paper's recipe: the step and the epoch (``epoch``: ``Trainer``,
+``train_one_epoch``), the loop over epochs (``fit_loop.fit``), what a job builds first
+(``setup``), the job (``job.train``), checkpoints and resuming, distributed, logs, ``RunSummary``.
 The config dataclasses live in ``senet.config``."""
 
 from senet.config import (
@@ -28,14 +29,16 @@ from senet.train.checkpoint import (
 from senet.train.distributed import World, init_world
 from senet.train.ema import create_ema
 from senet.train.epoch import (
+    EpochMeter,
     EpochTotals,
     NonFiniteLossError,
+    Trainer,
     evaluate,
     topk_correct,
     train_one_epoch,
     train_step,
 )
-from senet.train.fit_loop import fit
+from senet.train.fit_loop import RunOutput, fit
 from senet.train.job import train
 from senet.train.optim import (
     LRSchedule,
@@ -44,7 +47,7 @@ from senet.train.optim import (
     param_groups,
     scaled_lr,
 )
-from senet.train.resume import find_resume_state
+from senet.train.resume import ResumePoint, find_resume_state
 from senet.train.seed import rng_state, seed_everything, set_rng_state
 from senet.train.summary import RunSummary
 
@@ -54,15 +57,19 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataConfig",
+    "EpochMeter",
     "EpochTotals",
     "LRSchedule",
     "LogConfig",
     "ModelConfig",
     "NonFiniteLossError",
     "OptimConfig",
+    "ResumePoint",
+    "RunOutput",
     "RunSummary",
     "ScheduleConfig",
     "TrainConfig",
+    "Trainer",
     "World",
     "atomic_write",
     "batchnorm_modules",

@@ -1,5 +1,6 @@
-"""The step and the two loops: ``train_step`` (one update), ``train_one_epoch`` (one pass of
-steps, with metrics synced across ranks) and ``evaluate`` (top-1/top-5)."""
+"""The step and the two loops: ``train_step`` (one update), ``Trainer`` (what a run's steps
+share: model, optimiser, loss, precision), ``train_one_epoch`` (one pass of steps, its metrics
+kept by an ``EpochMeter`` and summed across ranks) and ``evaluate`` (top-1/top-5)."""
 
 from __future__ import annotations
 
@@ -109,102 +110,180 @@ def train_step(
         ema.update_parameters(unwrap(model))
 
 
+@dataclass
+class Trainer:
+    """What every training step of a run uses, fixed for the run.
+
+    ``model`` may be DDP-wrapped (``world`` then says which rank this is). ``skip_nonfinite``:
+    a batch whose loss is NaN/inf on any rank gets no update on all ranks (weights, BatchNorm
+    statistics and EMA stay as they were; the LR schedule still advances); otherwise the epoch
+    stops with ``NonFiniteLossError``.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: nn.Module
+    device: torch.device
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    scaler: torch.amp.GradScaler | None = None
+    amp: str = "none"
+    channels_last: bool = False
+    grad_clip: float | None = None
+    ema: AveragedModel | None = None
+    world: World = None  # type: ignore[assignment]  # None: this process alone
+    skip_nonfinite: bool = False
+
+    def __post_init__(self) -> None:
+        check_amp(self.amp, self.device)
+        self.world = self.world or World(device=self.device)
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = x.to(self.device, non_blocking=True, memory_format=memory_format)
+        return x, y.to(self.device, non_blocking=True)
+
+    def train_batch(
+        self, x: torch.Tensor, y: torch.Tensor, *, freeze_bn: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Forward, loss and ``train_step`` on one batch (already on the device): the detached
+        (loss, logits), or None when the batch was skipped for a non-finite loss."""
+        if self.skip_nonfinite:  # a skipped batch must not leave NaNs in BatchNorm's statistics
+            buffers = [b.detach().clone() for b in self.model.buffers()]
+        with autocast(self.device, self.amp):
+            logits = self.model(x)
+            loss = self.loss_fn(logits, y)
+        if self.skip_nonfinite and _any_rank_nonfinite(torch.isfinite(loss.detach()), self.world):
+            # Every rank skips together (a DDP backward on some ranks only would hang).
+            with torch.no_grad():
+                for b, saved in zip(self.model.buffers(), buffers, strict=True):
+                    b.copy_(saved)
+            if self.scheduler is not None:
+                self.scheduler.step()
+            return None
+        train_step(
+            self.model,
+            loss,
+            self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            grad_clip=self.grad_clip,
+            ema=self.ema,
+            freeze_bn=freeze_bn,
+        )
+        return loss.detach(), logits.detach()
+
+
+class EpochMeter:
+    """An epoch's running loss, top-1 hits and image count, summed over ranks when read.
+
+    The sums stay on the device between reads (no host sync per step on CUDA); ``read`` sums
+    them over ranks and raises ``NonFiniteLossError`` naming the first bad step. Rank 0 starts
+    from ``start``, the totals of the steps done before a resume.
+    """
+
+    def __init__(
+        self, start: EpochTotals, *, steps: int, first_step: int, world: World, device: torch.device
+    ) -> None:
+        self.world, self.steps, self.first_step = world, steps, first_step
+        self.sums = torch.zeros(2, device=device, dtype=torch.float64)  # [loss sum, correct]
+        self.images_here = 0
+        if world.is_main:
+            self.sums += torch.tensor([start.loss_sum, start.correct], dtype=torch.float64).to(
+                device
+            )
+            self.images_here = start.images
+        self.first_bad = torch.full((), _NO_STEP, device=device, dtype=torch.int64)
+        self.skipped = start.skipped
+        self.trained_here = 0  # images this rank trained on in this call (throughput)
+        self.started = time.perf_counter()
+        self.read_totals = EpochTotals()
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, *, step: int) -> None:
+        """Count one trained batch; ``step`` is its global step number (1-based)."""
+        # Remember the first bad step without a host sync (checked at the next read).
+        finite = torch.isfinite(loss)
+        self.first_bad = torch.where(finite, self.first_bad, self.first_bad.clamp(max=step))
+        self.sums[0] += loss.double() * len(y)
+        self.sums[1] += (logits.argmax(dim=1) == y).sum()
+        self.images_here += len(y)
+        self.trained_here += len(y)
+
+    def skip(self) -> None:
+        self.skipped += 1
+
+    def read(self, step: int, lr: float) -> dict[str, float]:
+        """The epoch's metrics after its ``step``-th step, summed over ranks."""
+        count = torch.tensor([self.images_here], device=self.sums.device, dtype=torch.float64)
+        loss_sum, correct, images = self.world.all_reduce(torch.cat([self.sums, count])).tolist()
+        if not math.isfinite(loss_sum):
+            bad = int(self.world.all_reduce(self.first_bad.clone(), "min"))
+            raise NonFiniteLossError(
+                f"training loss is {loss_sum / max(images, 1)} at step {bad} "
+                f"({bad - self.first_step} of the epoch's {self.steps}); lower optim.lr, set "
+                "optim.grad_clip, check the data for NaNs, or skip such batches with "
+                "train.skip_nonfinite=true",
+                step=bad,
+            )
+        self.read_totals = EpochTotals(step, loss_sum, int(correct), int(images), self.skipped)
+        elapsed = time.perf_counter() - self.started
+        return {
+            "loss": loss_sum / max(images, 1),
+            "top1": 100.0 * correct / max(images, 1),
+            "images": images,
+            "seconds": elapsed,
+            "img_s": self.trained_here * self.world.world_size / max(elapsed, 1e-9),
+            "lr": lr,
+            "skipped": float(self.skipped),
+        }
+
+
 def train_one_epoch(
-    model: nn.Module,
+    trainer: Trainer,
     loader: Iterable,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: nn.Module,
     *,
-    device: torch.device,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    amp: str = "none",
-    channels_last: bool = False,
-    grad_clip: float | None = None,
-    ema: AveragedModel | None = None,
     freeze_bn: bool = False,
     sync_every: int = 1,
     on_step: StepCallback | None = None,
-    world: World | None = None,
     start: EpochTotals | None = None,
     first_step: int = 0,
-    skip_nonfinite: bool = False,
     checkpoint_every: int = 0,
     on_checkpoint: Callable[[EpochTotals], None] | None = None,
 ) -> dict[str, float]:
-    """One epoch of: forward (autocast), loss, then ``train_step``; metrics summed over ranks.
+    """One epoch of ``trainer.train_batch``; metrics summed over ranks.
 
     ``freeze_bn``: BatchNorm layers run in eval mode (running statistics fixed) and their
     affine parameters get no update. ``sync_every``: read metrics back from the device every N
-    steps (1 on CPU; more on CUDA avoids a host sync per step). Under DDP (``world``) the
-    metrics are summed over ranks. Returns the epoch's mean ``loss``, ``top1`` (% on augmented
-    training images), ``images``, ``seconds``, ``img_s``, ``skipped`` and the last ``lr``.
+    steps (1 on CPU; more on CUDA avoids a host sync per step). Returns the epoch's mean
+    ``loss``, ``top1`` (% on augmented training images), ``images``, ``seconds``, ``img_s``,
+    ``skipped`` and the last ``lr``.
 
     Resuming: ``loader`` yields the epoch's remaining batches and ``start`` holds the totals of
     the steps before them (on rank 0; the other ranks start from zero). ``first_step`` is the
     global step number of the epoch's first step, for messages and for ``checkpoint_every``:
     after every global step divisible by it (except the epoch's last), ``on_checkpoint`` gets
-    the totals so far, on every rank. ``skip_nonfinite``: a batch whose loss is NaN/inf on any
-    rank gets no update on all ranks (weights, BatchNorm statistics and EMA stay as they were;
-    the LR schedule still advances), and is counted;
-    otherwise a non-finite loss raises ``NonFiniteLossError`` naming the step.
+    the totals so far, on every rank.
     """
-    world = world or World(device=device)
-    model.train()
+    trainer.model.train()
     if freeze_bn:
-        freeze_batchnorm(model)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        freeze_batchnorm(trainer.model)
     start = start or EpochTotals()
-    begin = start.step
-    steps = begin + len(loader)  # type: ignore[arg-type]
-    # [loss sum, correct] on the device and the image count on the host, for this rank; rank 0
-    # carries the totals of the steps before a resume.
-    sums = torch.zeros(2, device=device, dtype=torch.float64)
-    images_here = 0
-    if world.is_main:
-        sums += torch.tensor([start.loss_sum, start.correct], dtype=torch.float64, device=device)
-        images_here = start.images
-    first_bad = torch.full((), _NO_STEP, device=device, dtype=torch.int64)
-    skipped = start.skipped
+    steps = start.step + len(loader)  # type: ignore[arg-type]
+    meter = EpochMeter(
+        start, steps=steps, first_step=first_step, world=trainer.world, device=trainer.device
+    )
     metrics: dict[str, float] = {}
-    started = time.perf_counter()
-    trained_here = 0  # images this rank trained on in this call (throughput)
-    lr = optimizer.param_groups[0]["lr"]
-    for i, (x, y) in enumerate(loader, start=begin):
-        x = x.to(device, non_blocking=True, memory_format=memory_format)
-        y = y.to(device, non_blocking=True)
-        if skip_nonfinite:  # a skipped batch must not leave NaNs in BatchNorm's statistics
-            buffers = [b.detach().clone() for b in model.buffers()]
-        with autocast(device, amp):
-            logits = model(x)
-            loss = loss_fn(logits, y)
-        lr = optimizer.param_groups[0]["lr"]
-        finite = torch.isfinite(loss.detach())
-        if skip_nonfinite and _any_rank_nonfinite(finite, world):
-            # Every rank skips together (a DDP backward on some ranks only would hang).
-            with torch.no_grad():
-                for b, saved in zip(model.buffers(), buffers, strict=True):
-                    b.copy_(saved)
-            skipped += 1
-            if scheduler is not None:
-                scheduler.step()
+    for i, (x, y) in enumerate(loader, start=start.step):
+        x, y = trainer.to_device(x, y)
+        lr = trainer.lr  # this step's (the scheduler moves it in the step)
+        trained = trainer.train_batch(x, y, freeze_bn=freeze_bn)
+        if trained is None:
+            meter.skip()
         else:
-            train_step(
-                model,
-                loss,
-                optimizer,
-                scheduler=scheduler,
-                scaler=scaler,
-                grad_clip=grad_clip,
-                ema=ema,
-                freeze_bn=freeze_bn,
-            )
-            # Remember the first bad step without a host sync (checked at the next sync).
-            first_bad = torch.where(finite, first_bad, first_bad.clamp(max=first_step + i + 1))
-            sums[0] += loss.detach().double() * len(y)
-            sums[1] += (logits.detach().argmax(dim=1) == y).sum()
-            images_here += len(y)
-            trained_here += len(y)
+            meter.add(*trained, y, step=first_step + i + 1)
         checkpoint_now = (
             on_checkpoint is not None
             and checkpoint_every > 0
@@ -212,31 +291,11 @@ def train_one_epoch(
             and i + 1 < steps
         )
         if (i + 1) % sync_every == 0 or i + 1 == steps or checkpoint_now:
-            count = torch.tensor([images_here], device=device, dtype=torch.float64)
-            loss_sum, correct, images = world.all_reduce(torch.cat([sums, count])).tolist()
-            if not math.isfinite(loss_sum):
-                bad = int(world.all_reduce(first_bad.clone(), "min"))
-                raise NonFiniteLossError(
-                    f"training loss is {loss_sum / max(images, 1)} at step {bad} ({bad - first_step}"
-                    f" of the epoch's {steps}); lower optim.lr, set optim.grad_clip, check the data "
-                    "for NaNs, or skip such batches with train.skip_nonfinite=true",
-                    step=bad,
-                )
-            elapsed = time.perf_counter() - started
-            metrics = {
-                "loss": loss_sum / max(images, 1),
-                "top1": 100.0 * correct / max(images, 1),
-                "images": images,
-                "seconds": elapsed,
-                "img_s": trained_here * world.world_size / max(elapsed, 1e-9),
-                "lr": lr,
-                "skipped": float(skipped),
-            }
+            metrics = meter.read(i + 1, lr)
             if on_step is not None:
                 on_step(i + 1, steps, metrics)
             if checkpoint_now:
-                totals = EpochTotals(i + 1, loss_sum, int(correct), int(images), skipped)
-                on_checkpoint(totals)  # type: ignore[misc]
+                on_checkpoint(meter.read_totals)  # type: ignore[misc]
     if steps == 0:
         raise RuntimeError("the training loader yielded no batch (is the dataset empty?)")
     if not metrics.get("images"):

@@ -1,18 +1,18 @@
-"""``fit``: the epoch loop around ``train_one_epoch`` and ``evaluate``, with logging, saving and
-checkpoints (every epoch, optionally every N steps)."""
+"""``fit``: the loop over epochs around ``train_one_epoch`` and ``evaluate``, with the epoch
+rows, the run's weights and checkpoints (every epoch, optionally every N steps)."""
 
 from __future__ import annotations
 
 import math
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
@@ -20,196 +20,207 @@ from senet.config import Config
 from senet.data.loader import set_epoch
 from senet.models.weights import save_weights
 from senet.train.checkpoint import CheckpointDir, training_state
-from senet.train.distributed import World, broadcast_buffers, unwrap
-from senet.train.epoch import EpochTotals, NonFiniteLossError, evaluate, train_one_epoch
+from senet.train.distributed import broadcast_buffers, unwrap
+from senet.train.epoch import EpochTotals, NonFiniteLossError, Trainer, evaluate, train_one_epoch
 from senet.train.progress import PlainProgress
+from senet.train.resume import ResumePoint
 from senet.train.run_log import RunLog
 from senet.train.seed import epoch_seed, rng_state, set_rng_state
 
 
-def fit(
-    model: nn.Module,
-    train_loader: DataLoader,
-    val_loader: DataLoader,
-    *,
-    config: Config,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
-    loss_fn: nn.Module,
-    device: torch.device,
-    ema: AveragedModel | None = None,
-    run_dir: str | Path | None = None,
-    run_log: RunLog | None = None,
-    progress: Any = None,
-    weights_meta: dict[str, Any] | None = None,
-    start_epoch: int = 0,
-    best: dict[str, float] | None = None,
-    world: World | None = None,
-    start: EpochTotals | None = None,
-    rng: dict[str, Any] | None = None,
-    checkpoints: CheckpointDir | None = None,
-    extra_state: dict[str, Any] | None = None,
-    history: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Train from ``start_epoch`` to ``config.train.epochs``; return the best and last metrics.
+@dataclass
+class RunOutput:
+    """Where a run writes (rank 0 only; the other ranks pass an empty one): the weights in
+    ``run_dir``, the metrics to ``run_log``, the training state to ``checkpoints``;
+    ``weights_meta`` travels with the weights, ``extra_state`` with each checkpoint."""
 
-    Each epoch: reseed (so the epoch depends only on the seed, its index and the rank), train,
-    validate (every ``train.eval_every`` epochs and after the last), log a row, save ``last``
-    and (when val top-1 improves) ``best`` weights to ``run_dir``, then the full training state
-    to ``checkpoints`` (also every ``train.checkpoint_every_steps`` steps). With
-    ``run_dir=None`` and ``checkpoints=None`` nothing is written.
+    run_dir: Path | None = None
+    run_log: RunLog | None = None
+    checkpoints: CheckpointDir | None = None
+    weights_meta: dict[str, Any] = field(default_factory=dict)
+    extra_state: dict[str, Any] = field(default_factory=dict)
 
-    ``model`` may be DDP-wrapped (``world`` then says which rank this is; only rank 0 passes
-    ``run_dir``, ``run_log`` and ``checkpoints``). Resuming: ``history`` holds the rows of the
-    epochs done (``run_log.rows`` where there is a run log); mid-epoch, ``start`` holds the
-    totals of ``start_epoch``'s steps already done and ``rng`` this rank's random state at
-    that point, and the epoch continues with the next batch as if never stopped.
-    """
-    t = config.train
-    world = world or World(device=device)
-    run_dir = Path(run_dir) if run_dir is not None else None
-    progress = progress or PlainProgress(config.log.log_every)
-    best = dict(best or {"epoch": -1, "top1": -math.inf})
-    sync_every = 1 if device.type == "cpu" else 10
-    rows = run_log.rows if run_log is not None else list(history or [])
-    set_epoch(train_loader, start_epoch)  # the whole epoch (a loader may have been left mid-way)
-    steps_per_epoch = len(train_loader)
-    start = start or EpochTotals()
-    saving = world.broadcast_object(checkpoints is not None)
-    last_saved: list[Path | None] = [
-        checkpoints.paths()[-1] if checkpoints and checkpoints.paths() else None
-    ]
-    net = unwrap(model)
-    started = time.perf_counter()
 
-    def save(epochs_done: int, global_step: int, totals: EpochTotals, write_weights=None) -> None:
-        """Checkpoint (rank 0 writes; every rank takes part and learns of a failure)."""
-        rngs = world.gather_objects(rng_state())
+@dataclass
+class History:
+    """The epoch rows so far (shared with the run log's) and the best validation result."""
 
-        def write() -> Path:
-            if write_weights is not None:
-                write_weights()
-            state = training_state(
-                model=net,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                scaler=scaler,
-                ema=ema,
-                epoch=epochs_done,
-                step=global_step,
-                rng=rngs,
-                config=config.to_dict(),
-                history=rows,
-                best=best,
-            )
-            state["totals"] = asdict(totals)
-            state.update(extra_state or {})
-            return checkpoints.save(state, step=global_step)  # type: ignore[union-attr]
+    rows: list[dict[str, Any]]
+    best: dict[str, float]
+    run_log: RunLog | None = None
 
-        last_saved[0] = world.main_result(write)
-
-    for epoch in range(start_epoch, t.epochs):
-        resuming = epoch == start_epoch and start.step > 0
-        set_epoch(train_loader, epoch, skip_batches=start.step if resuming else 0)
-        reseed(epoch_seed(t.seed, epoch, world.rank))
-        if resuming and rng is not None:
-            set_rng_state(rng)  # where the interrupted run stood after start.step steps
-        frozen = t.freeze_bn_epochs > 0 and epoch >= t.epochs - t.freeze_bn_epochs
-        epoch_start = time.perf_counter()
-        base = epoch * steps_per_epoch
-
-        def on_step(i: int, total: int, metrics: dict[str, float], _base: int = base) -> None:
-            progress.update(i, total, metrics)
-            if run_log is not None and (i % config.log.log_every == 0 or i == total):
-                run_log.add_step(_base + i, metrics)
-
-        def on_checkpoint(totals: EpochTotals, _epoch: int = epoch, _base: int = base) -> None:
-            save(_epoch, _base + totals.step, totals)
-
-        progress.start(f"epoch {epoch + 1}/{t.epochs}", steps_per_epoch)
-        try:
-            train_metrics = train_one_epoch(
-                model,
-                train_loader,
-                optimizer,
-                loss_fn,
-                device=device,
-                scheduler=scheduler,
-                scaler=scaler,
-                amp=t.amp,
-                channels_last=t.channels_last,
-                grad_clip=config.optim.grad_clip,
-                ema=ema,
-                freeze_bn=frozen,
-                sync_every=sync_every,
-                on_step=on_step,
-                world=world,
-                start=start if resuming else None,
-                first_step=base,
-                skip_nonfinite=t.skip_nonfinite,
-                checkpoint_every=t.checkpoint_every_steps if saving else 0,
-                on_checkpoint=on_checkpoint if saving else None,
-            )
-        except NonFiniteLossError as e:
-            kept = (
-                f"the last good checkpoint, {last_saved[0]}, is left as it was"
-                if last_saved[0] is not None
-                else "no checkpoint was written"
-            )
-            raise NonFiniteLossError(f"{e}. Stopped; {kept}", step=e.step) from None
-        finally:
-            progress.stop()
-        step = base + steps_per_epoch
-
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": train_metrics["lr"],
-            "train_loss": train_metrics["loss"],
-            "train_top1": train_metrics["top1"],
-            "train_img_s": train_metrics["img_s"],
-            "train_skipped": int(train_metrics["skipped"]),
-            "bn_frozen": int(frozen),
-        }
-        # Every rank evaluates and saves rank 0's running statistics (see broadcast_buffers).
-        broadcast_buffers(net, world)
-        if ema is not None:
-            broadcast_buffers(ema, world)
-        if (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs:
-            ema_net = ema.module if ema is not None else None
-            for prefix, evaluated, desc in (
-                ("val_", net, "  val"),
-                ("ema_val_", ema_net, "  EMA val"),
-            ):
-                if evaluated is not None:
-                    val = _validate(evaluated, val_loader, device, config, progress, desc, world)
-                    row.update({f"{prefix}{k}": val[k] for k in ("loss", "top1", "top5")})
-        row["epoch_seconds"] = time.perf_counter() - epoch_start
-
-        improved = "val_top1" in row and row["val_top1"] > best["top1"]
+    def add(self, row: dict[str, Any]) -> bool:
+        """Record an epoch's row; True when its val top-1 is the best so far."""
+        improved = "val_top1" in row and row["val_top1"] > self.best["top1"]
         if improved:
-            best = {
-                "epoch": epoch + 1,
+            self.best = {
+                "epoch": row["epoch"],
                 "top1": row["val_top1"],
                 "top5": row["val_top5"],
                 "loss": row["val_loss"],
             }
-        if run_log is not None:
-            run_log.add_epoch(row)
+        if self.run_log is not None:
+            self.run_log.add_epoch(row)  # appends to the same list
         else:
-            rows.append(row)
+            self.rows.append(row)
+        return improved
 
-        def write_weights(_row: dict = row, _improved: bool = improved, _epoch: int = epoch):
-            meta = {**(weights_meta or {}), "epoch": _epoch + 1, "val_top1": _row.get("val_top1")}
-            save_run_weights(run_dir, net, ema, meta, best=_improved)
 
-        if saving:
-            save(epoch + 1, step, EpochTotals(), write_weights=write_weights)
-        elif run_dir is not None and world.is_main:
-            write_weights()
+class Checkpointer:
+    """Writes the full training state on rank 0; every rank takes part and learns of a failure.
+
+    ``enabled`` is the same on all ranks; ``last`` is the newest checkpoint written (for the
+    message when training stops on a non-finite loss).
+    """
+
+    def __init__(self, trainer: Trainer, config: Config, output: RunOutput) -> None:
+        self.trainer, self.config, self.output = trainer, config, output
+        self.enabled = trainer.world.broadcast_object(output.checkpoints is not None)
+        paths = output.checkpoints.paths() if output.checkpoints is not None else []
+        self.last: Path | None = paths[-1] if paths else None
+
+    def save(
+        self, epochs_done: int, step: int, totals: EpochTotals, history: History, before=None
+    ) -> None:
+        """Checkpoint after global ``step``; ``before`` (rank 0) runs first, e.g. to save weights."""
+        tr, world = self.trainer, self.trainer.world
+        rngs = world.gather_objects(rng_state())
+
+        def write() -> Path:
+            if before is not None:
+                before()
+            state = training_state(
+                model=unwrap(tr.model),
+                optimizer=tr.optimizer,
+                scheduler=tr.scheduler,
+                scaler=tr.scaler,
+                ema=tr.ema,
+                epoch=epochs_done,
+                step=step,
+                rng=rngs,
+                config=self.config.to_dict(),
+                history=history.rows,
+                best=history.best,
+            )
+            state["totals"] = asdict(totals)
+            state.update(self.output.extra_state)
+            return self.output.checkpoints.save(state, step=step)  # type: ignore[union-attr]
+
+        self.last = world.main_result(write)
+
+
+def fit(
+    trainer: Trainer,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    *,
+    config: Config,
+    output: RunOutput | None = None,
+    progress: Any = None,
+    resume: ResumePoint | None = None,
+) -> dict[str, Any]:
+    """Train from ``resume`` (default: the start) to ``config.train.epochs``; return the best and
+    last metrics and the history.
+
+    Each epoch: train (``_train_epoch``), validate (every ``train.eval_every`` epochs and after
+    the last), log a row, save ``last`` and (when val top-1 improved) ``best`` weights, then
+    checkpoint. With an empty ``output`` nothing is written. Resumed mid-epoch, the epoch
+    continues with the next batch as if never stopped.
+    """
+    t, world = config.train, trainer.world
+    output, resume = output or RunOutput(), resume or ResumePoint()
+    progress = progress or PlainProgress(config.log.log_every)
+    rows = output.run_log.rows if output.run_log is not None else list(resume.history)
+    history = History(rows, dict(resume.best or {"epoch": -1, "top1": -math.inf}), output.run_log)
+    checkpointer = Checkpointer(trainer, config, output)
+    set_epoch(train_loader, resume.epoch)  # the whole epoch (a loader may have been left mid-way)
+    steps_per_epoch = len(train_loader)
+    started = time.perf_counter()
+    for epoch in range(resume.epoch, t.epochs):
+        epoch_start = time.perf_counter()
+        row = _train_epoch(
+            trainer, train_loader, epoch, config, progress, output, checkpointer, history, resume
+        )
+        # Every rank evaluates and saves rank 0's running statistics (see broadcast_buffers).
+        for net in (unwrap(trainer.model), trainer.ema):
+            if net is not None:
+                broadcast_buffers(net, world)
+        if (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs:
+            row.update(_validate(trainer, val_loader, config, progress))
+        row["epoch_seconds"] = time.perf_counter() - epoch_start
+        improved = history.add(row)
+        save = partial(_save_weights, trainer, output, row, best=improved)
+        if checkpointer.enabled:
+            step = (epoch + 1) * steps_per_epoch
+            checkpointer.save(epoch + 1, step, EpochTotals(), history, before=save)
+        elif world.is_main:
+            save()
         progress.log(_epoch_line(row, t.epochs, improved))
+    seconds = time.perf_counter() - started
+    return fit_result(history.rows, history.best, epochs=t.epochs, seconds=seconds)
 
-    return fit_result(rows, best, epochs=t.epochs, seconds=time.perf_counter() - started)
+
+def _train_epoch(
+    trainer: Trainer,
+    loader: DataLoader,
+    epoch: int,
+    config: Config,
+    progress: Any,
+    output: RunOutput,
+    checkpointer: Checkpointer,
+    history: History,
+    resume: ResumePoint,
+) -> dict[str, Any]:
+    """Epoch ``epoch``'s training pass (continued from ``resume`` mid-epoch); its row so far."""
+    t, log_every = config.train, config.log.log_every
+    start = resume.totals if epoch == resume.epoch else EpochTotals()
+    set_epoch(loader, epoch, skip_batches=start.step)
+    reseed(epoch_seed(t.seed, epoch, trainer.world.rank))  # the epoch depends on these alone
+    if start.step and resume.rng is not None:
+        set_rng_state(resume.rng)  # where the interrupted run stood after start.step steps
+    frozen = t.freeze_bn_epochs > 0 and epoch >= t.epochs - t.freeze_bn_epochs
+    steps = start.step + len(loader)  # the whole epoch's
+    base = epoch * steps
+
+    def on_step(i: int, total: int, metrics: dict[str, float]) -> None:
+        progress.update(i, total, metrics)
+        if output.run_log is not None and (i % log_every == 0 or i == total):
+            output.run_log.add_step(base + i, metrics)
+
+    def on_checkpoint(totals: EpochTotals) -> None:
+        checkpointer.save(epoch, base + totals.step, totals, history)
+
+    progress.start(f"epoch {epoch + 1}/{t.epochs}", steps)
+    try:
+        metrics = train_one_epoch(
+            trainer,
+            loader,
+            freeze_bn=frozen,
+            sync_every=1 if trainer.device.type == "cpu" else 10,
+            on_step=on_step,
+            start=start,
+            first_step=base,
+            checkpoint_every=t.checkpoint_every_steps if checkpointer.enabled else 0,
+            on_checkpoint=on_checkpoint if checkpointer.enabled else None,
+        )
+    except NonFiniteLossError as e:
+        kept = (
+            f"the last good checkpoint, {checkpointer.last}, is left as it was"
+            if checkpointer.last is not None
+            else "no checkpoint was written"
+        )
+        raise NonFiniteLossError(f"{e}. Stopped; {kept}", step=e.step) from None
+    finally:
+        progress.stop()
+    return {
+        "epoch": epoch + 1,
+        "lr": metrics["lr"],
+        "train_loss": metrics["loss"],
+        "train_top1": metrics["top1"],
+        "train_img_s": metrics["img_s"],
+        "train_skipped": int(metrics["skipped"]),
+        "bn_frozen": int(frozen),
+    }
 
 
 def reseed(seed: int) -> None:
@@ -219,22 +230,17 @@ def reseed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def save_run_weights(
-    run_dir: Path | None,
-    net: nn.Module,
-    ema: AveragedModel | None,
-    meta: dict[str, Any],
-    *,
-    best: bool,
-) -> None:
-    """``last.safetensors`` (and ``best`` when it improved, ``ema`` with EMA) in ``run_dir``."""
-    if run_dir is None:
+def _save_weights(trainer: Trainer, output: RunOutput, row: dict[str, Any], *, best: bool) -> None:
+    """``last.safetensors`` (and ``best`` when it improved, ``ema`` with EMA) in the run folder."""
+    if output.run_dir is None:
         return
-    save_weights(run_dir / "last.safetensors", net, meta)
+    meta = {**output.weights_meta, "epoch": row["epoch"], "val_top1": row.get("val_top1")}
+    net, ema = unwrap(trainer.model), trainer.ema
+    save_weights(output.run_dir / "last.safetensors", net, meta)
     if best:
-        save_weights(run_dir / "best.safetensors", net, meta)
+        save_weights(output.run_dir / "best.safetensors", net, meta)
     if ema is not None:
-        save_weights(run_dir / "ema.safetensors", ema.module, {**meta, "ema": True})
+        save_weights(output.run_dir / "ema.safetensors", ema.module, {**meta, "ema": True})
 
 
 def fit_result(
@@ -260,27 +266,32 @@ def fit_result(
 
 
 def _validate(
-    model: nn.Module,
-    loader: DataLoader,
-    device: torch.device,
-    config: Config,
-    progress: Any,
-    desc: str,
-    world: World,
-) -> dict:
-    progress.start(desc, len(loader))
-    try:
-        return evaluate(
-            model,
-            loader,
-            device=device,
-            amp=config.train.amp,
-            channels_last=config.train.channels_last,
-            on_step=progress.update,
-            world=world,
-        )
-    finally:
-        progress.stop()
+    trainer: Trainer, loader: DataLoader, config: Config, progress: Any
+) -> dict[str, float]:
+    """The model's (and the EMA's) val loss/top-1/top-5, as row entries."""
+    ema: AveragedModel | None = trainer.ema
+    row: dict[str, float] = {}
+    for prefix, net, desc in (
+        ("val_", unwrap(trainer.model), "  val"),
+        ("ema_val_", ema.module if ema is not None else None, "  EMA val"),
+    ):
+        if net is None:
+            continue
+        progress.start(desc, len(loader))
+        try:
+            val = evaluate(
+                net,
+                loader,
+                device=trainer.device,
+                amp=config.train.amp,
+                channels_last=config.train.channels_last,
+                on_step=progress.update,
+                world=trainer.world,
+            )
+        finally:
+            progress.stop()
+        row.update({f"{prefix}{k}": val[k] for k in ("loss", "top1", "top5")})
+    return row
 
 
 def _epoch_line(row: dict[str, Any], epochs: int, improved: bool) -> str:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from senet.config import Config, ConfigError, config_from_dict
 from senet.train.checkpoint import CheckpointDir, load_checkpoint
+from senet.train.distributed import World
+from senet.train.epoch import EpochTotals
 
 # Keys that may change when a run is resumed: where and how it logs, loads and checkpoints,
 # and what to do on a non-finite loss; not what it computes.
@@ -123,3 +126,29 @@ def check_resumable(
             + "; ".join(changed)
             + ". Resume with the checkpoint's settings, or start a new run (another output_dir)"
         )
+
+
+@dataclass
+class ResumePoint:
+    """Where a run continues: the epochs done, their rows and best, and mid-epoch the totals
+    of the steps done and this rank's random state at that point (None: a fresh start)."""
+
+    epoch: int = 0
+    best: dict[str, float] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    totals: EpochTotals = field(default_factory=EpochTotals)
+    rng: Any = None
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], world: World, notes: list[str]) -> ResumePoint:
+        """The point a checkpoint's ``state`` holds, for this rank of ``world``."""
+        totals = EpochTotals(**state.get("totals", {}))
+        rngs = state["rng"]
+        rng = rngs[world.rank] if len(rngs) == world.world_size else None
+        if rng is None and totals.step:
+            notes.append(
+                f"the checkpoint was written by {len(rngs)} processes, this run has "
+                f"{world.world_size}: data order and augmentation resume exactly, the model's "
+                "own random draws (dropout) restart from the epoch seed"
+            )
+        return cls(state["epoch"], state["best"], state["history"], totals, rng)

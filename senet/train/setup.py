@@ -1,0 +1,216 @@
+"""What a training job builds before its first step, each checked so a mistake costs seconds:
+the precision, the run folder, the data and loaders, the model fitted to the data (with its
+cost), the weights' metadata, and a checkpoint's state restored into the parts."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from senet.config import Config, ConfigError, ModelConfig, TrainConfig
+from senet.data import DatasetInfo, create_dataset, create_loader
+from senet.models.builder import (
+    is_foreign,
+    is_run_weights,
+    load_initial_weights,
+    model_from_config,
+)
+from senet.models.precision import choose_amp
+from senet.profile import profile
+from senet.profile.timing import eval_mode
+from senet.train.checkpoint import restore_training_state
+from senet.train.distributed import World
+
+
+def prepare_run_dir(output_dir: str | None, config: Config) -> Path:
+    """Create the run folder (default ``runs/<model>-<data>-<time>``) and prove it is writable."""
+    if output_dir is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        output_dir = f"runs/{config.model.name}-{config.data.name}-{stamp}"
+    folder = Path(output_dir)
+    probe = folder / ".senet-write-test"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(
+            f"output folder {folder} is not writable ({e.strerror}); choose another with "
+            "output_dir=PATH"
+        ) from None
+    return folder
+
+
+def resolve_precision(t: TrainConfig, device: torch.device) -> str:
+    """Turn ``train.amp``/``train.channels_last`` ``auto`` into what runs on ``device``, in place;
+    returns the line the run log shows (the resolved values are saved with the config)."""
+    t.amp, why = choose_amp(t.amp, device)
+    if t.channels_last == "auto":  # NHWC pays with reduced-precision convs (oneDNN, tensor cores)
+        t.channels_last = t.amp != "none"
+    precision = {"none": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}[t.amp]
+    layout = "channels_last" if t.channels_last else "NCHW"
+    return f"precision: {precision}, {layout} ({why})"
+
+
+def build_data(
+    config: Config, world: World
+) -> tuple[Dataset, Dataset, DatasetInfo, DataLoader, DataLoader]:
+    """Train and val datasets of ``config.data`` and their loaders, sharded over ``world``."""
+    t, d, device = config.train, config.data, world.device
+    common = dict(
+        root=d.root,
+        download=d.download,
+        image_size=d.image_size,
+        mean=d.mean,
+        std=d.std,
+        num_classes=d.num_classes,
+        channels=d.channels,
+        seed=t.seed,
+        distort=d.distort,
+        distort_canvas=d.distort_canvas,
+    )
+    with world.main_first():  # rank 0 unpacks or downloads; the others then read
+        train_set, info = create_dataset(
+            d.name,
+            "train",
+            size=d.train_size,
+            synthetic_size=d.synthetic_train,
+            augment=d.augment,
+            cutout=d.cutout,
+            **common,
+        )
+        val_set, _ = create_dataset(
+            d.name,
+            "val",
+            size=d.val_size,
+            synthetic_size=d.synthetic_val,
+            eval_resize=d.eval_resize,
+            **common,
+        )
+    shard = dict(num_replicas=world.world_size, rank=world.rank)
+    train_loader = create_loader(
+        train_set,
+        batch_size=d.batch_size,
+        train=True,
+        device=device,
+        workers=d.workers,
+        seed=t.seed,
+        **shard,
+    )
+    val_loader = create_loader(
+        val_set,
+        batch_size=d.eval_batch_size or 2 * d.batch_size,
+        train=False,
+        device=device,
+        workers=d.workers,
+        **shard,
+    )
+    return train_set, val_set, info, train_loader, val_loader
+
+
+def model_for_data(
+    m: ModelConfig, info: DatasetInfo, val_set: Dataset
+) -> tuple[nn.Module, dict[str, Any], tuple[int, int, int], dict[str, Any]]:
+    """The model of ``m`` fitted to the data: checked on two images, with its cost counted.
+
+    Returns the model, the keyword arguments it was built with, one image's (C, H, W) and
+    ``model_cost`` at that size.
+    """
+    if m.num_classes is not None and m.num_classes != info.num_classes:
+        raise ConfigError(
+            f"model.num_classes={m.num_classes} but {info.name} has {info.num_classes} classes; "
+            f"set model.num_classes={info.num_classes} or null"
+        )
+    if m.in_chans is not None and m.in_chans != info.in_chans:
+        raise ConfigError(
+            f"model.in_chans={m.in_chans} but {info.name} images have {info.in_chans} channels; "
+            f"set model.in_chans={info.in_chans} or null"
+        )
+    # Base weights (not a senet run's file, which holds the attention too) load before retrofit.
+    weights_first = bool(m.weights and (m.retrofit or m.stn) and not is_run_weights(m.weights))
+    model, model_kwargs = model_from_config(
+        m,
+        num_classes=info.num_classes,
+        in_chans=info.in_chans,
+        base_weights=m.weights if weights_first else None,
+    )
+    if m.weights and not weights_first:
+        load_initial_weights(model, m.weights, foreign=is_foreign(m.name), head=m.weights_head)
+    sample = torch.stack([val_set[i][0] for i in range(min(2, len(val_set)))])
+    check_model_fits_data(model, sample, info, m.name)
+    input_size = (info.in_chans, *sample.shape[-2:])
+    cost = model_cost(model, input_size)
+    return model, model_kwargs, input_size, cost
+
+
+def check_model_fits_data(
+    model: nn.Module, sample: torch.Tensor, info: DatasetInfo, model_name: str
+) -> None:
+    """One forward pass on real images; fail clearly if channels or class counts disagree."""
+    try:
+        with eval_mode(model), torch.no_grad():  # every submodule's own mode comes back
+            out = model(sample)
+    except (RuntimeError, ValueError) as e:  # ValueError: a model's own input check
+        raise ConfigError(
+            f"model {model_name} cannot take the {info.name} images of shape "
+            f"{tuple(sample.shape[1:])} ({str(e).splitlines()[0]}); check model.in_chans "
+            f"(data has {info.in_chans} channels) and data.image_size"
+        ) from None
+    if out.dim() != 2 or out.shape[1] != info.num_classes:
+        raise ConfigError(
+            f"model {model_name} outputs {tuple(out.shape[1:])} logits per image but {info.name} "
+            f"has {info.num_classes} classes; set model.num_classes={info.num_classes} (or leave "
+            "it null to follow the data)"
+        )
+
+
+def model_cost(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, Any]:
+    """Params and multiply-adds at ``input_size`` in the paper's convention (senet.profile)."""
+    report = profile(model, input_size=input_size)
+    return {
+        "params": int(report.params),
+        "macs": int(report.macs),
+        "macs_convention": "senet.profile",
+    }
+
+
+def weights_metadata(
+    config: Config, info: DatasetInfo, model_kwargs: dict[str, Any], input_size: tuple[int, ...]
+) -> dict[str, Any]:
+    """What travels with saved weights: enough to rebuild the model and its preprocessing."""
+    d = config.data
+    return {
+        "model": config.model.name,
+        "model_kwargs": model_kwargs,
+        "data": info.name,
+        "classes": info.classes,
+        "mean": list(info.mean),
+        "std": list(info.std),
+        "input_size": list(input_size),
+        # Enough to rebuild the same dataset for `senet evaluate` (synthetic data needs all).
+        "data_args": {
+            "num_classes": d.num_classes,
+            "channels": d.channels,
+            "seed": config.train.seed,
+            "image_size": d.image_size,
+            "eval_resize": d.eval_resize,
+            "distort": d.distort,
+            "distort_canvas": d.distort_canvas,
+        },
+    }
+
+
+def restore_run(state: dict[str, Any], path: Path | None, **parts: Any) -> None:
+    """Load a checkpoint's model, optimiser, scheduler, scaler and EMA states into ``parts``."""
+    try:
+        restore_training_state(state, **parts)
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise ConfigError(
+            f"cannot resume from {path}: its state does not fit this model and "
+            f"optimiser ({str(e).splitlines()[0]})"
+        ) from None
