@@ -112,17 +112,19 @@ def _train(
             f"(global step {resume_point.epoch * steps + resume_point.totals.step})"
         )
     global_batch = config.data.batch_size * world.world_size
-    procs = (
-        f" ({config.data.batch_size} x {world.world_size} processes)" if world.distributed else ""
+    facts = dict(  # what the summary says about the run's setup
+        model=config.model.name,
+        model_kwargs=model_kwargs,
+        data=info.name,
+        train_images=len(train_set),
+        val_images=len(val_set),
+        input_size=list(input_size),
+        **cost,
+        global_batch=global_batch,
+        world_size=world.world_size,
+        lr=lr,
     )
-    m, t = config.model, config.train
-    progress.log(
-        f"training {m.name}{' + ' + m.retrofit.attn if m.retrofit else ''} "
-        f"({cost['params']:,} params, {cost['macs'] / 1e6:,.1f} M MACs) on "
-        f"{info.name}: {len(train_set):,} train / {len(val_set):,} val images, "
-        f"{t.epochs} epochs x {steps} steps, batch {global_batch}{procs}, lr {lr:.4g}, "
-        f"{world.device}{', ' + t.amp if t.amp != 'none' else ''} -> {run_dir}"
-    )
+    progress.log(_start_line(config, facts, steps, world, run_dir))
     output.weights_meta = weights_metadata(config, info, model_kwargs, input_size)
     output.extra_state = {"world_size": world.world_size, "global_batch": global_batch}
     try:
@@ -140,16 +142,7 @@ def _train(
             output.run_log.close()
     history = result.pop("history")
     summary = RunSummary(
-        model=m.name,
-        model_kwargs=model_kwargs,
-        data=info.name,
-        train_images=len(train_set),
-        val_images=len(val_set),
-        input_size=list(input_size),
-        **cost,
-        global_batch=global_batch,
-        world_size=world.world_size,
-        lr=lr,
+        **facts,
         **result,
         wall_seconds=time.perf_counter() - wall_start,
         device=str(world.device),
@@ -166,6 +159,23 @@ def _train(
         f"(epoch {summary.best_epoch}), final {summary.final_top1:.2f}% -> {run_dir}"
     )
     return summary
+
+
+def _start_line(
+    config: Config, facts: dict[str, Any], steps: int, world: World, run_dir: Path
+) -> str:
+    """The run log's line on what trains, on what data, how long and where."""
+    m, t, f = config.model, config.train, facts
+    procs = (
+        f" ({config.data.batch_size} x {f['world_size']} processes)" if world.distributed else ""
+    )
+    return (
+        f"training {m.name}{' + ' + m.retrofit.attn if m.retrofit else ''} "
+        f"({f['params']:,} params, {f['macs'] / 1e6:,.1f} M MACs) on "
+        f"{f['data']}: {f['train_images']:,} train / {f['val_images']:,} val images, "
+        f"{t.epochs} epochs x {steps} steps, batch {f['global_batch']}{procs}, lr {f['lr']:.4g}, "
+        f"{world.device}{', ' + t.amp if t.amp != 'none' else ''} -> {run_dir}"
+    )
 
 
 def _settle_precision(config: Config, world: World) -> str:
