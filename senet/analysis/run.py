@@ -15,7 +15,7 @@ from senet.analysis.saturation import saturation_report
 from senet.config import ConfigError
 from senet.data import create_loader
 from senet.evaluation import evaluate, prepare_evaluation, resolve_device
-from senet.train.stn_plot import find_stn, save_rectified
+from senet.plots.stn import find_stn, save_rectified
 
 
 def run_folder_source(run_dir: str | Path) -> dict[str, Any]:

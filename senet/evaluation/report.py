@@ -18,7 +18,7 @@ from senet.models.builder import build_model, is_foreign, load_initial_weights, 
 from senet.models.weights import convert_state_dict, detect_layout, load_state_dict, read_weights
 from senet.train.distributed import resolve_device
 from senet.train.epoch import evaluate
-from senet.train.plots import plot_confusion, plot_overlay
+from senet.plots.curves import plot_confusion, plot_overlay
 from senet.train.run_log import read_metrics
 from senet.train.summary import RunSummary
 

@@ -292,6 +292,6 @@ def _write_results(
         run_log.rows = history
         run_log.plot(title=f"{config.model.name} on {summary.data}")
     if config.model.stn:  # what the STN learned: inputs beside its rectified outputs
-        from senet.train.stn_plot import save_rectified
+        from senet.plots.stn import save_rectified
 
         save_rectified(model, val_set, run_dir / "stn_rectified.png", notice=progress.log)

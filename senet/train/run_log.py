@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from senet.train.plots import plot_curves
+from senet.plots.curves import plot_curves
 
 METRIC_COLUMNS = (
     "epoch",

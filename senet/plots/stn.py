@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from senet.models.stn import STNClassifier
-from senet.train.plots import _pyplot
+from senet.plots.curves import _pyplot
 
 
 def find_stn(model: nn.Module) -> STNClassifier | None:
