@@ -21,8 +21,8 @@ from senet.data.distort import default_canvas, rts_distort
 from senet.layers import SpatialTransformer
 from senet.models import STNClassifier
 from senet.models.builder import model_from_config as create_model_from_config
-from senet.train import CheckpointDir, load_config, read_weights, train
 from senet.plots.stn import rectified_pairs
+from senet.train import CheckpointDir, load_config, read_weights, train
 
 CLI = Path(__file__).resolve().parent / "_senet_cli.py"
 RTS = [*QUICK, "data.channels=1", "data.distort=rts", "model.stn=affine", "log.plots=false"]

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
+from typing import Any
 
 from senet.analysis.gates import GateStatistics
+from senet.plots.backend import pyplot
 
 
 def plot_class_gates(
@@ -30,6 +27,7 @@ def plot_class_gates(
     chosen = classes if classes is not None else list(range(min(4, len(stats.class_names))))
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
+    plt = pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
         block = stats.block(name)
@@ -51,7 +49,7 @@ def plot_class_gates(
 def plot_specificity(stats: GateStatistics, path: str | Path) -> Path:
     """Class specificity of each block against its depth (shallow to deep)."""
     scores = [b.specificity() for b in stats.blocks]
-    fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(scores)), 3.5))
+    fig, ax = pyplot().subplots(figsize=(max(5, 0.35 * len(scores)), 3.5))
     ax.plot(range(len(scores)), scores, marker="o")
     ax.set_xticks(range(len(scores)))
     ax.set_xticklabels([b.name for b in stats.blocks], rotation=60, ha="right", fontsize=7)
@@ -69,9 +67,9 @@ def _evenly_spaced(items: list[str], count: int) -> list[str]:
     return [items[round(i * step)] for i in range(count)]
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def _save(fig: Any, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    pyplot().close(fig)
     return path

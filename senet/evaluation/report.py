@@ -16,9 +16,10 @@ from senet.config import ConfigError
 from senet.data import create_dataset, create_loader
 from senet.models.builder import build_model, is_foreign, load_initial_weights, load_run_state
 from senet.models.weights import convert_state_dict, detect_layout, load_state_dict, read_weights
+from senet.plots.confusion import plot_confusion
+from senet.plots.curves import plot_overlay
 from senet.train.distributed import resolve_device
 from senet.train.epoch import evaluate
-from senet.plots.curves import plot_confusion, plot_overlay
 from senet.train.run_log import read_metrics
 from senet.train.summary import RunSummary
 

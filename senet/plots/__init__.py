@@ -1,3 +1,18 @@
 """Figures that several stages draw: training curves, run overlays, confusion matrices and the
 spatial transformer's rectified images. Depends on models only (never train, evaluation or
 analysis), so every stage may use it."""
+
+from senet.plots.backend import pyplot
+from senet.plots.confusion import plot_confusion
+from senet.plots.curves import plot_curves, plot_overlay
+from senet.plots.stn import find_stn, rectified_pairs, save_rectified
+
+__all__ = [
+    "find_stn",
+    "plot_confusion",
+    "plot_curves",
+    "plot_overlay",
+    "pyplot",
+    "rectified_pairs",
+    "save_rectified",
+]

@@ -1,19 +1,11 @@
-"""PNG plots of a run's curves and of several runs overlaid (matplotlib, Agg backend)."""
+"""PNG plots of a run's curves over epochs and of several runs overlaid."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-
-def _pyplot():
-    """matplotlib's pyplot on the Agg backend (files only, no display), imported on first use."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from senet.plots.backend import pyplot
 
 
 def _column(rows: Sequence[dict], key: str) -> tuple[list[float], list[float]]:
@@ -28,7 +20,7 @@ def _column(rows: Sequence[dict], key: str) -> tuple[list[float], list[float]]:
 
 def plot_curves(rows: Sequence[dict], path: str | Path, *, title: str = "") -> None:
     """Three panels over epochs: train/val loss, train/val top-1 (and EMA), learning rate."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(15, 4))
     for key, label in (("train_loss", "train"), ("val_loss", "val"), ("ema_val_loss", "EMA val")):
         xs, ys = _column(rows, key)
@@ -56,7 +48,7 @@ def plot_curves(rows: Sequence[dict], path: str | Path, *, title: str = "") -> N
 
 def plot_overlay(runs: dict[str, Sequence[dict]], path: str | Path) -> None:
     """Validation top-1 and training loss of several runs on shared axes."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
     for name, rows in runs.items():
         ax_acc.plot(*_column(rows, "val_top1"), marker=".", label=name)
@@ -66,37 +58,6 @@ def plot_overlay(runs: dict[str, Sequence[dict]], path: str | Path) -> None:
     for ax in (ax_acc, ax_loss):
         ax.legend()
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_confusion(
-    confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path, *, title: str = ""
-) -> None:
-    """Row-normalised confusion matrix (rows: true class) with counts when it is small."""
-    import numpy as np
-
-    plt = _pyplot()
-    counts = np.asarray(confusion, dtype=np.int64)
-    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    n = len(counts)
-    side = min(20.0, max(5.0, 0.45 * n + 2))
-    fig, ax = plt.subplots(figsize=(side, side))
-    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
-    if n <= 30:
-        labels = list(classes) if len(classes) == n else [str(i) for i in range(n)]
-        ax.set_xticks(range(n), labels, rotation=90)
-        ax.set_yticks(range(n), labels)
-        for i in range(n):
-            for j in range(n):
-                if counts[i, j]:
-                    color = "white" if rates[i, j] > 0.5 else "black"
-                    ax.text(
-                        j, i, str(counts[i, j]), ha="center", va="center", fontsize=7, color=color
-                    )
-    ax.set(xlabel="predicted class", ylabel="true class", title=title or "confusion matrix")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

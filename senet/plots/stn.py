@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from senet.models.stn import STNClassifier
-from senet.plots.curves import _pyplot
+from senet.plots.backend import pyplot
 
 
 def find_stn(model: nn.Module) -> STNClassifier | None:
@@ -62,7 +62,7 @@ def save_rectified(
 ) -> Path:
     """Save a PNG: the first ``count`` images of ``dataset`` (top) and the STN's outputs."""
     inputs, outputs = rectified_pairs(model, dataset, count)
-    plt = _pyplot()
+    plt = pyplot()
     n = len(inputs)
     fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6), squeeze=False)
     for j in range(n):
