@@ -110,21 +110,15 @@ def evaluate(
     """Top-1/top-5, per-class accuracy and a confusion-matrix PNG for a weights file."""
     from rich.console import Console
 
-    from senet.evaluation.report import evaluate_weights, per_class_table
+    from senet.evaluation import EvalSource, evaluate_weights, per_class_table
 
+    source = EvalSource(
+        model, weights, data, root=root, size=size, batch_size=batch_size, device=device
+    )
     with _clear_errors():
-        report = evaluate_weights(
-            model,
-            weights,
-            data,
-            root=root,
-            size=size,
-            batch_size=batch_size,
-            device=device,
-            output_dir=output,
-        )
+        report = evaluate_weights(source, output_dir=output)
     Console().print(per_class_table(report))
-    typer.echo(f"report: {report['output_dir']}/(eval.json, per_class.csv, confusion.png)")
+    typer.echo(f"report: {report.output_dir}/(eval.json, per_class.csv, confusion.png)")
 
 
 @app.command()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from _tiny_models import tiny_models_registered
 
-from senet.evaluation.report import compare_runs, evaluate_weights
+from senet.evaluation import EvalSource, compare_runs, evaluate_weights
 from senet.train import load_config, train
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_v010"
@@ -26,13 +26,12 @@ def _tiny():
 
 
 def test_old_weights_evaluate_to_the_same_numbers(tmp_path):
-    report = evaluate_weights(
-        "_test_tinynet", FIXTURE / "best.safetensors", "synthetic", output_dir=tmp_path
-    )
+    source = EvalSource("_test_tinynet", FIXTURE / "best.safetensors", "synthetic")
+    report = evaluate_weights(source, output_dir=tmp_path)
     # Measured with the pre-move code on the same file.
-    assert report["images"] == 512
-    assert report["top1"] == 25.0
-    assert report["loss"] == pytest.approx(1.3900310397148132, rel=1e-6)
+    assert report.images == 512
+    assert report.top1 == 25.0
+    assert report.loss == pytest.approx(1.3900310397148132, rel=1e-6)
 
 
 def test_old_run_folder_compares():

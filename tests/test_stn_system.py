@@ -206,12 +206,13 @@ def test_training_with_stn_on_rts_data_saves_the_picture_and_resumes(tmp_path):
             assert torch.equal(again[name], value), name
 
         # The model rebuilt from the run's metadata (as `senet evaluate` does) agrees.
-        from senet.evaluation import evaluate_weights
+        from senet.evaluation import EvalSource, evaluate_weights
 
-        report = evaluate_weights(
+        source = EvalSource(
             "_test_tinynet", tmp_path / "run" / "last.safetensors", "synthetic", device="cpu"
         )
-        assert report["top1"] == pytest.approx(summary["final_top1"])
+        report = evaluate_weights(source)
+        assert report.top1 == pytest.approx(summary["final_top1"])
 
         # `senet analyze` draws the STN picture too (this tiny model has no gates to analyse).
         from senet.analysis.run import analyze_weights

@@ -9,7 +9,7 @@ from _tiny_models import QUICK
 
 import senet
 from senet.data import create_dataset
-from senet.evaluation.report import evaluate_weights
+from senet.evaluation import EvalSource, evaluate_weights
 from senet.models.builder import model_from_config
 from senet.train import ConfigError, load_config, read_weights, train
 from senet.train.setup import model_for_data
@@ -39,14 +39,10 @@ def test_train_a_retrofitted_torchvision_model_and_evaluate_it(tmp_path):
     assert meta["model_kwargs"]["retrofit"] == {"attn": "se", "reduction": 8}
     assert "layer4.1.attn.fc1.weight" in state
     # senet evaluate rebuilds the model, retrofit included, from the weights' metadata.
-    report = evaluate_weights(
-        "torchvision:resnet18",
-        tmp_path / "run" / "best.safetensors",
-        "synthetic",
-        size=64,
-        output_dir=tmp_path / "eval",
-    )
-    assert report["top1"] == pytest.approx(summary["best_top1"])
+    weights = tmp_path / "run" / "best.safetensors"
+    source = EvalSource("torchvision:resnet18", weights, "synthetic", size=64)
+    report = evaluate_weights(source, output_dir=tmp_path / "eval")
+    assert report.top1 == pytest.approx(summary["best_top1"])
 
 
 def test_base_weights_load_before_the_retrofit(tmp_path):

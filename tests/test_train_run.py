@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from senet.cli import app
 from senet.data import DataError
 from senet.data.fashion_mnist import SYSTEM_DIR
-from senet.evaluation.report import compare_runs, evaluate_weights
+from senet.evaluation import EvalSource, EvaluationReport, compare_runs, evaluate_weights
 from senet.train import (
     CheckpointDir,
     ConfigError,
@@ -93,16 +93,23 @@ def test_best_weights_reproduce_the_best_score(run):
     folder, summary = run
     _, meta = read_weights(folder / "best.safetensors")
     assert meta["model"] == "_test_tinynet" and meta["epoch"] == summary["best_epoch"]
-    report = evaluate_weights(
-        "_test_tinynet",
-        folder / "best.safetensors",
-        "synthetic",
-        size=64,
-        output_dir=folder / "eval",
-    )
-    assert report["top1"] == pytest.approx(summary["best_top1"])
+    source = EvalSource("_test_tinynet", folder / "best.safetensors", "synthetic", size=64)
+    report = evaluate_weights(source, output_dir=folder / "eval")
+    assert isinstance(report, EvaluationReport)
+    assert report.top1 == pytest.approx(summary["best_top1"])
     assert (folder / "eval" / "confusion.png").is_file()
-    assert int(report["confusion"].sum()) == 64
+    assert int(report.confusion.sum()) == 64
+    # eval.json keeps the keys (and order) it had when the report was a dict; no confusion.
+    on_disk = json.loads((folder / "eval" / "eval.json").read_text())
+    assert list(on_disk) == [
+        "model", "weights", "data", "images", "loss", "top1", "top5", "per_class",
+        "preprocessing", "output_dir",
+    ]  # fmt: skip
+    assert on_disk == report.to_dict()
+    assert on_disk["weights"] == str(folder / "best.safetensors")
+    assert on_disk["output_dir"] == str(folder / "eval")
+    assert list(on_disk["per_class"]) == [f"class_{k}" for k in range(4)]
+    assert list(on_disk["preprocessing"]) == ["mean", "std", "image_size"]
 
 
 def test_checkpoint_holds_the_full_training_state(run):
@@ -293,13 +300,10 @@ def test_evaluate_timm_weights_with_their_preprocessing(tmp_path):
     reference = timm.create_model("resnet18", num_classes=2).eval()
     torch.save(reference.state_dict(), tmp_path / "timm_resnet18.pth")
 
-    report = evaluate_weights(
-        "resnet18",
-        tmp_path / "timm_resnet18.pth",
-        "imagefolder",
-        root=str(tmp_path),
-        output_dir=tmp_path / "eval",
+    source = EvalSource(
+        "resnet18", tmp_path / "timm_resnet18.pth", "imagefolder", root=str(tmp_path)
     )
+    report = evaluate_weights(source, output_dir=tmp_path / "eval")
     # timm's own predictions with the preprocessing of its pretrained_cfg (resize 256, crop 224).
     tf = imagenet_eval_transform(224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), resize=256)
     ds, _ = create_dataset("imagefolder", "val", root=tmp_path)
@@ -309,17 +313,15 @@ def test_evaluate_timm_weights_with_their_preprocessing(tmp_path):
         logits = reference(images)
     expected_loss = torch.nn.functional.cross_entropy(logits, targets).item()
     expected_top1 = 100.0 * (logits.argmax(1) == targets).float().mean().item()
-    assert report["loss"] == pytest.approx(expected_loss, abs=1e-4)
-    assert report["top1"] == pytest.approx(expected_top1)
-    assert report["preprocessing"]["crop_pct"] == 0.875
+    assert report.loss == pytest.approx(expected_loss, abs=1e-4)
+    assert report.top1 == pytest.approx(expected_top1)
+    assert report.preprocessing["crop_pct"] == 0.875
 
     with pytest.raises(ConfigError, match="has a 2-class head but the data has 4 classes"):
         for cls in ("c", "d"):
             (tmp_path / "val" / cls).mkdir()
             Image.new("RGB", (8, 8)).save(tmp_path / "val" / cls / "x.png")
-        evaluate_weights(
-            "resnet18", tmp_path / "timm_resnet18.pth", "imagefolder", root=str(tmp_path)
-        )
+        evaluate_weights(source)
 
 
 def test_missing_tensorboard_is_a_one_line_notice(tmp_path, monkeypatch):

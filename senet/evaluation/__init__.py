@@ -2,18 +2,26 @@
 
 # The eval loop and device choice are train's; evaluation re-exports them for its users.
 from senet.evaluation.report import (
-    EvaluationSetup,
+    EvaluationReport,
     compare_runs,
     comparison_table,
     evaluate_weights,
     per_class_table,
+)
+from senet.evaluation.source import (
+    EvalSource,
+    EvaluationSetup,
+    PreparedEvaluation,
     prepare_evaluation,
 )
 from senet.train.distributed import resolve_device
 from senet.train.epoch import evaluate
 
 __all__ = [
+    "EvalSource",
+    "EvaluationReport",
     "EvaluationSetup",
+    "PreparedEvaluation",
     "compare_runs",
     "comparison_table",
     "evaluate",

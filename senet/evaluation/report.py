@@ -1,11 +1,12 @@
-"""``evaluate_weights`` (top-1/top-5, per-class accuracy, confusion matrix) and ``compare_runs``."""
+"""``evaluate_weights`` (top-1/top-5, per-class accuracy, confusion matrix: an
+``EvaluationReport``) and ``compare_runs``."""
 
 from __future__ import annotations
 
 import csv
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -13,140 +14,56 @@ import torch
 from rich.table import Table
 
 from senet.config import ConfigError
-from senet.data import create_dataset, create_loader
-from senet.models.builder import build_model, is_foreign, load_initial_weights, load_run_state
-from senet.models.weights import convert_state_dict, detect_layout, load_state_dict, read_weights
+from senet.evaluation.source import EvalSource
 from senet.plots.confusion import plot_confusion
 from senet.plots.curves import plot_overlay
-from senet.train.distributed import resolve_device
 from senet.train.epoch import evaluate
 from senet.train.run_log import read_metrics
 from senet.train.summary import RunSummary
 
 
-def preprocessing_for(model_meta: dict[str, Any], model: torch.nn.Module | None) -> dict[str, Any]:
-    """Mean, std, image size, crop and interpolation: from senet weights' metadata, else from the
-    model's ``pretrained_cfg`` (timm / Cadene ports carry their own), else empty (data default)."""
-    if model_meta:
-        size = model_meta.get("input_size")
-        return {
-            "mean": model_meta.get("mean"),
-            "std": model_meta.get("std"),
-            "image_size": size[-1] if size else None,
-        }
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    if not isinstance(cfg, dict):
-        cfg = vars(cfg)
-    size = cfg.get("input_size")
-    return {
-        "mean": cfg.get("mean"),
-        "std": cfg.get("std"),
-        "image_size": size[-1] if size else None,
-        "crop_pct": cfg.get("crop_pct"),
-        "interpolation": cfg.get("interpolation"),
-    }
-
-
 @dataclass
-class EvaluationSetup:
-    """A model with its weights and the validation data prepared the way it was trained."""
+class EvaluationReport:
+    """What ``evaluate_weights`` measured; ``to_dict()`` is ``eval.json`` (no confusion matrix)."""
 
-    model: torch.nn.Module
-    dataset: Any
-    info: Any  # senet.data.DatasetInfo
-    preprocessing: dict[str, Any]
+    model: str
     weights: Path
+    data: str
+    images: int
+    loss: float
+    top1: float
+    top5: float
+    per_class: dict[str, float]  # class name -> top-1 %
+    preprocessing: dict[str, Any]  # mean, std, image size, ... the weights were evaluated with
+    output_dir: Path
+    confusion: torch.Tensor = field(repr=False)  # (C, C) int64, rows = true class
 
+    def to_dict(self) -> dict[str, Any]:
+        """The report as ``eval.json`` holds it: paths as text, without the confusion matrix."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "confusion"}
+        return {**out, "weights": str(self.weights), "output_dir": str(self.output_dir)}
 
-def prepare_evaluation(
-    model_name: str,
-    weights: str | Path,
-    data: str,
-    *,
-    root: str | None = None,
-    size: int | None = None,
-    download: bool = False,
-) -> EvaluationSetup:
-    """Build ``model_name`` with ``weights`` and the val split of ``data``, preprocessed to fit.
-
-    senet weight files carry the model's keyword arguments and the preprocessing they were
-    trained with; other files (timm, Cadene, torchvision layouts) go through
-    ``senet.load_weights`` and use the model's ``pretrained_cfg`` preprocessing.
-    """
-    weights = Path(weights)
-    if not weights.is_file():
-        raise ConfigError(f"weights file {weights} does not exist")
-    state, meta = read_weights(weights) if weights.suffix == ".safetensors" else ({}, {})
-    if meta and meta.get("model") != model_name:
-        raise ConfigError(
-            f"{weights} holds weights of {meta.get('model')!r}, not {model_name!r}; "
-            f"name the model {meta.get('model')!r} instead"
-        )
-    # A first model (default head) only to read its pretrained_cfg before the data is built.
-    probe = None if meta else build_model(model_name)
-    prep = preprocessing_for(meta, probe)
-    image_size = prep.get("image_size")
-    eval_resize = None
-    if data == "imagefolder" and image_size and prep.get("crop_pct"):
-        eval_resize = round(image_size / prep["crop_pct"])
-    same_data = meta.get("data_args", {}) if meta.get("data") == data else {}
-    dataset, info = create_dataset(
-        data,
-        "val",
-        root=root,
-        download=download,
-        size=size,
-        **{"image_size": image_size, "eval_resize": eval_resize, **same_data},
-        mean=prep.get("mean"),
-        std=prep.get("std"),
-        interpolation=prep.get("interpolation") or "bilinear",
-    )
-    if meta:
-        kwargs = dict(meta["model_kwargs"])
-        if kwargs.get("num_classes") != info.num_classes:
-            raise ConfigError(
-                f"{weights} has a {kwargs.get('num_classes')}-class head but {info.name} has "
-                f"{info.num_classes} classes"
-            )
-        model = build_model(model_name, **kwargs)
-        load_run_state(model, state, str(weights))
-    else:
-        model = _foreign_model(model_name, weights, info.num_classes, info.in_chans)
-    return EvaluationSetup(model, dataset, info, prep, weights)
+    def to_json(self) -> str:
+        """The text of ``eval.json``."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
 
 
 def evaluate_weights(
-    model_name: str,
-    weights: str | Path,
-    data: str,
-    *,
-    root: str | None = None,
-    size: int | None = None,
-    batch_size: int = 256,
-    device: str = "auto",
-    workers: int | None = None,
-    download: bool = False,
-    output_dir: str | Path | None = None,
-    amp: str = "none",
-) -> dict[str, Any]:
-    """Evaluate ``weights`` of ``model_name`` on the val split of ``data``; write the report.
+    source: EvalSource, *, output_dir: str | Path | None = None, amp: str = "none"
+) -> EvaluationReport:
+    """Evaluate the weights of ``source`` on the val split of its data; write the report.
 
     See :func:`prepare_evaluation` for how weights and preprocessing are matched. Writes
     ``eval.json``, ``per_class.csv`` and ``confusion.png`` into ``output_dir`` (default: a
     folder ``eval-<data>`` beside the weights).
     """
-    setup = prepare_evaluation(model_name, weights, data, root=root, size=size, download=download)
-    model, dataset, info, prep, weights = (
-        setup.model, setup.dataset, setup.info, setup.preprocessing, setup.weights
-    )  # fmt: skip
-    dev = resolve_device(device)
-    model.to(dev)
-    loader = create_loader(dataset, batch_size=batch_size, train=False, device=dev, workers=workers)
-    result = evaluate(model, loader, device=dev, amp=amp, num_classes=info.num_classes)
-
-    out = Path(output_dir) if output_dir else weights.parent / f"eval-{info.name}"
+    run = source.prepare()
+    result = evaluate(
+        run.model, run.loader, device=run.device, amp=amp, num_classes=run.info.num_classes
+    )
+    out = Path(output_dir) if output_dir else run.weights.parent / f"eval-{run.info.name}"
     out.mkdir(parents=True, exist_ok=True)
-    classes = info.classes or [str(i) for i in range(info.num_classes)]
+    classes = run.class_names
     counts = result["confusion"].sum(dim=1).tolist()
     with open(out / "per_class.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -157,60 +74,35 @@ def evaluate_weights(
         result["confusion"].tolist(),
         classes,
         out / "confusion.png",
-        title=f"{model_name} on {info.name} ({result['images']:,} images): "
+        title=f"{source.model_name} on {run.info.name} ({result['images']:,} images): "
         f"top-1 {result['top1']:.2f}%",
     )
-    report = {
-        "model": model_name,
-        "weights": str(weights),
-        "data": info.name,
-        "images": result["images"],
-        "loss": result["loss"],
-        "top1": result["top1"],
-        "top5": result["top5"],
-        "per_class": dict(zip(classes, result["per_class"], strict=True)),
-        "preprocessing": {k: v for k, v in prep.items() if v is not None},
-        "output_dir": str(out),
-    }
-    (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
-    report["confusion"] = result["confusion"]
+    report = EvaluationReport(
+        model=source.model_name,
+        weights=run.weights,
+        data=run.info.name,
+        images=result["images"],
+        loss=result["loss"],
+        top1=result["top1"],
+        top5=result["top5"],
+        per_class=dict(zip(classes, result["per_class"], strict=True)),
+        preprocessing={k: v for k, v in run.preprocessing.items() if v is not None},
+        output_dir=out,
+        confusion=result["confusion"],
+    )
+    (out / "eval.json").write_text(report.to_json())
     return report
 
 
-def _foreign_model(name: str, weights: Path, num_classes: int, in_chans: int) -> torch.nn.Module:
-    """``name`` with a timm / Cadene / torchvision checkpoint whose head fits the data.
-
-    ``create_model(pretrained=...)`` picks the architecture layout the checkpoint needs; it
-    would keep a fresh classifier when the class counts differ, so that is refused first.
-    """
-    if is_foreign(name):  # a torchvision/timm model and its own state dict, loaded as is
-        model = build_model(name, num_classes=num_classes, in_chans=in_chans)
-        load_initial_weights(model, str(weights), foreign=True)
-        return model
-    try:
-        state = load_state_dict(str(weights))
-        head = convert_state_dict(state, detect_layout(state)).get("fc.weight")
-    except (ValueError, RuntimeError, KeyError) as e:
-        raise ConfigError(f"cannot read {weights} as {name} weights: {e}") from e
-    if head is None or head.shape[0] != num_classes:
-        found = "no fc.weight" if head is None else f"a {head.shape[0]}-class head"
-        raise ConfigError(
-            f"{weights} has {found} but the data has {num_classes} classes; evaluate on the "
-            "data the weights were trained for (ImageNet weights: an imagefolder with the 1000 "
-            "ImageNet class folders)"
-        )
-    return build_model(name, pretrained=str(weights), num_classes=num_classes, in_chans=in_chans)
-
-
-def per_class_table(report: dict[str, Any]) -> Table:
+def per_class_table(report: EvaluationReport) -> Table:
     """Rich table of per-class accuracy of an ``evaluate_weights`` report."""
     table = Table(
-        title=f"{report['model']} on {report['data']}: top-1 {report['top1']:.2f}%, "
-        f"top-5 {report['top5']:.2f}% ({report['images']:,} images)"
+        title=f"{report.model} on {report.data}: top-1 {report.top1:.2f}%, "
+        f"top-5 {report.top5:.2f}% ({report.images:,} images)"
     )
     table.add_column("class")
     table.add_column("top-1 %", justify="right")
-    for name, acc in report["per_class"].items():
+    for name, acc in report.per_class.items():
         table.add_row(name, f"{acc:.2f}")
     return table
 

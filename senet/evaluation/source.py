@@ -1,0 +1,189 @@
+"""What to evaluate, on which data, and how to load it: ``EvalSource`` and ``prepare_evaluation``.
+
+``senet evaluate`` and ``senet analyze`` both start here: a model name and its weights file,
+the validation split of a dataset preprocessed the way the weights were trained, the device and
+the loader. Each then does its own work on what :meth:`EvalSource.prepare` returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from senet.config import ConfigError
+from senet.data import create_dataset, create_loader
+from senet.models.builder import build_model, is_foreign, load_initial_weights, load_run_state
+from senet.models.weights import convert_state_dict, detect_layout, load_state_dict, read_weights
+from senet.train.distributed import resolve_device
+
+
+@dataclass(frozen=True)
+class EvalSource:
+    """A model's weights and the data to run them on: the arguments every evaluation shares.
+
+    ``size`` keeps the first N validation images; ``workers=None`` lets the loader choose;
+    ``download`` lets ``create_dataset`` fetch data that is not on disk yet.
+    """
+
+    model_name: str
+    weights: str | Path
+    data: str
+    root: str | None = None
+    size: int | None = None
+    batch_size: int = 256
+    device: str = "auto"
+    workers: int | None = None
+    download: bool = False
+
+    def prepare(self) -> PreparedEvaluation:
+        """The model with its weights on the device, and a loader over the validation split."""
+        setup = prepare_evaluation(
+            self.model_name,
+            self.weights,
+            self.data,
+            root=self.root,
+            size=self.size,
+            download=self.download,
+        )
+        device = resolve_device(self.device)
+        setup.model.to(device)
+        loader = create_loader(
+            setup.dataset,
+            batch_size=self.batch_size,
+            train=False,
+            device=device,
+            workers=self.workers,
+        )
+        return PreparedEvaluation(**vars(setup), device=device, loader=loader)
+
+
+@dataclass
+class EvaluationSetup:
+    """A model with its weights and the validation data prepared the way it was trained."""
+
+    model: torch.nn.Module
+    dataset: Any
+    info: Any  # senet.data.DatasetInfo
+    preprocessing: dict[str, Any]
+    weights: Path
+
+    @property
+    def class_names(self) -> list[str]:
+        """The dataset's class names, or the class indices as text where it has none."""
+        return self.info.classes or [str(i) for i in range(self.info.num_classes)]
+
+
+@dataclass
+class PreparedEvaluation(EvaluationSetup):
+    """An ``EvaluationSetup`` with the model moved to ``device`` and a loader over its data."""
+
+    device: torch.device
+    loader: Any  # torch.utils.data.DataLoader
+
+
+def preprocessing_for(model_meta: dict[str, Any], model: torch.nn.Module | None) -> dict[str, Any]:
+    """Mean, std, image size, crop and interpolation: from senet weights' metadata, else from the
+    model's ``pretrained_cfg`` (timm / Cadene ports carry their own), else empty (data default)."""
+    if model_meta:
+        size = model_meta.get("input_size")
+        return {
+            "mean": model_meta.get("mean"),
+            "std": model_meta.get("std"),
+            "image_size": size[-1] if size else None,
+        }
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if not isinstance(cfg, dict):
+        cfg = vars(cfg)
+    size = cfg.get("input_size")
+    return {
+        "mean": cfg.get("mean"),
+        "std": cfg.get("std"),
+        "image_size": size[-1] if size else None,
+        "crop_pct": cfg.get("crop_pct"),
+        "interpolation": cfg.get("interpolation"),
+    }
+
+
+def prepare_evaluation(
+    model_name: str,
+    weights: str | Path,
+    data: str,
+    *,
+    root: str | None = None,
+    size: int | None = None,
+    download: bool = False,
+) -> EvaluationSetup:
+    """Build ``model_name`` with ``weights`` and the val split of ``data``, preprocessed to fit.
+
+    senet weight files carry the model's keyword arguments and the preprocessing they were
+    trained with; other files (timm, Cadene, torchvision layouts) go through
+    ``senet.load_weights`` and use the model's ``pretrained_cfg`` preprocessing.
+    """
+    weights = Path(weights)
+    if not weights.is_file():
+        raise ConfigError(f"weights file {weights} does not exist")
+    state, meta = read_weights(weights) if weights.suffix == ".safetensors" else ({}, {})
+    if meta and meta.get("model") != model_name:
+        raise ConfigError(
+            f"{weights} holds weights of {meta.get('model')!r}, not {model_name!r}; "
+            f"name the model {meta.get('model')!r} instead"
+        )
+    # A first model (default head) only to read its pretrained_cfg before the data is built.
+    probe = None if meta else build_model(model_name)
+    prep = preprocessing_for(meta, probe)
+    image_size = prep.get("image_size")
+    eval_resize = None
+    if data == "imagefolder" and image_size and prep.get("crop_pct"):
+        eval_resize = round(image_size / prep["crop_pct"])
+    same_data = meta.get("data_args", {}) if meta.get("data") == data else {}
+    dataset, info = create_dataset(
+        data,
+        "val",
+        root=root,
+        download=download,
+        size=size,
+        **{"image_size": image_size, "eval_resize": eval_resize, **same_data},
+        mean=prep.get("mean"),
+        std=prep.get("std"),
+        interpolation=prep.get("interpolation") or "bilinear",
+    )
+    if meta:
+        kwargs = dict(meta["model_kwargs"])
+        if kwargs.get("num_classes") != info.num_classes:
+            raise ConfigError(
+                f"{weights} has a {kwargs.get('num_classes')}-class head but {info.name} has "
+                f"{info.num_classes} classes"
+            )
+        model = build_model(model_name, **kwargs)
+        load_run_state(model, state, str(weights))
+    else:
+        model = _foreign_model(model_name, weights, info.num_classes, info.in_chans)
+    return EvaluationSetup(model, dataset, info, prep, weights)
+
+
+def _foreign_model(name: str, weights: Path, num_classes: int, in_chans: int) -> torch.nn.Module:
+    """``name`` with a timm / Cadene / torchvision checkpoint whose head fits the data.
+
+    ``create_model(pretrained=...)`` picks the architecture layout the checkpoint needs; it
+    would keep a fresh classifier when the class counts differ, so that is refused first.
+    """
+    if is_foreign(name):  # a torchvision/timm model and its own state dict, loaded as is
+        model = build_model(name, num_classes=num_classes, in_chans=in_chans)
+        load_initial_weights(model, str(weights), foreign=True)
+        return model
+    try:
+        state = load_state_dict(str(weights))
+        head = convert_state_dict(state, detect_layout(state)).get("fc.weight")
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise ConfigError(f"cannot read {weights} as {name} weights: {e}") from e
+    if head is None or head.shape[0] != num_classes:
+        found = "no fc.weight" if head is None else f"a {head.shape[0]}-class head"
+        raise ConfigError(
+            f"{weights} has {found} but the data has {num_classes} classes; evaluate on the "
+            "data the weights were trained for (ImageNet weights: an imagefolder with the 1000 "
+            "ImageNet class folders)"
+        )
+    return build_model(name, pretrained=str(weights), num_classes=num_classes, in_chans=in_chans)
