@@ -381,34 +381,37 @@ def analyze(
     ),
 ) -> None:
     """Excitation per class and depth (paper Sec. 7): specificity, saturation, plots, JSON."""
+    from dataclasses import replace
+
     from rich.console import Console
 
-    from senet.analysis.run import (
+    from senet.analysis import (
         analysis_table,
         analyze_weights,
         run_folder_source,
         saturation_summary,
     )
+    from senet.evaluation import EvalSource
 
+    if weights is not None and data is None:
+        typer.echo("error: --data is needed with --weights", err=True)
+        raise typer.Exit(2)
     with _clear_errors():
-        if weights is None:
-            found = run_folder_source(source)
-        else:
-            found = {"model_name": source, "weights": weights, "data": data, "root": root}
-        if found["data"] is None:
-            typer.echo("error: --data is needed with --weights", err=True)
-            raise typer.Exit(2)
+        found = run_folder_source(source) if weights is None else EvalSource(source, weights, data)
+        # --data and --root override the run folder's.
+        found = replace(found, data=data or found.data, root=root or found.root)
         picked = [int(c) for c in classes.split(",")] if classes else None
         report = analyze_weights(
-            found["model_name"], found["weights"], data or found["data"],
-            root=root or found["root"], size=size, device=device, classes=picked,
-            threshold=threshold, output_dir=output,
-        )  # fmt: skip
+            replace(found, size=size, device=device),
+            classes=picked,
+            threshold=threshold,
+            output_dir=output,
+        )
     console = Console()
     console.print(analysis_table(report))
     console.print(saturation_summary(report))
     typer.echo(
-        f"report: {report['output_dir']}/(gates.json, saturation.json, class_gates.png, specificity.png)"
+        f"report: {report.output_dir}/(gates.json, saturation.json, class_gates.png, specificity.png)"
     )
 
 

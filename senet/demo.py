@@ -115,14 +115,15 @@ def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None) 
     console.rule("[bold]the full study")
     console.print(committed_study_text(load_committed_study()))
     # The paper's Sec. 7 on the SE model just trained: what its gates learned, block by block.
-    from senet.analysis.run import analysis_table, analyze_weights, saturation_summary
+    from senet.analysis import analysis_table, analyze_weights, saturation_summary
+    from senet.evaluation import EvalSource
 
     console.rule("[bold]gate analysis")
     se_run = out / MODELS[0]
-    report = analyze_weights(MODELS[0], se_run / "best.safetensors", "fashion_mnist")
+    report = analyze_weights(EvalSource(MODELS[0], se_run / "best.safetensors", "fashion_mnist"))
     console.print(analysis_table(report))
     console.print(saturation_summary(report))
-    console.print(f"plots: {report['output_dir']}/class_gates.png, specificity.png")
+    console.print(f"plots: {report.output_dir}/class_gates.png, specificity.png")
     return rows
 
 

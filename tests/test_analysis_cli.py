@@ -1,6 +1,7 @@
 """`senet analyze` on a run folder that `senet train` wrote."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 import senet
+from senet.analysis import GateAnalysis, analysis_table, analyze_weights, run_folder_source
 from senet.cli import app
 from senet.data import create_dataset
 from senet.train import load_config, read_weights, train
@@ -107,3 +109,37 @@ def test_analyze_a_model_name_with_weights_and_data(run_dir, tmp_path):
 def test_analyze_refuses_a_folder_that_is_not_a_run(tmp_path):
     result = CliRunner().invoke(app, ["analyze", str(tmp_path)])
     assert result.exit_code == 2 and "not a senet run folder" in result.output
+
+
+def test_analyze_weights_returns_a_gate_analysis_and_writes_the_same_json(run_dir, tmp_path):
+    source = run_folder_source(run_dir)
+    assert (source.model_name, source.weights, source.data) == (
+        "se_resnet20_cifar", run_dir / "best.safetensors", "synthetic",
+    )  # fmt: skip
+    report = analyze_weights(replace(source, size=40, device="cpu"), output_dir=tmp_path)
+    assert isinstance(report, GateAnalysis)
+    assert (report.output_dir, report.images, report.stn_picture) == (tmp_path, 40, None)
+    assert len(report.stats.blocks) == len(report.blocks) == 9
+    # The files keep the keys (and order) they had when the result was a dict.
+    gates = json.loads((tmp_path / "gates.json").read_text())
+    assert list(gates) == ["class_names", "blocks"]
+    assert list(gates["blocks"][0]) == [
+        "name", "depth", "channels", "specificity", "mean_gate", "gate_std", "mean", "std",
+        "class_mean", "class_std",
+    ]  # fmt: skip
+    summary_keys = ["name", "depth", "channels", "specificity", "mean_gate", "gate_std"]
+    assert report.blocks == [{k: b[k] for k in summary_keys} for b in gates["blocks"]]
+    saturation = json.loads((tmp_path / "saturation.json").read_text())
+    assert list(saturation) == [
+        "threshold", "blocks", "replaced", "params_saved", "params_total", "top1_before",
+        "top1_after",
+    ]  # fmt: skip
+    assert saturation == report.saturation
+    summary = report.to_dict()
+    assert list(summary) == [
+        "model", "weights", "data", "images", "blocks", "saturation", "output_dir", "stn_picture",
+    ]  # fmt: skip
+    assert summary["weights"] == str(run_dir / "best.safetensors")
+    assert summary["output_dir"] == str(tmp_path)
+    json.dumps(summary)
+    assert analysis_table(report).row_count == 9

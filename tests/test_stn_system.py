@@ -215,14 +215,11 @@ def test_training_with_stn_on_rts_data_saves_the_picture_and_resumes(tmp_path):
         assert report.top1 == pytest.approx(summary["final_top1"])
 
         # `senet analyze` draws the STN picture too (this tiny model has no gates to analyse).
-        from senet.analysis.run import analyze_weights
+        from senet.analysis import analyze_weights
 
         out = tmp_path / "analysis"
         with pytest.raises(ConfigError, match=r"no attention module.*the STN's inputs and outputs"):
-            analyze_weights(
-                "_test_tinynet", tmp_path / "run" / "last.safetensors", "synthetic",
-                device="cpu", output_dir=out,
-            )  # fmt: skip
+            analyze_weights(source, output_dir=out)
         assert (out / "stn_rectified.png").stat().st_size > 5000
 
 

@@ -8,6 +8,13 @@ from senet.analysis.gates import (
     collect_gates,
 )
 from senet.analysis.plots import plot_class_gates, plot_specificity
+from senet.analysis.run import (
+    GateAnalysis,
+    analysis_table,
+    analyze_weights,
+    run_folder_source,
+    saturation_summary,
+)
 from senet.analysis.saturation import (
     ConstantGate,
     SaturationEntry,
@@ -19,14 +26,19 @@ from senet.analysis.saturation import (
 __all__ = [
     "BlockGates",
     "ConstantGate",
+    "GateAnalysis",
     "GateStatistics",
     "SaturationEntry",
+    "analysis_table",
+    "analyze_weights",
     "attention_blocks",
     "channel_gate_of",
     "collect_gates",
     "freeze_gates",
     "plot_class_gates",
     "plot_specificity",
+    "run_folder_source",
     "saturation_report",
+    "saturation_summary",
     "saturation_table",
 ]

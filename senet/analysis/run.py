@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 from rich.table import Table
 
-from senet.analysis.gates import collect_gates
+from senet.analysis.gates import GateStatistics, collect_gates
 from senet.analysis.plots import plot_class_gates, plot_specificity
 from senet.analysis.saturation import saturation_report
 from senet.config import ConfigError
-from senet.data import create_loader
-from senet.evaluation import evaluate, prepare_evaluation, resolve_device
+from senet.evaluation import EvalSource, evaluate
 from senet.plots.stn import find_stn, save_rectified
 
 
-def run_folder_source(run_dir: str | Path) -> dict[str, Any]:
-    """Model name, weights file, dataset and data root of a `senet train` run folder."""
+def run_folder_source(run_dir: str | Path) -> EvalSource:
+    """Model name, weights file (best, else last), dataset and data root of a `senet train` run
+    folder; the other fields keep their defaults (``dataclasses.replace`` sets them)."""
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
@@ -34,30 +35,55 @@ def run_folder_source(run_dir: str | Path) -> dict[str, Any]:
             break
     else:
         raise ConfigError(f"{run_dir} holds no best.safetensors or last.safetensors to analyse")
-    return {
-        "model_name": config["model"]["name"],
-        "weights": weights,
-        "data": config["data"]["name"],
-        "root": config["data"].get("root"),
-    }
+    return EvalSource(
+        model_name=config["model"]["name"],
+        weights=weights,
+        data=config["data"]["name"],
+        root=config["data"].get("root"),
+    )
+
+
+@dataclass
+class GateAnalysis:
+    """What ``analyze_weights`` found; ``to_dict()`` is its JSON-ready summary.
+
+    ``blocks``: per attention block its name, depth, channels, specificity, mean gate and gate
+    std (``gates.json`` holds the full vectors); ``saturation``: ``saturation.json``'s content.
+    """
+
+    model: str
+    weights: Path
+    data: str
+    images: int
+    blocks: list[dict[str, Any]]
+    saturation: dict[str, Any]
+    output_dir: Path
+    stn_picture: Path | None
+    stats: GateStatistics = field(repr=False)  # every block's gates by class
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary with paths as text, without the full gate statistics."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "stats"}
+        stn = self.stn_picture
+        return {
+            **out,
+            "weights": str(self.weights),
+            "output_dir": str(self.output_dir),
+            "stn_picture": str(stn) if stn else None,
+        }
+
+
+_BLOCK_SUMMARY = ("name", "depth", "channels", "specificity", "mean_gate", "gate_std")
 
 
 def analyze_weights(
-    model_name: str,
-    weights: str | Path,
-    data: str,
+    source: EvalSource,
     *,
-    root: str | None = None,
-    size: int | None = None,
-    batch_size: int = 256,
-    device: str = "auto",
-    workers: int | None = None,
-    download: bool = False,
     classes: list[int] | None = None,
     threshold: float = 0.02,
     output_dir: str | Path | None = None,
-) -> dict[str, Any]:
-    """Gate analysis of a trained model on the val split of ``data`` (paper Sec. 7).
+) -> GateAnalysis:
+    """Gate analysis of a trained model on the val split of its data (paper Sec. 7).
 
     Writes into ``output_dir`` (default: ``analysis-<data>`` beside the weights):
     ``gates.json`` (per block: class-mean and overall gate vectors, specificity),
@@ -65,21 +91,16 @@ def analyze_weights(
     ``saturation.json`` (near-constant blocks, and top-1 before/after freezing them); for a model
     with a spatial transformer in front, ``stn_rectified.png`` (inputs and the STN's outputs).
     """
-    setup = prepare_evaluation(model_name, weights, data, root=root, size=size, download=download)
-    dev = resolve_device(device)
-    model = setup.model.to(dev)
-    loader = create_loader(
-        setup.dataset, batch_size=batch_size, train=False, device=dev, workers=workers
-    )
-    names = setup.info.classes or [str(k) for k in range(setup.info.num_classes)]
-    out = Path(output_dir) if output_dir else setup.weights.parent / f"analysis-{setup.info.name}"
+    run = source.prepare()
+    model, loader, dev = run.model, run.loader, run.device
+    out = Path(output_dir) if output_dir else run.weights.parent / f"analysis-{run.info.name}"
     out.mkdir(parents=True, exist_ok=True)
     stn_picture = None
     if find_stn(model) is not None:  # a model trained with model.stn: what its STN does
-        stn_picture = save_rectified(model, setup.dataset, out / "stn_rectified.png")
+        stn_picture = save_rectified(model, run.dataset, out / "stn_rectified.png")
     try:
         stats = collect_gates(
-            model, loader, num_classes=setup.info.num_classes, class_names=names, device=dev
+            model, loader, num_classes=run.info.num_classes, class_names=run.class_names, device=dev
         )
     except ValueError as e:
         if stn_picture is None:
@@ -95,30 +116,26 @@ def analyze_weights(
 
     saturation = saturation_report(model, stats, top1, threshold=threshold)
     (out / "saturation.json").write_text(json.dumps(saturation, indent=2) + "\n")
-    return {
-        "model": model_name,
-        "weights": str(setup.weights),
-        "data": setup.info.name,
-        "images": int(stats.blocks[0].count.sum()),
-        "blocks": [
-            {k: b[k] for k in ("name", "depth", "channels", "specificity", "mean_gate", "gate_std")}
-            for b in gates["blocks"]
-        ],
-        "saturation": saturation,
-        "output_dir": str(out),
-        "stn_picture": str(stn_picture) if stn_picture else None,
-    }
-
-
-def analysis_table(report: dict[str, Any]) -> Table:
-    """Per block: channels, class specificity, mean and spread of the gate, saturation."""
-    table = Table(
-        title=f"Gates of {report['model']} on {report['data']} ({report['images']:,} images)"
+    return GateAnalysis(
+        model=source.model_name,
+        weights=run.weights,
+        data=run.info.name,
+        images=int(stats.blocks[0].count.sum()),
+        blocks=[{k: b[k] for k in _BLOCK_SUMMARY} for b in gates["blocks"]],
+        saturation=saturation,
+        output_dir=out,
+        stn_picture=stn_picture,
+        stats=stats,
     )
+
+
+def analysis_table(report: GateAnalysis) -> Table:
+    """Per block: channels, class specificity, mean and spread of the gate, saturation."""
+    table = Table(title=f"Gates of {report.model} on {report.data} ({report.images:,} images)")
     for column in ("block", "C", "class specificity", "mean gate", "gate std", "saturated"):
         table.add_column(column, justify="left" if column == "block" else "right")
-    saturated = {b["name"]: b["saturated"] for b in report["saturation"]["blocks"]}
-    for b in report["blocks"]:
+    saturated = {b["name"]: b["saturated"] for b in report.saturation["blocks"]}
+    for b in report.blocks:
         table.add_row(
             b["name"], str(b["channels"]), f"{b['specificity']:.3f}", f"{b['mean_gate']:.3f}",
             f"{b['gate_std']:.3f}", "yes" if saturated[b["name"]] else "",
@@ -126,9 +143,9 @@ def analysis_table(report: dict[str, Any]) -> Table:
     return table
 
 
-def saturation_summary(report: dict[str, Any]) -> str:
+def saturation_summary(report: GateAnalysis) -> str:
     """One line: which blocks were frozen to their mean gate, and what it cost in accuracy."""
-    sat = report["saturation"]
+    sat = report.saturation
     if not sat["replaced"]:
         return (
             f"no saturated block (gate std < {sat['threshold']}); top-1 {sat['top1_before']:.2f}%"
