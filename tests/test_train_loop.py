@@ -11,11 +11,11 @@ from torch import nn
 
 from senet.data import create_dataset, create_loader
 from senet.train import (
+    ResumePoint,
+    Trainer,
     config_from_dict,
     create_optimizer,
     create_scheduler,
-    ResumePoint,
-    Trainer,
     evaluate,
     fit,
     restore_training_state,
