@@ -129,7 +129,7 @@ def compare(
     """One table (top-1, params, MACs, time) and one overlay plot for several runs."""
     from rich.console import Console
 
-    from senet.evaluation.report import compare_runs
+    from senet.evaluation.compare import compare_runs
 
     with _clear_errors():
         _, table = compare_runs(runs, plot_path=plot)

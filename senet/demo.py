@@ -87,7 +87,7 @@ def ensure_fashion_mnist(console: Console) -> None:
 
 def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None) -> list[dict]:
     """Train both models with the recipe's budget, print the comparison, return its rows."""
-    from senet.evaluation.report import compare_runs
+    from senet.evaluation.compare import compare_runs
     from senet.train import load_config, train
 
     console = Console()

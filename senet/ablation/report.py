@@ -16,13 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 from senet.ablation.grid import Grid
 from senet.ablation.runner import PointResult
+from senet.plots import pyplot
 
 
 @dataclass
@@ -182,6 +178,7 @@ def write_report(grid: Grid, results: list[PointResult], out_dir: str | Path) ->
 
 def _plot(title: str, rows: list[Row], path: Path) -> None:
     shown = [r for r in rows if r.top1_mean is not None]
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(shown)), 3.6))
     ax.bar(
         range(len(shown)),

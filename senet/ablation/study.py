@@ -30,6 +30,7 @@ from senet.ablation.paired import (
     paired_difference,
 )
 from senet.ablation.runner import read_summary
+from senet.plots import pyplot
 
 MODEL_AXIS = "model.name"
 
@@ -211,11 +212,7 @@ def study_markdown(study: dict[str, Any]) -> str:
 
 def plot_depth(study: dict[str, Any], path: str | Path) -> Path:
     """Accuracy vs depth: one line without SE, one with, error bars = std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cells = {c["label"]: c for c in study["cells"]}
     names = [p["name"] for p in study["pairs"]]
     fig, ax = plt.subplots(figsize=(5.0, 3.6))

@@ -1,13 +1,8 @@
 """Evaluate a model's weights (top-1/top-5, per class, confusion) and compare finished runs."""
 
 # The eval loop and device choice are train's; evaluation re-exports them for its users.
-from senet.evaluation.report import (
-    EvaluationReport,
-    compare_runs,
-    comparison_table,
-    evaluate_weights,
-    per_class_table,
-)
+from senet.evaluation.compare import compare_runs, comparison_table
+from senet.evaluation.report import EvaluationReport, evaluate_weights, per_class_table
 from senet.evaluation.source import (
     EvalSource,
     EvaluationSetup,
