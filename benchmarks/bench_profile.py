@@ -26,7 +26,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from senet.models.builder import resolve_model
+from senet.models.specs import resolve_model
 from senet.profile.counter import profile
 
 

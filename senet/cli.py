@@ -178,7 +178,7 @@ def profile_command(
     ] = OutputFormat.table,
 ) -> None:
     """Params and MACs (the SE paper's GFLOPs), attention share, optional timings."""
-    from senet.models.builder import resolve_model
+    from senet.models.specs import resolve_model
     from senet.profile.counter import compare as compare_models
     from senet.profile.counter import profile
 

@@ -11,8 +11,8 @@ from _tiny_models import tiny_models_registered
 from typer.testing import CliRunner
 
 from senet.cli import app
-from senet.models import builder as hub
-from senet.models.builder import resolve_model
+from senet.models import specs as hub
+from senet.models.specs import resolve_model
 
 runner = CliRunner()
 SMALL = ["--input-size", "3", "64", "64"]

@@ -15,12 +15,12 @@ from _tiny_models import QUICK, tiny_models_registered
 from torch import nn
 
 import senet
+from senet.builder import model_from_config as create_model_from_config
 from senet.config import ConfigError
 from senet.data import DataError, create_dataset
 from senet.data.distort import default_canvas, rts_distort
 from senet.layers import SpatialTransformer
 from senet.models import STNClassifier
-from senet.models.builder import model_from_config as create_model_from_config
 from senet.plots.stn import rectified_pairs
 from senet.train import CheckpointDir, load_config, read_weights, train
 
@@ -40,7 +40,7 @@ RTS = [*QUICK, "data.channels=1", "data.distort=rts", "model.stn=affine", "log.p
     ],
 )
 def test_with_stn_starts_as_the_identity_on_senet_torchvision_and_timm(spec, in_chans, kwargs):
-    from senet.models.builder import resolve_model
+    from senet.models.specs import resolve_model
 
     torch.manual_seed(0)
     model = resolve_model(spec, **kwargs).eval()

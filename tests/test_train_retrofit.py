@@ -8,9 +8,9 @@ import torchvision
 from _tiny_models import QUICK
 
 import senet
+from senet.builder import model_from_config
 from senet.data import create_dataset
 from senet.evaluation import EvalSource, evaluate_weights
-from senet.models.builder import model_from_config
 from senet.train import ConfigError, load_config, read_weights, train
 from senet.train.setup import model_for_data
 

@@ -27,9 +27,9 @@ from typing import Any
 import torch
 import yaml
 
+from senet.builder import model_from_config
 from senet.config import Config, ConfigError, load_config
 from senet.configs import names, packaged
-from senet.models.builder import model_from_config
 
 GRID_KEYS = ("name", "title", "base", "overrides", "axes", "baseline", "seeds")
 

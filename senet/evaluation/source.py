@@ -13,9 +13,10 @@ from typing import Any
 
 import torch
 
+from senet.builder import build_model
 from senet.config import ConfigError
 from senet.data import create_dataset, create_loader
-from senet.models.builder import build_model, is_foreign, load_initial_weights, load_run_state
+from senet.models.specs import is_foreign, load_initial_weights, load_run_state
 from senet.models.weights import convert_state_dict, detect_layout, load_state_dict, read_weights
 from senet.train.distributed import resolve_device
 

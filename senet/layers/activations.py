@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from senet.layers._validate import check_choice
+from senet.layers.validate import check_choice
 
 
 class Clamp01(nn.Module):

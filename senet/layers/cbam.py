@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from senet.layers._validate import check_feature_map, check_positive_int
 from senet.layers.activations import ActLayer, create_act
 from senet.layers.gated_scale import GatedScale
 from senet.layers.pooling import spatial_mean
 from senet.layers.squeeze_excite import hidden_width
+from senet.layers.validate import check_feature_map, check_positive_int
 
 
 class ChannelGate(GatedScale):

@@ -7,10 +7,10 @@ import math
 import torch
 from torch import nn
 
-from senet.layers._validate import check_feature_map, check_positive_int
 from senet.layers.activations import ActLayer, create_act
 from senet.layers.gated_scale import GatedScale
 from senet.layers.pooling import spatial_mean
+from senet.layers.validate import check_feature_map, check_positive_int
 
 
 def eca_kernel_size(channels: int, gamma: int = 2, beta: int = 1) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from senet.layers._validate import check_choice
+from senet.layers.validate import check_choice
 
 # "none" keeps full resolution: the paper's NoSqueeze ablation (Table 16).
 POOL_TYPES = ("avg", "max", "avgmax", "none")

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from senet.layers._validate import check_feature_map, check_positive_int
+from senet.layers.validate import check_feature_map, check_positive_int
 
 
 def _bn_relu_conv(in_channels: int, out_channels: int, kernel_size: int) -> list[nn.Module]:

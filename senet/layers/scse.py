@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from senet.layers._validate import check_choice, check_feature_map, check_positive_int
 from senet.layers.gated_scale import GatedScale
 from senet.layers.squeeze_excite import SqueezeExcite
+from senet.layers.validate import check_choice, check_feature_map, check_positive_int
 
 
 class SpatialSE(GatedScale):

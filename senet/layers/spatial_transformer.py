@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from senet.layers._validate import check_choice, check_feature_map, check_positive_int
+from senet.layers.validate import check_choice, check_feature_map, check_positive_int
 
 # The affine transform [[1, 0, 0], [0, 1, 0]]: sample the input where it is.
 _IDENTITY_THETA = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from senet.layers._validate import check_feature_map, check_positive_int
 from senet.layers.activations import ActLayer, create_act
 from senet.layers.gated_scale import GatedScale
 from senet.layers.pooling import GlobalPool2d
+from senet.layers.validate import check_feature_map, check_positive_int
 
 
 def autocast_off(device_type: str) -> contextlib.AbstractContextManager[object]:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from senet.layers._validate import check_positive_int
+from senet.layers.validate import check_positive_int
 
 
 def check_attn_stages(owner: str, attn_stages: Iterable[int], valid: tuple[int, ...]) -> frozenset:

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from senet.layers._validate import check_positive_int
 from senet.layers.residual_attention import PreActUnit, ResidualAttentionModule
+from senet.layers.validate import check_positive_int
 from senet.models._base import ClassifierNet, build, check_in_chans
 from senet.models._pretrained import cifar_cfg, imagenet_cfg
 from senet.models._registry import register_model

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from senet.layers import create_attn
-from senet.layers._validate import check_choice
 from senet.layers.create_attn import AttnLayer
+from senet.layers.validate import check_choice
 
 STRATEGIES: tuple[str, ...] = ("standard", "pre", "post", "identity", "conv3x3")
 

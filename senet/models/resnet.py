@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from senet.layers._validate import check_choice, check_positive_int
 from senet.layers.create_attn import AttnLayer
+from senet.layers.validate import check_choice, check_positive_int
 from senet.models._base import ClassifierNet, build, check_attn_stages, check_in_chans
 from senet.models._pretrained import imagenet_cfg
 from senet.models._registry import register_model

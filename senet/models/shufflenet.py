@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from senet.layers import create_attn
-from senet.layers._validate import check_positive_int
 from senet.layers.create_attn import AttnLayer
+from senet.layers.validate import check_positive_int
 from senet.models._base import ClassifierNet, check_in_chans
 from senet.models._pretrained import family_cfg
 from senet.models._twins import register_twins

@@ -23,9 +23,9 @@ from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
-from senet.layers._validate import check_positive_int
 from senet.layers.detect import is_attention_module, outermost_attention
 from senet.layers.residual_attention import SoftMask
+from senet.layers.validate import check_positive_int
 from senet.profile.op_costs import ACTIVATION_OPS, CONVENTION, ELEMENTWISE_COSTS
 from senet.profile.timing import Timing, eval_mode, measure
 

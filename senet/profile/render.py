@@ -12,7 +12,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from senet.layers._validate import check_choice
+from senet.layers.validate import check_choice
 from senet.profile.op_costs import CONVENTION
 
 # senet.profile.counter's result types; read by attribute, not imported: the results render

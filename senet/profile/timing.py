@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from senet.layers._validate import check_positive_int
+from senet.layers.validate import check_positive_int
 
 
 @dataclass(frozen=True)

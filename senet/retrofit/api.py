@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from senet.config import attn_kwargs_problem
-from senet.layers._validate import check_choice
 from senet.layers.create_attn import AttnLayer, get_attn
+from senet.layers.validate import check_choice
 from senet.models.blocks import STRATEGIES
 from senet.profile.counter import profile
 from senet.profile.timing import eval_mode

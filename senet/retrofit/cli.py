@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from senet.config import parse_value
-from senet.models.builder import resolve_model
+from senet.models.specs import resolve_model
 from senet.models.weights import load_state_dict, save_weights
 from senet.retrofit.api import RetrofitReport, retrofit
 

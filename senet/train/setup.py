@@ -12,15 +12,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from senet.builder import model_from_config
 from senet.config import Config, ConfigError, ModelConfig, TrainConfig
 from senet.data import DatasetInfo, create_dataset, create_loader
-from senet.models.builder import (
-    is_foreign,
-    is_run_weights,
-    load_initial_weights,
-    model_from_config,
-)
 from senet.models.precision import choose_amp
+from senet.models.specs import is_foreign, is_run_weights, load_initial_weights
 from senet.profile import profile
 from senet.profile.timing import eval_mode
 from senet.train.checkpoint import restore_training_state

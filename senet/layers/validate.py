@@ -1,4 +1,5 @@
-"""Argument and input checks shared by the layers, so every error reads the same way."""
+"""Argument and input checks shared by the layers, models, profiler and retrofit, so every error
+names the argument the user passed and reads the same way."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""The one model builder: a spec (senet name, ``torchvision:NAME``, ``timm:NAME``) or a
-``ModelConfig`` -> a module with its weights loaded and attention retrofitted.
+"""Model specs and their weights: a spec (senet name, ``torchvision:NAME``, ``timm:NAME``) -> a
+module (``resolve_model``), and the weights a config or a run folder loads into it.
 
-Training, evaluation, ablation and the CLI build every model here; build and load errors are
-ConfigErrors that name the config keys.
+``senet.builder`` composes these with retrofit and the STN into the one model builder.
 """
 
 from __future__ import annotations
@@ -15,9 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from senet.config import ConfigError, ModelConfig
+from senet.config import ConfigError
 from senet.models.factory import create_model
-from senet.models.stn import with_stn
 from senet.models.weights import (
     CheckpointError,
     load_converted,
@@ -26,7 +24,6 @@ from senet.models.weights import (
     read_weights,
     read_weights_metadata,
 )
-from senet.retrofit.api import retrofit as retrofit_model
 
 SOURCES = ("senet", "torchvision", "timm")
 
@@ -92,70 +89,6 @@ def resolve_model(spec: str, **kwargs: Any) -> nn.Module:
 def is_foreign(name: str) -> bool:
     """True for ``torchvision:NAME`` / ``timm:NAME`` model specs (not senet's registry)."""
     return ":" in name
-
-
-def model_from_config(
-    cfg: ModelConfig, *, num_classes: int, in_chans: int, base_weights: str | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The model ``cfg`` names and the exact keyword arguments that rebuild it (weights aside).
-
-    ``base_weights`` load into the model as built, before ``cfg.retrofit`` adds attention.
-    """
-    kwargs: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans}
-    for key in ("attn", "strategy", "attn_stages", "stride_in_1x1"):
-        value = getattr(cfg, key)
-        if value is not None:
-            kwargs[key] = value
-    if cfg.attn_kwargs:
-        kwargs["attn_kwargs"] = dict(cfg.attn_kwargs)
-    kwargs.update(cfg.kwargs)
-    if cfg.retrofit:
-        kwargs["retrofit"] = cfg.retrofit.as_kwargs()
-    if cfg.stn:
-        kwargs["stn"] = {"kind": cfg.stn, "output_size": cfg.stn_size}
-    model = build_model(
-        cfg.name, base_weights=base_weights, weights_head=cfg.weights_head, **kwargs
-    )
-    return model, kwargs
-
-
-def build_model(
-    name: str,
-    *,
-    retrofit: dict[str, Any] | None = None,
-    stn: dict[str, Any] | None = None,
-    base_weights: str | None = None,
-    weights_head: bool = True,
-    **kwargs: Any,
-) -> nn.Module:
-    """Build a senet, torchvision or timm model, load ``base_weights``, ``retrofit`` it, then
-    put a spatial transformer in front (``stn``); build errors become ConfigErrors naming the
-    arguments."""
-    if name.startswith("torchvision:"):  # torchvision builders take no in_chans
-        in_chans = kwargs.pop("in_chans", 3)
-        if in_chans != 3:
-            raise ConfigError(
-                f"{name} reads 3-channel images but the data has {in_chans}; use "
-                f"timm:{name.partition(':')[2]} (timm models take in_chans) or 3-channel data"
-            )
-    try:
-        model = resolve_model(name, **kwargs)
-    except (TypeError, ValueError, ImportError) as e:
-        shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-        raise ConfigError(f"cannot build model {name!r}({shown}): {e}") from e
-    if base_weights:
-        load_initial_weights(model, base_weights, foreign=is_foreign(name), head=weights_head)
-    if retrofit:
-        try:
-            retrofit_model(model, **retrofit)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"model.retrofit={retrofit!r} on {name}: {e}") from e
-    if stn:
-        try:
-            model = with_stn(model, **stn)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"model.stn={stn.get('kind')} on {name}: {e}") from e
-    return model
 
 
 def load_initial_weights(
