@@ -17,7 +17,14 @@ from senet.ablation.paired import (
     paired_difference,
     t_quantile_975,
 )
-from senet.ablation.study import build_study, main, pretty_model, reference_pairs, twin_pairs
+from senet.ablation.study import (
+    build_study,
+    main,
+    pretty_model,
+    reference_pairs,
+    study_markdown,
+    twin_pairs,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "senet" / "configs" / "fashion_mnist_se_resnet20.yaml"
@@ -101,6 +108,20 @@ def test_shipped_study_grids_pair_the_right_settings():
         ("min_channels=4", "min_channels=1"),
         ("min_channels=8", "min_channels=1"),
     ]
+
+
+def test_reference_row_pairs_name_both_sides_in_the_table():
+    # With a baseline, settings are paired with the baseline and with the first setting: the
+    # table must say which, or "cbam" appears twice with two different differences.
+    pair = {"differences": {"0": 0.1}, "shown": "+0.10", "verdict": "no difference", "name": ""}
+    study = {
+        "title": "t", "status": "complete", "finished_runs": 3, "total_runs": 3, "seeds": [0],
+        "paired_by": "reference row", "cells": [],
+        "pairs": [{**pair, "arm": "attn=cbam", "reference": "baseline"},
+                  {**pair, "arm": "attn=cbam", "reference": "attn=se"}],
+    }  # fmt: skip
+    text = study_markdown(study)
+    assert "| attn=cbam - baseline |" in text and "| attn=cbam - attn=se |" in text
 
 
 def test_pretty_model_names():

@@ -195,7 +195,8 @@ def study_markdown(study: dict[str, Any]) -> str:
         macs = f"{c['macs'] / 1e6:.2f}" if c["macs"] is not None else "—"
         sec = f"{c['seconds_per_epoch']:.0f}" if c["seconds_per_epoch"] is not None else "—"
         lines.append(f"| {c['name']} | {params} | {macs} | {sec} | {c['shown']} |")
-    against = "its twin without SE" if study["paired_by"] == "model twins" else "the reference"
+    twins = study["paired_by"] == "model twins"
+    against = "its twin without SE" if twins else "the row named after the minus sign"
     lines += [
         "",
         f"Paired by seed: setting - {against}, top-1 points, mean [95% Student t CI].",
@@ -205,7 +206,7 @@ def study_markdown(study: dict[str, Any]) -> str:
     ]
     for p in study["pairs"]:
         diffs = " / ".join(f"{v:+.2f}" for v in p["differences"].values()) or "—"
-        name = p["name"] if study["paired_by"] == "model twins" else p["arm"]
+        name = p["name"] if twins else f"{p['arm']} - {p['reference']}"
         lines.append(f"| {name} | {diffs} | {p['shown']} | {p['verdict']} |")
     return "\n".join(lines) + "\n"
 
