@@ -109,6 +109,9 @@ class OptimConfig:
     weight_decay: float = 1e-4
     no_wd_bn_bias: bool = False  # no weight decay on BatchNorm affine params and biases
     grad_clip: float | None = None  # clip the global grad norm to this; None: off
+    # LR multiplier of a spatial transformer's parameters (model.stn): a slower localisation net
+    # keeps the transform from running away before the classifier can use it.
+    stn_lr_mult: float = 1.0
 
 
 @dataclass
@@ -292,6 +295,12 @@ def check_values(config: Config) -> None:
         ("optim.lr_base_batch", o.lr_base_batch is None or o.lr_base_batch >= 1, ">= 1"),
         ("optim.weight_decay", o.weight_decay >= 0, ">= 0"),
         ("optim.grad_clip", o.grad_clip is None or o.grad_clip > 0, "> 0 or null"),
+        ("optim.stn_lr_mult", o.stn_lr_mult > 0, "> 0"),
+        (
+            "optim.stn_lr_mult",
+            o.stn_lr_mult == 1 or m.stn is not None,
+            "1 unless model.stn is set (it scales the spatial transformer's learning rate)",
+        ),
         ("schedule.gamma", 0 < s.gamma <= 1, "in (0, 1]"),
         ("schedule.step_size", s.step_size > 0, "> 0"),
         ("schedule.warmup_epochs", 0 <= s.warmup_epochs <= t.epochs, "in [0, train.epochs]"),

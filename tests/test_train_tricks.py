@@ -392,3 +392,32 @@ def test_plain_progress_lines(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[2] for line in lines] == ["2/5", "4/5", "5/5"]
     assert "loss 0.5000  top-1 80.00%  1,234 img/s  lr 0.1  eta 0:00:00" in lines[-1]
+
+
+def test_stn_lr_mult_gives_the_spatial_transformer_its_own_rate_through_the_schedule():
+    model = senet.with_stn(TinyNet())
+    cfg = OptimConfig(lr=0.1, momentum=0.9, weight_decay=1e-4, no_wd_bn_bias=True, stn_lr_mult=0.1)
+    opt = create_optimizer(model, cfg, lr=0.2)
+    stn_ids = {id(p) for p in model.stn.parameters()}
+    rates = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert opt.param_groups[0]["lr"] == 0.2  # group 0, the one the run log shows, is the CNN's
+    assert [rates[i] for i in stn_ids] == pytest.approx([0.02] * len(stn_ids))
+    assert {r for i, r in rates.items() if i not in stn_ids} == {0.2}
+    assert len(rates) == len(list(model.parameters()))  # every parameter exactly once
+    sched = create_scheduler(
+        opt, ScheduleConfig(name="cosine", warmup_epochs=0), epochs=2, steps_per_epoch=2
+    )
+    opt.step()
+    sched.step()
+    lrs = [g["lr"] for g in opt.param_groups]
+    assert lrs[-1] / lrs[0] == pytest.approx(0.1)  # the schedule scales both alike
+    # Without it, one rate for all (and no extra groups).
+    plain = create_optimizer(model, OptimConfig(lr=0.1, no_wd_bn_bias=True), lr=0.2)
+    assert len(plain.param_groups) == 2
+
+
+def test_stn_lr_mult_without_an_stn_is_a_config_error():
+    with pytest.raises(senet.train.ConfigError, match=r"optim\.stn_lr_mult.*unless model\.stn"):
+        load_config("fashion_mnist_se_resnet20", ["optim.stn_lr_mult=0.1"])
+    with pytest.raises(senet.train.ConfigError, match=r"optim\.stn_lr_mult.*> 0"):
+        load_config("fashion_mnist_rts_stn", ["optim.stn_lr_mult=0"])

@@ -10,6 +10,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from senet.config import OptimConfig, ScheduleConfig
+from senet.layers.spatial_transformer import SpatialTransformer
 
 
 def scaled_lr(lr: float, global_batch: int, base_batch: int | None) -> float:
@@ -17,23 +18,43 @@ def scaled_lr(lr: float, global_batch: int, base_batch: int | None) -> float:
     return lr if base_batch is None else lr * global_batch / base_batch
 
 
-def param_groups(model: nn.Module, weight_decay: float, no_wd_bn_bias: bool) -> list[dict]:
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    no_wd_bn_bias: bool,
+    *,
+    lr: float | None = None,
+    stn_lr_mult: float = 1.0,
+) -> list[dict]:
     """One group with ``weight_decay``; with ``no_wd_bn_bias`` a second, decay-free group.
 
     The decay-free group holds every parameter with fewer than 2 dimensions: biases and the
     affine scale/shift of normalisation layers (BatchNorm, GroupNorm, LayerNorm).
+    ``stn_lr_mult`` != 1: the parameters of every ``SpatialTransformer`` get groups of their own
+    at ``lr * stn_lr_mult`` (after the others, so group 0 keeps the classifier's rate).
     """
+    stn = {
+        id(p) for m in model.modules() if isinstance(m, SpatialTransformer) for p in m.parameters()
+    }
+    if stn_lr_mult == 1.0:
+        stn = set()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = _decay_groups([p for p in trainable if id(p) not in stn], weight_decay, no_wd_bn_bias)
+    if stn:
+        if lr is None:
+            raise ValueError("stn_lr_mult needs lr, the classifier's learning rate")
+        own = _decay_groups([p for p in trainable if id(p) in stn], weight_decay, no_wd_bn_bias)
+        groups += [{**g, "lr": lr * stn_lr_mult} for g in own]
+    return groups
+
+
+def _decay_groups(
+    params: list[nn.Parameter], weight_decay: float, no_wd_bn_bias: bool
+) -> list[dict]:
     if not no_wd_bn_bias:
-        return [
-            {
-                "params": [p for p in model.parameters() if p.requires_grad],
-                "weight_decay": weight_decay,
-            }
-        ]
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
+        return [{"params": params, "weight_decay": weight_decay}]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -42,7 +63,9 @@ def param_groups(model: nn.Module, weight_decay: float, no_wd_bn_bias: bool) -> 
 
 def create_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov) or AdamW over ``param_groups``, at learning rate ``lr``."""
-    groups = param_groups(model, cfg.weight_decay, cfg.no_wd_bn_bias)
+    groups = param_groups(
+        model, cfg.weight_decay, cfg.no_wd_bn_bias, lr=lr, stn_lr_mult=cfg.stn_lr_mult
+    )
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     if cfg.name == "adamw":
