@@ -28,9 +28,12 @@ from senet.models.weights import (
 SOURCES = ("senet", "torchvision", "timm")
 
 
-def _close_matches(name: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
-    return f"; did you mean {', '.join(close)}?" if close else ""
+def _check_listed(library: str, name: str, names: list[str], how_to_list: str) -> None:
+    """Refuse a model name ``library`` does not list, with close matches and where to look."""
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown {library} model {name!r}{hint} ({how_to_list} lists them)")
 
 
 def _senet_model(name: str, **kwargs: Any) -> nn.Module:
@@ -40,12 +43,7 @@ def _senet_model(name: str, **kwargs: Any) -> nn.Module:
 def _torchvision_model(name: str, **kwargs: Any) -> nn.Module:
     from torchvision import models
 
-    names = models.list_models()
-    if name not in names:
-        raise ValueError(
-            f"unknown torchvision model {name!r}{_close_matches(name, names)} "
-            "(torchvision.models.list_models() lists them)"
-        )
+    _check_listed("torchvision", name, models.list_models(), "torchvision.models.list_models()")
     # weights=None: a spec names an architecture; it never downloads weights.
     return models.get_model(name, weights=None, **kwargs)
 
@@ -58,12 +56,7 @@ def _timm_model(name: str, **kwargs: Any) -> nn.Module:
             f"the model spec 'timm:{name}' needs timm, which is not installed; "
             "install it with `pip install timm` or use a senet or torchvision: model"
         ) from None
-    names = timm.list_models()
-    if name not in names:
-        raise ValueError(
-            f"unknown timm model {name!r}{_close_matches(name, names)} "
-            "(timm.list_models('*pattern*') lists them)"
-        )
+    _check_listed("timm", name, timm.list_models(), "timm.list_models('*pattern*')")
     return timm.create_model(name, pretrained=False, **kwargs)
 
 

@@ -110,6 +110,15 @@ def train_step(
         ema.update_parameters(unwrap(model))
 
 
+def batch_to_device(
+    x: torch.Tensor, y: torch.Tensor, device: torch.device, *, channels_last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (in the model's memory format) and targets on ``device``."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    x = x.to(device, non_blocking=True, memory_format=memory_format)
+    return x, y.to(device, non_blocking=True)
+
+
 @dataclass
 class Trainer:
     """What every training step of a run uses, fixed for the run.
@@ -142,9 +151,7 @@ class Trainer:
         return self.optimizer.param_groups[0]["lr"]
 
     def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        x = x.to(self.device, non_blocking=True, memory_format=memory_format)
-        return x, y.to(self.device, non_blocking=True)
+        return batch_to_device(x, y, self.device, channels_last=self.channels_last)
 
     def train_batch(
         self, x: torch.Tensor, y: torch.Tensor, *, freeze_bn: bool = False
@@ -334,7 +341,6 @@ def evaluate(
     world = world or World(device=device)
     model.eval()
     loss_fn = loss_fn or nn.CrossEntropyLoss()
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     loss_sum, images, top1, top5 = 0.0, 0, 0, 0
     confusion = None
     if num_classes is not None:
@@ -342,8 +348,7 @@ def evaluate(
     steps = len(loader)  # type: ignore[arg-type]
     start = time.perf_counter()
     for i, (x, y) in enumerate(loader):
-        x = x.to(device, non_blocking=True, memory_format=memory_format)
-        y = y.to(device, non_blocking=True)
+        x, y = batch_to_device(x, y, device, channels_last=channels_last)
         with autocast(device, amp):
             logits = model(x)
         logits = logits.float()

@@ -33,11 +33,14 @@ def param_groups(
     ``stn_lr_mult`` != 1: the parameters of every ``SpatialTransformer`` get groups of their own
     at ``lr * stn_lr_mult`` (after the others, so group 0 keeps the classifier's rate).
     """
-    stn = {
-        id(p) for m in model.modules() if isinstance(m, SpatialTransformer) for p in m.parameters()
-    }
-    if stn_lr_mult == 1.0:
-        stn = set()
+    stn = set()
+    if stn_lr_mult != 1.0:
+        stn = {
+            id(p)
+            for m in model.modules()
+            if isinstance(m, SpatialTransformer)
+            for p in m.parameters()
+        }
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = _decay_groups([p for p in trainable if id(p) not in stn], weight_decay, no_wd_bn_bias)
     if stn:
