@@ -27,7 +27,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 import senet
-from senet.train import train_one_epoch
+from senet.train import Trainer, train_one_epoch
 
 PAIRS = [("resnet50", "resnet50"), ("se_resnet50", "seresnet50")]  # (senet name, timm name)
 TIMM_LAYOUT = {"stride_in_1x1": False, "stem_pool": "torch"}
@@ -54,18 +54,18 @@ def images_per_second(model: nn.Module, batches: list, args, device: torch.devic
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    metrics = train_one_epoch(
+    trainer = Trainer(
         model,
-        batches,
         opt,
         nn.CrossEntropyLoss(),
-        device=device,
+        device,
         scheduler=sched,
         scaler=scaler,
         amp=args.amp,
         channels_last=args.channels_last,
-        sync_every=len(batches),  # one host sync per measurement, as on CUDA in senet train
     )
+    # one host sync per measurement, as on CUDA in senet train
+    metrics = train_one_epoch(trainer, batches, sync_every=len(batches))
     if device.type == "cuda":
         torch.cuda.synchronize()
     return metrics["images"] / (time.perf_counter() - start)
