@@ -95,3 +95,23 @@ def test_profile_timing_on_cuda_reports_memory():
     result = senet.profile(model, (3, 32, 32), batch_size=8, device="cuda", timing=True)
     assert result.timing is not None
     assert result.timing.peak_memory_bytes > 0 and result.timing.median_ms > 0
+
+
+def test_cuda_graphed_inference_matches_eager_per_shape_and_keeps_outputs():
+    model = senet.create_model("se_resnet20_cifar", num_classes=10).eval().cuda()
+    graphed = senet.optimize_for_inference(model, dtype="fp32", input_size=(3, 32, 32))
+    eager = senet.optimize_for_inference(
+        model, dtype="fp32", input_size=(3, 32, 32), cuda_graph=False
+    )
+    assert graphed.graphed is not None and eager.graphed is None
+    with torch.no_grad():
+        for batch in (1, 8, 1):  # a new shape captures its own graph; a seen one replays
+            x = torch.randn(batch, 3, 32, 32, device="cuda")
+            first = graphed(x)
+            torch.testing.assert_close(first, eager(x), rtol=1e-4, atol=1e-4)
+            kept = first.clone()
+            graphed(torch.randn_like(x))  # the next replay must not overwrite what was returned
+            torch.testing.assert_close(first, kept)
+    assert graphed.graphed.shapes == [(1, 3, 32, 32), (8, 3, 32, 32)]
+    with pytest.raises(ValueError, match="takes inputs on a CUDA device, got one on cpu"):
+        graphed(torch.randn(1, 3, 32, 32))

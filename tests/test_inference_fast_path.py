@@ -92,8 +92,14 @@ def test_a_fold_that_changes_the_function_is_refused():
         ({"dtype": "int8"}, "unknown dtype 'int8'; expected one of auto, fp32, bf16, fp16"),
         ({"dtype": "fp16"}, "dtype='fp16' needs CUDA; on CPU use 'bf16'"),
         ({"input_size": (28, 28)}, r"input_size must be \(C, H, W\) of positive ints"),
+        ({"cuda_graph": True}, r"cuda_graph=True needs the model on a CUDA device, it is on cpu"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         senet.optimize_for_inference(senet.create_model("resnet20_cifar"), **kwargs)
+
+
+def test_cpu_models_are_not_graphed_by_default():
+    fast = senet.optimize_for_inference(senet.create_model("resnet20_cifar"), input_size=(3, 8, 8))
+    assert fast.graphed is None and "cuda_graph" not in repr(fast)

@@ -1,4 +1,5 @@
-"""The inference fast path: fold BatchNorm into its conv, channels_last, the dtype the CPU runs fast."""
+"""The inference fast path: fold BatchNorm into its conv, channels_last, the device's fast dtype,
+and on CUDA one graph launch per forward."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils._pytree import tree_map
 
+from senet.models.cuda_graph import GraphedForward
 from senet.models.precision import fast_dtype
 
 _DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -20,26 +22,39 @@ class InferenceModel(nn.Module):
     """A model prepared by :func:`optimize_for_inference`: converts its input, runs, returns fp32.
 
     Callers keep feeding float32 NCHW images; the conversion to the fast dtype and layout happens
-    here, once per batch, and floating outputs come back as float32.
+    here, once per batch, and floating outputs come back as float32. With ``cuda_graph`` the whole
+    of that is replayed from a CUDA graph per input shape (see :class:`GraphedForward`).
     """
 
     def __init__(
-        self, model: nn.Module, dtype: torch.dtype, memory_format: torch.memory_format
+        self,
+        model: nn.Module,
+        dtype: torch.dtype,
+        memory_format: torch.memory_format,
+        *,
+        cuda_graph: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
         self.dtype = dtype
         self.memory_format = memory_format
         self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
+        self.graphed = GraphedForward(self._run) if cuda_graph else None
 
     def forward(self, x: torch.Tensor) -> Any:
+        if self.graphed is not None:
+            return self.graphed(x)
+        return self._run(x)
+
+    def _run(self, x: torch.Tensor) -> Any:
         x = x.to(dtype=self.dtype, memory_format=self.memory_format)
         out = self.model(x)
         return tree_map(lambda t: t.float() if _is_float_tensor(t) else t, out)
 
     def extra_repr(self) -> str:
         layout = "channels_last" if self.memory_format == torch.channels_last else "NCHW"
-        return f"dtype={self.dtype}, layout={layout}"
+        graph = ", cuda_graph=True" if self.graphed is not None else ""
+        return f"dtype={self.dtype}, layout={layout}{graph}"
 
 
 def _is_float_tensor(t: object) -> bool:
@@ -116,6 +131,7 @@ def optimize_for_inference(
     fold_bn: bool = True,
     input_size: Sequence[int] | None = None,
     compile: bool = False,
+    cuda_graph: bool | None = None,
 ) -> InferenceModel:
     """A copy of ``model`` for fast inference; ``model`` itself is left as it was.
 
@@ -125,6 +141,12 @@ def optimize_for_inference(
     and torchvision/timm CNNs, retrofitted or not. The copy's output on a random batch of
     ``input_size`` (default: the model's ``pretrained_cfg``, else 3x224x224) is checked against
     the original's, so a fold that changed the function raises instead of returning it.
+
+    ``cuda_graph`` (CUDA only; default: on for a model on a CUDA device) replays each forward as
+    one CUDA graph, captured on the first call with each input shape: at small batches a GPU
+    forward is bound by kernel launches, and SE's small kernels cost their launches, not their
+    arithmetic. With ``compile=True`` it becomes ``torch.compile``'s ``"reduce-overhead"`` mode,
+    which captures graphs itself. Inputs must then be on the model's device.
     """
     if dtype not in _DTYPES:
         raise ValueError(
@@ -145,11 +167,19 @@ def optimize_for_inference(
                     "optimize_for_inference: folding BatchNorm changed the model's output (a conv "
                     "output is also used elsewhere than its BatchNorm?); pass fold_bn=False"
                 )
+    on_cuda = x.device.type == "cuda"
+    if cuda_graph and not on_cuda:
+        raise ValueError(
+            f"optimize_for_inference: cuda_graph=True needs the model on a CUDA device, it is on "
+            f"{x.device}; move it with .cuda() first or leave cuda_graph unset"
+        )
+    cuda_graph = on_cuda if cuda_graph is None else cuda_graph
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     fast = fast.to(dtype=target, memory_format=fmt)
-    result = InferenceModel(fast, target, fmt)
+    result = InferenceModel(fast, target, fmt, cuda_graph=cuda_graph and not compile)
     if compile:
-        result.model = torch.compile(fast)  # type: ignore[assignment]
+        mode = "reduce-overhead" if cuda_graph else None
+        result.model = torch.compile(fast, mode=mode)  # type: ignore[assignment]
     return result
 
 
