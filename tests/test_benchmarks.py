@@ -28,9 +28,7 @@ def _load(name: str) -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize(
-    "name", sorted(p.stem for p in BENCHMARKS.glob("*.py")), ids=lambda n: n
-)
+@pytest.mark.parametrize("name", sorted(p.stem for p in BENCHMARKS.glob("*.py")), ids=lambda n: n)
 def test_every_benchmark_imports_and_has_a_main(name):
     assert callable(_load(name).main)
 
