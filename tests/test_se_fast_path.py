@@ -202,3 +202,74 @@ def test_other_gating_modules_take_the_residual_too():
     x, residual = torch.randn(2, 32, 8, 8), torch.randn(2, 32, 8, 8)
     for module in (ECA(32), CBAM(32, reduction=4), GatherExcite(32)):
         torch.testing.assert_close(module(x, residual), residual + module(x), atol=1e-6, rtol=0)
+
+
+def _plain(module, x, residual=None):
+    """The unfused formula through ordinary autograd: residual + x * excitation(x)."""
+    s = module.excitation(x).to(x.dtype)
+    return x * s if residual is None else residual + x * s
+
+
+@pytest.mark.parametrize("make", [lambda: SqueezeExcite(32, reduction=4), lambda: ECA(32)])
+@pytest.mark.parametrize("with_residual", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_squeeze_and_scale_backward_equals_plain_autograd(make, with_residual, channels_last):
+    module = make()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(3, 32, 6, 5).to(memory_format=fmt).requires_grad_()
+    residual = torch.randn_like(x).requires_grad_() if with_residual else None  # same layout
+    out = module(x, residual) if with_residual else module(x)
+    assert type(out.grad_fn).__name__ == "_ScaleBackward"  # the fused path ran
+    expected = _plain(module, x, residual)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    weights = torch.randn_like(out)
+    inputs = [x, *module.parameters()] + ([residual] if with_residual else [])
+    got = torch.autograd.grad((out * weights).sum(), inputs)
+    ref = torch.autograd.grad((expected * weights).sum(), inputs)
+    for g, r in zip(got, ref, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
+    assert got[0].is_contiguous(memory_format=fmt)  # x's gradient keeps x's layout
+
+
+def test_fused_backward_in_bf16_autocast_channels_last_is_within_bf16_rounding():
+    se = SqueezeExcite(64, reduction=16)
+    x = torch.randn(4, 64, 14, 14).to(torch.bfloat16, memory_format=torch.channels_last)
+    x.requires_grad_()
+    residual = torch.randn_like(x).requires_grad_()
+    weights = torch.randn(4, 64, 14, 14)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = se(x, residual)
+    assert type(out.grad_fn).__name__ == "_ScaleBackward"
+    got = torch.autograd.grad((out.float() * weights).sum(), [x, residual, se.fc1.weight])
+    x32, r32 = x.detach().float().requires_grad_(), residual.detach().float().requires_grad_()
+    ref_out = r32 + se.excitation(x32) * x32  # the plain formula in fp32
+    ref = torch.autograd.grad((ref_out * weights).sum(), [x32, r32, se.fc1.weight])
+    for g, r in zip(got, ref, strict=True):
+        scale = r.abs().max().item()
+        torch.testing.assert_close(g.float(), r, rtol=0.02, atol=0.02 * scale)
+
+
+def test_fused_path_handles_a_loss_on_the_gate_alone_and_a_second_backward():
+    se = SqueezeExcite(16, reduction=4)
+    seen = []
+    se.gate.register_forward_hook(lambda m, i, o: seen.append(o))
+    x = torch.randn(2, 16, 5, 5, requires_grad=True)
+    out = se(x)
+    (g_gate,) = torch.autograd.grad(seen[-1].sum(), x, retain_graph=True)  # scale unused
+    (ref_gate,) = torch.autograd.grad(se.excitation(x).sum(), x)
+    torch.testing.assert_close(g_gate, ref_gate, rtol=1e-5, atol=1e-7)
+    first = torch.autograd.grad(out.sum(), x, retain_graph=True)[0]
+    second = torch.autograd.grad(out.sum(), x)[0]  # the hand-off is refilled, not stale
+    torch.testing.assert_close(first, second)
+    torch.testing.assert_close(first, torch.autograd.grad(_plain(se, x).sum(), x)[0])
+
+
+def test_no_fused_path_without_gradients_or_for_other_squeezes():
+    x = torch.randn(2, 16, 5, 5)
+    assert type(SqueezeExcite(16, reduction=4)(x.requires_grad_()).grad_fn).__name__ == (
+        "_ScaleBackward"
+    )
+    with torch.no_grad():
+        assert SqueezeExcite(16, reduction=4)(x).grad_fn is None
+    out = SqueezeExcite(16, reduction=4, squeeze="max")(x)
+    assert type(out.grad_fn).__name__ == "MulBackward0"

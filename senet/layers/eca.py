@@ -50,10 +50,14 @@ class ECA(GatedScale):
     def excitation(self, x: torch.Tensor) -> torch.Tensor:
         """Channel weights (N, C, 1, 1)."""
         check_feature_map(type(self).__name__, self.channels, x)
-        y = spatial_mean(x).view(
-            x.shape[0], 1, self.channels
-        )  # (N, 1, C): channels become the 1-D sequence
-        return self.gate(self.conv(y).view(x.shape[0], self.channels, 1, 1))
+        return self.excite_pooled(spatial_mean(x))
+
+    squeezes_by_mean = True
+
+    def excite_pooled(self, z: torch.Tensor) -> torch.Tensor:
+        """The gate from the (N, C, 1, 1) mean: channels become a 1-D sequence for the conv."""
+        n = z.shape[0]
+        return self.gate(self.conv(z.view(n, 1, self.channels)).view(n, self.channels, 1, 1))
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, kernel_size={self.kernel_size}"

@@ -110,9 +110,13 @@ class SqueezeExcite(GatedScale):
         z = self.squeeze(x)
         if self.squeeze.pool_type == "none":  # NoSqueeze: full-resolution 1x1 convs
             return self.gate(self.fc2(self.act(self.fc1(z))))
-        return self._excite_pooled(z).to(x.dtype)
+        return self.excite_pooled(z).to(x.dtype)
 
-    def _excite_pooled(self, z: torch.Tensor) -> torch.Tensor:
+    @property
+    def squeezes_by_mean(self) -> bool:  # type: ignore[override]
+        return self.squeeze.pool_type == "avg"
+
+    def excite_pooled(self, z: torch.Tensor) -> torch.Tensor:
         """The FCs on the (N, C, 1, 1) descriptor as (N, C) matrix products, autocast off."""
         n = z.shape[0]
         weight = self.fc1.weight
