@@ -78,11 +78,22 @@ class _Scale(torch.autograd.Function):
 
 
 def fusable(x: torch.Tensor) -> bool:
-    """Whether :func:`squeeze_and_scale` applies: a 4-D map that needs a gradient, in eager mode."""
+    """Whether :func:`squeeze_and_scale` applies: a channels-last CPU map that needs a gradient,
+    in eager mode.
+
+    Chosen by measurement (2-core AVX512-BF16 CPU, one SE block's forward and backward at
+    ResNet-20's three stage shapes, batch 128): channels-last maps run 3-55% faster fused in bf16
+    and 36-50% in fp32, and ResNet-20's bf16 + channels_last training step gains about a tenth.
+    On NCHW maps the whole fp32 step was not faster and bf16 blocks were up to 65% slower, so
+    they keep plain autograd; CUDA is not measured yet and keeps it too.
+    """
     return (
         x.dim() == 4
+        and x.device.type == "cpu"
         and x.requires_grad
         and torch.is_grad_enabled()
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and not x.is_contiguous()  # a map whose layout is ambiguous (H = W = 1) stays plain
         and not torch.compiler.is_compiling()  # inductor fuses the plain formula itself
     )
 
