@@ -112,6 +112,9 @@ class OptimConfig:
     # LR multiplier of a spatial transformer's parameters (model.stn): a slower localisation net
     # keeps the transform from running away before the classifier can use it.
     stn_lr_mult: float = 1.0
+    # Weight decay of the attention modules' parameters (SE's FCs, ...); null: weight_decay.
+    # With weak gradients, decay pulls an excitation's weights to zero and its gate to a constant.
+    attn_weight_decay: float | None = None
 
 
 @dataclass
@@ -294,6 +297,11 @@ def check_values(config: Config) -> None:
         ("optim.lr", o.lr > 0, "> 0"),
         ("optim.lr_base_batch", o.lr_base_batch is None or o.lr_base_batch >= 1, ">= 1"),
         ("optim.weight_decay", o.weight_decay >= 0, ">= 0"),
+        (
+            "optim.attn_weight_decay",
+            o.attn_weight_decay is None or o.attn_weight_decay >= 0,
+            ">= 0 or null",
+        ),
         ("optim.grad_clip", o.grad_clip is None or o.grad_clip > 0, "> 0 or null"),
         ("optim.stn_lr_mult", o.stn_lr_mult > 0, "> 0"),
         (

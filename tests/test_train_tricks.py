@@ -421,3 +421,51 @@ def test_stn_lr_mult_without_an_stn_is_a_config_error():
         load_config("fashion_mnist_se_resnet20", ["optim.stn_lr_mult=0.1"])
     with pytest.raises(senet.train.ConfigError, match=r"optim\.stn_lr_mult.*> 0"):
         load_config("fashion_mnist_rts_stn", ["optim.stn_lr_mult=0"])
+
+
+# --- the attention modules' own weight decay -----------------------------------------------------
+
+
+def test_attn_weight_decay_gives_exactly_the_attention_parameters_their_own_decay():
+    model = senet.create_model("se_resnet20_cifar", num_classes=10)
+    cfg = OptimConfig(weight_decay=5e-4, no_wd_bn_bias=True, attn_weight_decay=0.0)
+    opt = create_optimizer(model, cfg, lr=0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay = {names[id(p)]: g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert len(decay) == len(names)  # every parameter exactly once
+    attn = {n for n in names.values() if ".attn." in n}
+    assert len(attn) == 9 * 4  # 9 blocks x (fc1, fc2) x (weight, bias)
+    assert {decay[n] for n in attn} == {0.0}
+    assert decay["stem.conv1.weight"] == decay["layer3.2.conv2.weight"] == 5e-4
+    assert decay["layer1.0.bn1.weight"] == 0.0  # no_wd_bn_bias still applies to the rest
+    assert all(".attn." not in names[id(p)] for p in opt.param_groups[0]["params"])
+    # A decay other than 0 for the attention, biases still free of it with no_wd_bn_bias.
+    opt = create_optimizer(
+        model, OptimConfig(weight_decay=5e-4, no_wd_bn_bias=True, attn_weight_decay=1e-5), lr=0.1
+    )
+    decay = {names[id(p)]: g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert decay["layer2.1.attn.fc1.weight"] == 1e-5 and decay["layer2.1.attn.fc1.bias"] == 0.0
+
+
+def test_attn_weight_decay_zero_keeps_the_excitation_on_a_zero_gradient_step():
+    model = senet.create_model("se_resnet20_cifar", num_classes=10)
+    cfg = OptimConfig(weight_decay=0.1, momentum=0.0, attn_weight_decay=0.0)
+    opt = create_optimizer(model, cfg, lr=1.0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    after = dict(model.named_parameters())
+    assert torch.equal(after["layer1.0.attn.fc1.weight"], before["layer1.0.attn.fc1.weight"])
+    assert torch.allclose(after["stem.conv1.weight"], 0.9 * before["stem.conv1.weight"])
+
+
+def test_attn_weight_decay_errors_name_the_setting():
+    with pytest.raises(
+        ValueError, match=r"attn_weight_decay is set, but the model has no attention"
+    ):
+        create_optimizer(
+            senet.create_model("resnet20_cifar"), OptimConfig(attn_weight_decay=0.0), lr=0.1
+        )
+    with pytest.raises(senet.train.ConfigError, match=r"optim\.attn_weight_decay.*>= 0 or null"):
+        load_config("fashion_mnist_se_resnet20", ["optim.attn_weight_decay=-1"])

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from senet.config import OptimConfig, ScheduleConfig
+from senet.config import ConfigError, OptimConfig, ScheduleConfig
+from senet.layers.detect import outermost_attention
 from senet.layers.spatial_transformer import SpatialTransformer
 
 
@@ -25,6 +26,7 @@ def param_groups(
     *,
     lr: float | None = None,
     stn_lr_mult: float = 1.0,
+    attn_weight_decay: float | None = None,
 ) -> list[dict]:
     """One group with ``weight_decay``; with ``no_wd_bn_bias`` a second, decay-free group.
 
@@ -32,8 +34,14 @@ def param_groups(
     affine scale/shift of normalisation layers (BatchNorm, GroupNorm, LayerNorm).
     ``stn_lr_mult`` != 1: the parameters of every ``SpatialTransformer`` get groups of their own
     at ``lr * stn_lr_mult`` (after the others, so group 0 keeps the classifier's rate).
+    ``attn_weight_decay`` (not None): the parameters of every attention module (senet's and the
+    SE-like blocks of other libraries) get groups of their own with that weight decay. Under
+    SGD with momentum, decay shrinks weights that get weak gradients by about
+    exp(-sum(lr) * wd / (1 - momentum)), and an excitation whose weights shrink gives the same
+    gate for every image.
     """
-    stn = set()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    stn: set[int] = set()
     if stn_lr_mult != 1.0:
         stn = {
             id(p)
@@ -41,13 +49,27 @@ def param_groups(
             if isinstance(m, SpatialTransformer)
             for p in m.parameters()
         }
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    groups = _decay_groups([p for p in trainable if id(p) not in stn], weight_decay, no_wd_bn_bias)
+    attn: set[int] = set()
+    if attn_weight_decay is not None:
+        attn = {id(p) for _, m in outermost_attention(model) for p in m.parameters()} - stn
+        if not any(id(p) in attn for p in trainable):
+            raise ConfigError(
+                "optim.attn_weight_decay is set, but the model has no attention module with "
+                "trainable parameters; leave it unset (null) for this model"
+            )
+    own = stn | attn
+    groups = _decay_groups([p for p in trainable if id(p) not in own], weight_decay, no_wd_bn_bias)
     if stn:
         if lr is None:
             raise ValueError("stn_lr_mult needs lr, the classifier's learning rate")
-        own = _decay_groups([p for p in trainable if id(p) in stn], weight_decay, no_wd_bn_bias)
-        groups += [{**g, "lr": lr * stn_lr_mult} for g in own]
+        stn_groups = _decay_groups(
+            [p for p in trainable if id(p) in stn], weight_decay, no_wd_bn_bias
+        )
+        groups += [{**g, "lr": lr * stn_lr_mult} for g in stn_groups]
+    if attn:
+        groups += _decay_groups(
+            [p for p in trainable if id(p) in attn], attn_weight_decay, no_wd_bn_bias
+        )
     return groups
 
 
@@ -67,7 +89,12 @@ def _decay_groups(
 def create_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov) or AdamW over ``param_groups``, at learning rate ``lr``."""
     groups = param_groups(
-        model, cfg.weight_decay, cfg.no_wd_bn_bias, lr=lr, stn_lr_mult=cfg.stn_lr_mult
+        model,
+        cfg.weight_decay,
+        cfg.no_wd_bn_bias,
+        lr=lr,
+        stn_lr_mult=cfg.stn_lr_mult,
+        attn_weight_decay=cfg.attn_weight_decay,
     )
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
