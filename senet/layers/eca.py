@@ -26,6 +26,8 @@ class ECA(GatedScale):
     descriptor, with k chosen from C unless ``kernel_size`` is given.
     """
 
+    squeezes_by_mean = True  # the gate reads x only through its spatial mean: fused training path
+
     def __init__(
         self,
         channels: int,
@@ -51,8 +53,6 @@ class ECA(GatedScale):
         """Channel weights (N, C, 1, 1)."""
         check_feature_map(type(self).__name__, self.channels, x)
         return self.excite_pooled(spatial_mean(x))
-
-    squeezes_by_mean = True
 
     def excite_pooled(self, z: torch.Tensor) -> torch.Tensor:
         """The gate from the (N, C, 1, 1) mean: channels become a 1-D sequence for the conv."""
