@@ -50,3 +50,10 @@ def test_cli_reports_a_finished_run_and_rejects_an_unfinished_one(tmp_path, caps
                          "   94.0%      4         4.9          3.7"]  # fmt: skip
     assert tta.main(["--run", str(tmp_path)]) == 2
     assert "not a finished senet run" in capsys.readouterr().err
+
+
+def test_training_uses_the_shipped_recipe_with_the_studys_settings(tmp_path):
+    config = tta.study_config(tmp_path / "run", ["train.epochs=3"])
+    assert config.model.name == "resnet20_cifar"
+    assert config.data.train_size is None and config.train.amp == "bf16"
+    assert config.train.epochs == 3 and str(config.output_dir) == str(tmp_path / "run")
