@@ -199,6 +199,25 @@ def test_an_interrupted_point_continues_from_its_newest_checkpoint(tmp_path):
     assert "resuming from" in log and f"{checkpoints[0].name}: epoch 2" in log
 
 
+def test_a_finished_point_is_reused_only_while_the_grid_gives_it_the_same_config(tmp_path):
+    out = tmp_path / "out"
+    [first] = run_grid(load_grid(write_grid(tmp_path, axes={"optim.lr": [0.1]})), out)
+    summary = (first.run_dir / "summary.json").read_bytes()
+    # How it logs may change: the finished run still counts.
+    logs_more = write_grid(
+        tmp_path, overrides={**TINY, "log.log_every": 1}, axes={"optim.lr": [0.1]}
+    )
+    [again] = run_grid(load_grid(logs_more), out, on_event=lambda _: None)
+    assert again.status == "cached"
+    # What it computes may not: its old result would sit in the new grid's table.
+    changed = write_grid(
+        tmp_path, overrides={**TINY, "optim.momentum": 0.5}, axes={"optim.lr": [0.1]}
+    )
+    with pytest.raises(ValueError, match=r"optim\.momentum: 0\.9 -> 0\.5.*another --out"):
+        run_grid(load_grid(changed), out, on_event=lambda _: None)
+    assert (first.run_dir / "summary.json").read_bytes() == summary  # nothing lost
+
+
 @pytest.mark.slow
 def test_failed_points_are_retried_and_reported(tmp_path):
     # The imagefolder point passes validation but finds no images at run time.

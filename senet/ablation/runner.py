@@ -1,7 +1,8 @@
 """Run every point of a grid as its own `senet train` process, resumably.
 
 A point is finished when its run folder holds ``summary.json``; those are skipped on the next
-call. An unfinished point continues from its newest checkpoint (``--resume auto``), so a long
+call, after checking that the grid still gives them the config they ran with (a changed grid
+run into the same folder would otherwise mix old and new results in one table). An unfinished point continues from its newest checkpoint (``--resume auto``), so a long
 grid stopped mid-run loses at most the epoch in progress. A failed point is retried ``retries`` times and then reported, without stopping the rest.
 Locally, ``jobs`` points run at once and share the CPU threads; with ``backend="ray"`` each point
 is a Ray task with its own CPU/GPU request, so the same grid spreads over a cluster.
@@ -21,6 +22,9 @@ from pathlib import Path
 import yaml
 
 from senet.ablation.grid import Grid, GridPoint
+from senet.train.distributed import resolve_device
+from senet.train.resume import computation_differences
+from senet.train.setup import resolve_precision
 from senet.train.summary import RunSummary
 
 BACKENDS = ("local", "ray")
@@ -62,6 +66,24 @@ def read_summary(run_dir: Path) -> RunSummary | None:
         return RunSummary.read(run_dir)
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+def _check_still_fits(
+    grid: Grid, point: GridPoint, run_dir: Path, summary: RunSummary, extra: list[str]
+) -> None:
+    """Raise ValueError when a finished point ran a config other than the one the grid gives it."""
+    if not summary.config:  # written before summaries recorded their config: nothing to check
+        return
+    config = grid.point_config(point, extra)
+    # A run saves amp/channels_last ``auto`` as what it resolved to on its device: compare that.
+    resolve_precision(config.train, resolve_device(config.train.device))
+    changed = computation_differences(summary.config, config)
+    if changed:
+        raise ValueError(
+            f"{run_dir} finished with a different config from the one this grid gives it "
+            f"({'; '.join(changed)}), so its result would be mixed into this grid's table. "
+            "Write the changed grid to another --out, or delete that run folder to rerun it"
+        )
 
 
 def _run_process(command: list[str], log_path: Path, env: dict[str, str]) -> int:
@@ -106,6 +128,7 @@ def run_grid(
         run_dir = out_dir / "runs" / point.run_id
         summary = read_summary(run_dir)
         if summary is not None:
+            _check_still_fits(grid, point, run_dir, summary, extra)
             results[point.run_id] = PointResult(point, run_dir, "cached", summary=summary)
         else:
             pending.append(point)

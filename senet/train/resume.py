@@ -56,6 +56,16 @@ def _as_now(saved: dict[str, Any]) -> dict[str, Any]:
         return saved
 
 
+def computation_differences(saved: dict[str, Any], config: Config) -> list[str]:
+    """What ``config`` would compute differently from the run that saved ``saved`` (its config
+    dict, from a checkpoint or a summary), as ``key: old -> new``."""
+    return [
+        diff
+        for diff in config_differences(_as_now(saved), config.to_dict())
+        if not diff.startswith(RESUMABLE_CHANGES)
+    ]
+
+
 def checkpoint_folder(run_dir: str | Path) -> Path:
     """Where a run keeps its checkpoints."""
     return Path(run_dir) / "checkpoints"
@@ -105,11 +115,7 @@ def check_resumable(
     state: dict[str, Any], config: Config, *, world_size: int, source: str | Path
 ) -> None:
     """Raise a ConfigError naming every difference that makes ``state`` unfit for ``config``."""
-    changed = [
-        diff
-        for diff in config_differences(_as_now(state["config"]), config.to_dict())
-        if not diff.startswith(RESUMABLE_CHANGES)
-    ]
+    changed = computation_differences(state["config"], config)
     old_batch = state.get("global_batch")
     new_batch = config.data.batch_size * world_size
     if old_batch == new_batch:
