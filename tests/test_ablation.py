@@ -84,6 +84,15 @@ def test_points_expand_axes_times_seeds():
         ({"axes": {"data.train_size": [1]}}, "set in both 'overrides' and 'axes'"),
         # Valid config, but ResNet-20's basic blocks have no 3x3-then-1x1 to put SE between.
         ({"axes": {"model.strategy": ["conv3x3"]}}, "point strategy=conv3x3__seed=0: cannot build"),
+        # Valid config, but the baseline has no attention for the optimiser to treat apart.
+        (
+            {
+                "overrides": {**TINY, "optim.attn_weight_decay": 0.0},
+                "axes": {"model.attn_kwargs.reduction": [4]},
+                "baseline": {"model.attn": "none"},
+            },
+            "point baseline__seed=0: optim.attn_weight_decay is set, but the model has no attention",
+        ),
     ],
 )
 def test_bad_grids_fail_before_any_run(tmp_path, fields, message):

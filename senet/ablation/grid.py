@@ -30,6 +30,7 @@ import yaml
 from senet.builder import model_from_config
 from senet.config import Config, ConfigError, load_config
 from senet.configs import names, packaged
+from senet.train.optim import create_optimizer
 
 GRID_KEYS = ("name", "title", "base", "overrides", "axes", "baseline", "seeds")
 
@@ -133,14 +134,16 @@ def load_grid(path: str | Path, extra_overrides: list[str] = ()) -> Grid:
     for point in grid.points:
         try:
             config = grid.point_config(point, list(extra_overrides))
-            # Build the model on the meta device (no memory, no time): a model that cannot be
-            # built fails the grid now, not hours into it.
+            # Build the model and its optimiser on the meta device (no memory, no time): a model
+            # that cannot be built, or an optimiser setting it cannot take (attn_weight_decay
+            # without attention), fails the grid now, not hours into it.
             with torch.device("meta"):
-                model_from_config(
+                model, _ = model_from_config(
                     config.model,
                     num_classes=config.model.num_classes or 10,
                     in_chans=config.model.in_chans or 3,
                 )
+                create_optimizer(model, config.optim, config.optim.lr)
         except ConfigError as e:
             raise GridError(f"{path}: point {point.run_id}: {e}") from None
     return grid
