@@ -227,6 +227,31 @@ def test_a_finished_point_is_reused_only_while_the_grid_gives_it_the_same_config
     assert (first.run_dir / "summary.json").read_bytes() == summary  # nothing lost
 
 
+def test_only_runs_the_selected_points_and_reports_the_rest_as_not_run(tmp_path):
+    grid = load_grid(write_grid(tmp_path, **TWO_AXES))
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"--only name=nope\* matches no point.*lr=0\.05__seed=0"):
+        run_grid(grid, out, only=["name=nope*"])
+    assert not out.exists()  # a typo costs nothing
+    results = run_grid(grid, out, only=["name=se_*"], on_event=lambda _: None)
+    status = {r.point.run_id: r.status for r in results}
+    assert status == {
+        "name=resnet20_cifar__lr=0.05__seed=0": "not selected",
+        "name=resnet20_cifar__lr=0.2__seed=0": "not selected",
+        "name=se_resnet20_cifar__lr=0.05__seed=0": "done",
+        "name=se_resnet20_cifar__lr=0.2__seed=0": "done",
+    }
+    assert sorted(p.parent.name for p in out.glob("runs/*/summary.json")) == sorted(
+        k for k, v in status.items() if v == "done"
+    )
+    rows = {r.label: r for r in build_rows(grid, results)}
+    assert rows["name=resnet20_cifar,lr=0.05"].seeds == []
+    assert rows["name=resnet20_cifar,lr=0.05"].failed_seeds == []  # not run is not failed
+    # Later, the rest: the selected points are finished and not rerun.
+    again = run_grid(grid, out, on_event=lambda _: None)
+    assert sorted(r.status for r in again) == ["cached", "cached", "done", "done"]
+
+
 @pytest.mark.slow
 def test_failed_points_are_retried_and_reported(tmp_path):
     # The imagefolder point passes validation but finds no images at run time.

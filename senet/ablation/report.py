@@ -70,7 +70,8 @@ def build_rows(grid: Grid, results: list[PointResult]) -> list[Row]:
             point.label, Row(point.label, dict(point.settings), point.label == reference)
         )
         if result.summary is None:
-            row.failed_seeds.append(point.seed)
+            if result.status == "failed":  # "not selected" points are simply not run yet
+                row.failed_seeds.append(point.seed)
             continue
         row.seeds.append(point.seed)
         row.top1.append(result.summary.final_top1)

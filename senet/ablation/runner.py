@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 import yaml
@@ -36,7 +37,7 @@ class PointResult:
 
     point: GridPoint
     run_dir: Path
-    status: str  # "done" (ran now), "cached" (finished earlier) or "failed"
+    status: str  # "done" (ran now), "cached" (finished earlier), "failed" or "not selected"
     attempts: int = 0
     summary: RunSummary | None = None
     error: str | None = None
@@ -110,13 +111,26 @@ def run_grid(
     retries: int = 1,
     extra_overrides: list[str] = (),
     ray_resources: dict[str, float] | None = None,
+    only: list[str] | None = None,
     on_event: Callable[[str], None] = print,
 ) -> list[PointResult]:
-    """Run the unfinished points of ``grid`` under ``out_dir/runs/``; return one result each."""
+    """Run the unfinished points of ``grid`` under ``out_dir/runs/``; return one result each.
+
+    ``only``: run just the unfinished points whose run id matches one of these shell patterns
+    (``name=resnet56_cifar__*``), to put one part of a long study first; the others are left
+    as they are ("not selected", or "cached" when finished).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if jobs < 1 or retries < 0:
         raise ValueError(f"jobs must be >= 1 and retries >= 0, got jobs={jobs}, retries={retries}")
+    if only:
+        unmatched = [pat for pat in only if not any(fnmatch(p.run_id, pat) for p in grid.points)]
+        if unmatched:
+            raise ValueError(
+                f"--only {', '.join(unmatched)} matches no point of grid {grid.name}; its run ids "
+                f"are {', '.join(p.run_id for p in grid.points)}"
+            )
     out_dir = Path(out_dir)
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     (out_dir / "grid.yaml").write_text(yaml.safe_dump(grid.to_dict(), sort_keys=False))
@@ -130,10 +144,13 @@ def run_grid(
         if summary is not None:
             _check_still_fits(grid, point, run_dir, summary, extra)
             results[point.run_id] = PointResult(point, run_dir, "cached", summary=summary)
+        elif only and not any(fnmatch(point.run_id, pat) for pat in only):
+            results[point.run_id] = PointResult(point, run_dir, "not selected")
         else:
             pending.append(point)
+    cached = [r for r in results.values() if r.status == "cached"]
     on_event(
-        f"grid {grid.name}: {len(grid.points)} runs, {len(results)} finished earlier, "
+        f"grid {grid.name}: {len(grid.points)} runs, {len(cached)} finished earlier, "
         f"{len(pending)} to run ({backend}, {jobs if backend == 'local' else 'ray'} at a time)"
     )
     execute = _local_executor(jobs) if backend == "local" else _ray_executor(ray_resources)
