@@ -198,6 +198,76 @@ def test_report_cli_tables_a_grid_folder_and_marks_the_missing_cell(tmp_path, ca
     assert plot.is_file() and plot.stat().st_size > 1000
 
 
+def _folder_with_configs(out: Path, models: list[str], top1: dict, overrides=()) -> Path:
+    """A results folder of a model-axis grid whose summaries record their configs."""
+    from senet.train import load_config
+
+    grid = grid_from_dict(
+        {"name": out.name, "base": str(RECIPE), "overrides": dict(o.split("=") for o in overrides),
+         "axes": {"model.name": models}, "seeds": [0, 1, 2]}
+    )  # fmt: skip
+    (out / "runs").mkdir(parents=True)
+    (out / "grid.yaml").write_text(yaml.safe_dump(grid.to_dict(), sort_keys=False))
+    for point in grid.points:
+        model = dict(point.settings)["model.name"]
+        if (model, point.seed) not in top1:
+            continue
+        config = load_config(RECIPE, [*overrides, *point.overrides()]).to_dict()
+        run_dir = out / "runs" / point.run_id
+        run_dir.mkdir()
+        summary = {"final_top1": top1[model, point.seed], "config": config, "params": 1000}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+    return out
+
+
+def test_an_se_only_grid_pairs_with_the_twins_of_another_grids_folder(tmp_path, capsys):
+    depth = _folder_with_configs(
+        tmp_path / "depth",
+        ["resnet20_cifar", "se_resnet20_cifar", "resnet56_cifar", "se_resnet56_cifar"],
+        {("resnet20_cifar", s): 93.0 + s / 10 for s in range(3)}
+        | {("resnet56_cifar", s): 94.0 for s in range(2)},
+    )
+    se_only = _folder_with_configs(
+        tmp_path / "se_nodecay",
+        ["se_resnet20_cifar", "se_resnet56_cifar"],
+        {("se_resnet20_cifar", s): 93.5 + s / 10 for s in range(3)}
+        | {("se_resnet56_cifar", s): 94.5 for s in range(3)},
+        overrides=["optim.attn_weight_decay=0.0"],
+    )
+    assert main([str(se_only), "--twins", str(depth)]) == 0
+    study = json.loads((se_only / "study.json").read_text())
+    assert [c["name"] for c in study["cells"]] == [
+        "ResNet-20", "SE-ResNet-20", "ResNet-56", "SE-ResNet-56"
+    ]  # fmt: skip
+    assert study["twins_from"] == str(depth) and (study["finished_runs"], study["total_runs"]) == (
+        11,
+        12,
+    )
+    p20, p56 = study["pairs"]
+    assert p20["mean"] == pytest.approx(0.5) and p20["differences"] == pytest.approx(
+        {"0": 0.5, "1": 0.5, "2": 0.5}
+    )
+    assert p56["verdict"] == "incomplete"  # ResNet-56 seed 2 has not run in the twins' folder
+    assert "| ResNet-20 | +0.50 / +0.50 / +0.50 |" in capsys.readouterr().out
+
+
+def test_twins_from_a_folder_with_another_recipe_are_refused(tmp_path, capsys):
+    depth = _folder_with_configs(
+        tmp_path / "depth", ["resnet20_cifar"], {("resnet20_cifar", 0): 93.0}
+    )
+    other = _folder_with_configs(
+        tmp_path / "other", ["se_resnet20_cifar"], {("se_resnet20_cifar", 0): 93.5},
+        overrides=["optim.lr=0.2", "optim.attn_weight_decay=0.0"],
+    )  # fmt: skip
+    assert main([str(other), "--twins", str(depth)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot pair name=se_resnet20_cifar with name=resnet20_cifar" in err
+    assert "optim.lr: 0.1 -> 0.2" in err and "attn_weight_decay" not in err
+    # A grid that is not SE models on a model axis has nothing to pair.
+    assert main([str(depth), "--twins", str(depth)]) == 2
+    assert "--twins pairs a grid whose only axis is model.name" in capsys.readouterr().err
+
+
 def test_report_cli_on_an_untouched_grid_says_not_yet_run(tmp_path):
     out = _fake_grid_folder(tmp_path, {})
     assert main([str(out)]) == 0

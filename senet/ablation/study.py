@@ -30,7 +30,9 @@ from senet.ablation.paired import (
     paired_difference,
 )
 from senet.ablation.runner import read_summary
+from senet.config import config_from_dict
 from senet.plots import pyplot
+from senet.train.resume import computation_differences
 
 MODEL_AXIS = "model.name"
 
@@ -87,6 +89,53 @@ def twin_pairs(grid: Grid) -> list[tuple[str, str]] | None:
     return pairs or None
 
 
+def external_twin_pairs(grid: Grid, twin_grid: Grid) -> list[tuple[str, str]]:
+    """(SE label of ``grid``, twin label of ``twin_grid``): each ``se_X`` of this grid's model
+    axis against ``X`` of another grid's (an SE-only grid reusing a study's baselines)."""
+    names = grid.axes.get(MODEL_AXIS) or []
+    twin_names = set(twin_grid.axes.get(MODEL_AXIS) or [])
+    pairs = [
+        (_point_label(grid, n), _point_label(twin_grid, n[3:]))
+        for n in names
+        if n.startswith("se_") and n[3:] in twin_names
+    ]
+    if len(grid.axes) != 1 or grid.baseline is not None or not pairs:
+        raise GridError(
+            f"--twins pairs a grid whose only axis is {MODEL_AXIS} with SE models (se_X) against "
+            f"another grid's X; {grid.name} has axes {list(grid.axes)} and {twin_grid.name} "
+            f"has models {sorted(twin_names)}"
+        )
+    missing = sorted(set(grid.seeds) - set(twin_grid.seeds))
+    if missing:
+        raise GridError(f"the twins' grid {twin_grid.name} has no seed {missing} to pair with")
+    return pairs
+
+
+# What an SE arm may set that its twin without SE does not (the attention and its optimiser).
+SE_ONLY_KEYS = ("model.name:", "model.attn", "optim.attn_weight_decay:")
+
+
+def check_same_recipe(arm: Cell, arm_info: dict, twin: Cell, twin_info: dict) -> None:
+    """Raise GridError when an SE arm and its twin (from two grids) differ in anything but SE."""
+    by_seed = {
+        s["config"]["train"]["seed"]: s for s in twin_info.get("summaries", []) if s.get("config")
+    }
+    for summary in arm_info.get("summaries", []):
+        other = by_seed.get((summary.get("config") or {}).get("train", {}).get("seed"))
+        if other is None:
+            continue
+        changed = [
+            d
+            for d in computation_differences(other["config"], config_from_dict(summary["config"]))
+            if not d.startswith(SE_ONLY_KEYS)
+        ]
+        if changed:
+            raise GridError(
+                f"cannot pair {arm.label} with {twin.label} from the twins' folder: their "
+                f"recipes differ in {'; '.join(changed)}. Pair runs of the same recipe"
+            )
+
+
 def _point_label(grid: Grid, model: str) -> str:
     return GridPoint(((MODEL_AXIS, model),), seed=0).label
 
@@ -119,14 +168,41 @@ def pretty_model(name: str) -> str:
     return f"SE-{base}" if se else base
 
 
-def build_study(grid: Grid, out_dir: str | Path) -> dict[str, Any]:
-    """The study as plain data (what ``study.json`` holds and the demo reads)."""
+def build_study(
+    grid: Grid, out_dir: str | Path, twins_dir: str | Path | None = None
+) -> dict[str, Any]:
+    """The study as plain data (what ``study.json`` holds and the demo reads).
+
+    ``twins_dir``: the results folder of another grid that holds the twins without SE (see
+    ``external_twin_pairs``); their runs are paired by seed, after checking the recipes match.
+    """
     cells, info = collect_cells(grid, out_dir)
+    total = len(grid.points)
+    if twins_dir is None:
+        twins = twin_pairs(grid)
+    else:
+        twin_grid = load_study_grid(twins_dir)
+        twins = external_twin_pairs(grid, twin_grid)
+        twin_cells, twin_info = collect_cells(twin_grid, twins_dir)
+        twin_labels = {t for _, t in twins}
+        wanted = {c.label: c for c in twin_cells if c.label in twin_labels}
+        by_label = {c.label: c for c in cells}
+        for arm, twin in twins:
+            check_same_recipe(
+                by_label[arm], info.get(arm, {}), wanted[twin], twin_info.get(twin, {})
+            )
+        for cell in wanted.values():  # only the seeds this grid runs
+            cell.top1 = {s: v for s, v in cell.top1.items() if s in grid.seeds}
+            cell.failed = {s: e for s, e in cell.failed.items() if s in grid.seeds}
+            cell.expected_seeds = list(grid.seeds)
+        info.update({t: twin_info[t] for t in wanted if t in twin_info})
+        order = [label for arm, twin in twins for label in (twin, arm)]
+        cells = [*wanted.values(), *cells]
+        cells.sort(key=lambda c: order.index(c.label) if c.label in order else len(order))
+        total += len(wanted) * len(grid.seeds)
     by_label = {c.label: c for c in cells}
-    twins = twin_pairs(grid)
     pairs = [paired_difference(by_label[a], by_label[r]) for a, r in twins or reference_pairs(grid)]
     finished = sum(len(c.top1) for c in cells)
-    total = len(grid.points)
     status = "not yet run" if finished == 0 else "complete" if finished == total else "partial"
     first = next((s["summaries"][0] for s in info.values()), {})
     return {
@@ -137,6 +213,7 @@ def build_study(grid: Grid, out_dir: str | Path) -> dict[str, Any]:
         "total_runs": total,
         "seeds": list(grid.seeds),
         "paired_by": "model twins" if twins else "reference row",
+        "twins_from": str(twins_dir) if twins_dir is not None else None,
         "recipe": {k: first.get(k) for k in ("epochs", "train_images", "val_images")},
         "cells": [_cell_dict(c, info.get(c.label)) for c in cells],
         "pairs": [_pair_dict(p) for p in pairs],
@@ -241,11 +318,15 @@ def plot_depth(study: dict[str, Any], path: str | Path) -> Path:
 
 
 def write_study(
-    out_dir: str | Path, *, json_path: str | Path | None = None, plot_path: str | Path | None = None
+    out_dir: str | Path,
+    *,
+    json_path: str | Path | None = None,
+    plot_path: str | Path | None = None,
+    twins_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write study.md/study.json (and the depth plot for twin grids) under ``out_dir``."""
     out_dir = Path(out_dir)
-    study = build_study(load_study_grid(out_dir), out_dir)
+    study = build_study(load_study_grid(out_dir), out_dir, twins_dir)
     (out_dir / "study.md").write_text(study_markdown(study))
     text = json.dumps(study, indent=2) + "\n"
     (out_dir / "study.json").write_text(text)
@@ -265,9 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path, help="a `senet ablate` results folder")
     parser.add_argument("--json", type=Path, help="also write study.json here")
     parser.add_argument("--plot", type=Path, help="the depth plot's path (default: in out_dir)")
+    parser.add_argument(
+        "--twins", type=Path, help="another grid's results folder holding the models without SE"
+    )
     args = parser.parse_args(argv)
     try:
-        study = write_study(args.out_dir, json_path=args.json, plot_path=args.plot)
+        study = write_study(
+            args.out_dir, json_path=args.json, plot_path=args.plot, twins_dir=args.twins
+        )
     except GridError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
