@@ -19,12 +19,14 @@ from senet.ablation.paired import (
 )
 from senet.ablation.study import (
     build_study,
+    external_twin_pairs,
     main,
     pretty_model,
     reference_pairs,
     study_markdown,
     twin_pairs,
 )
+from senet.train.resume import config_differences
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "senet" / "configs" / "fashion_mnist_se_resnet20.yaml"
@@ -99,6 +101,16 @@ def test_shipped_study_grids_pair_the_right_settings():
     config = depth.point_config(depth.points[0])
     assert config.data.train_size is None and config.data.val_size is None
     assert config.train.amp == "bf16" and config.train.channels_last is True
+    nodecay = load_grid(
+        REPO / "senet" / "configs" / "ablations" / "fashion_mnist_depth_se_nodecay.yaml"
+    )
+    assert external_twin_pairs(nodecay, depth) == twin_pairs(depth)
+    theirs = {p.run_id: p for p in depth.points}
+    for mine in nodecay.points:  # each SE run differs from the depth grid's only in SE's decay
+        changed = config_differences(
+            depth.point_config(theirs[mine.run_id]).to_dict(), nodecay.point_config(mine).to_dict()
+        )
+        assert changed == ["optim.attn_weight_decay: None -> 0.0"]
     width = load_grid(REPO / "senet" / "configs" / "ablations" / "fashion_mnist_se_width.yaml")
     assert twin_pairs(width) is None
     assert reference_pairs(width) == [
