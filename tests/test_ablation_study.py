@@ -114,12 +114,10 @@ def test_shipped_study_grids_pair_the_right_settings():
     width = load_grid(REPO / "senet" / "configs" / "ablations" / "fashion_mnist_se_width.yaml")
     assert twin_pairs(width) is None
     assert reference_pairs(width) == [
-        ("min_channels=1", "baseline"),
-        ("min_channels=4", "baseline"),
-        ("min_channels=8", "baseline"),
         ("min_channels=4", "min_channels=1"),
         ("min_channels=8", "min_channels=1"),
     ]
+    assert width.point_config(width.points[0]).optim.attn_weight_decay == 0.0
 
 
 def test_reference_row_pairs_name_both_sides_in_the_table():
