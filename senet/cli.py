@@ -324,6 +324,9 @@ def ablate(
     retries: int = typer.Option(1, "--retries", help="Extra attempts for a failed point."),
     cpus: float = typer.Option(1, "--cpus", help="Ray: CPUs per point."),
     gpus: float = typer.Option(0, "--gpus", help="Ray: GPUs per point."),
+    threads: int = typer.Option(
+        None, "--threads", help="CPU threads per point (default: the cores split over --jobs)."
+    ),
     only: list[str] = typer.Option(
         None, "--only", help="Run only the points whose run id matches this pattern (repeatable)."
     ),
@@ -346,7 +349,7 @@ def ablate(
     try:
         results = run_grid(
             spec, out, jobs=jobs, backend=backend, retries=retries, extra_overrides=extra,
-            ray_resources={"num_cpus": cpus, "num_gpus": gpus}, only=only or None,
+            ray_resources={"num_cpus": cpus, "num_gpus": gpus}, only=only or None, threads=threads,
         )  # fmt: skip
     except (ValueError, RuntimeError) as e:
         typer.echo(f"error: {e}", err=True)

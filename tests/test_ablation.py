@@ -252,6 +252,14 @@ def test_only_runs_the_selected_points_and_reports_the_rest_as_not_run(tmp_path)
     assert sorted(r.status for r in again) == ["cached", "cached", "done", "done"]
 
 
+def test_threads_sets_each_points_cpu_threads(tmp_path):
+    grid = load_grid(write_grid(tmp_path, axes={"optim.lr": [0.1]}))
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        run_grid(grid, tmp_path / "out", threads=0)
+    [result] = run_grid(grid, tmp_path / "out", threads=1, on_event=lambda _: None)
+    assert result.summary["threads"] == 1
+
+
 @pytest.mark.slow
 def test_failed_points_are_retried_and_reported(tmp_path):
     # The imagefolder point passes validation but finds no images at run time.

@@ -112,6 +112,7 @@ def run_grid(
     extra_overrides: list[str] = (),
     ray_resources: dict[str, float] | None = None,
     only: list[str] | None = None,
+    threads: int | None = None,
     on_event: Callable[[str], None] = print,
 ) -> list[PointResult]:
     """Run the unfinished points of ``grid`` under ``out_dir/runs/``; return one result each.
@@ -119,11 +120,17 @@ def run_grid(
     ``only``: run just the unfinished points whose run id matches one of these shell patterns
     (``name=resnet56_cifar__*``), to put one part of a long study first; the others are left
     as they are ("not selected", or "cached" when finished).
+    ``threads``: CPU threads per local point (default: the cores split over ``jobs``); set it
+    when two grids share a machine, or to match the thread count a grid's earlier runs had
+    (the order of floating-point sums, and so a run's exact numbers, depend on it).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    if jobs < 1 or retries < 0:
-        raise ValueError(f"jobs must be >= 1 and retries >= 0, got jobs={jobs}, retries={retries}")
+    if jobs < 1 or retries < 0 or (threads is not None and threads < 1):
+        raise ValueError(
+            f"jobs and threads must be >= 1 and retries >= 0, got jobs={jobs}, "
+            f"threads={threads}, retries={retries}"
+        )
     if only:
         unmatched = [pat for pat in only if not any(fnmatch(p.run_id, pat) for p in grid.points)]
         if unmatched:
@@ -153,7 +160,10 @@ def run_grid(
         f"grid {grid.name}: {len(grid.points)} runs, {len(cached)} finished earlier, "
         f"{len(pending)} to run ({backend}, {jobs if backend == 'local' else 'ray'} at a time)"
     )
-    execute = _local_executor(jobs) if backend == "local" else _ray_executor(ray_resources)
+    if backend == "local":
+        execute = _local_executor(jobs, threads or max(1, (os.cpu_count() or 1) // jobs))
+    else:
+        execute = _ray_executor(ray_resources)
     for attempt in range(1, retries + 2):
         if not pending:
             break
@@ -183,10 +193,7 @@ def run_grid(
 Executor = Callable[[dict[str, list[str]], dict[str, Path]], Iterator[tuple[str, int]]]
 
 
-def _local_executor(jobs: int) -> Executor:
-    # Parallel runs split the cores, rather than each grabbing all of them.
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-
+def _local_executor(jobs: int, threads: int) -> Executor:
     def execute(commands: dict[str, list[str]], logs: dict[str, Path]) -> Iterator[tuple[str, int]]:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         with ThreadPoolExecutor(max_workers=jobs) as pool:
