@@ -2,8 +2,10 @@
 
 A point is finished when its run folder holds ``summary.json``; those are skipped on the next
 call, after checking that the grid still gives them the config they ran with (a changed grid
-run into the same folder would otherwise mix old and new results in one table). An unfinished point continues from its newest checkpoint (``--resume auto``), so a long
-grid stopped mid-run loses at most the epoch in progress. A failed point is retried ``retries`` times and then reported, without stopping the rest.
+run into the same folder would otherwise mix old and new results in one table). An unfinished
+point continues from its newest checkpoint (``--resume auto``), so a long grid stopped mid-run
+loses at most the epoch in progress. A failed point is retried ``retries`` times and then
+reported, without stopping the rest.
 Locally, ``jobs`` points run at once and share the CPU threads; with ``backend="ray"`` each point
 is a Ray task with its own CPU/GPU request, so the same grid spreads over a cluster.
 """

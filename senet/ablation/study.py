@@ -115,25 +115,50 @@ def external_twin_pairs(grid: Grid, twin_grid: Grid) -> list[tuple[str, str]]:
 SE_ONLY_KEYS = ("model.name:", "model.attn", "optim.attn_weight_decay:")
 
 
-def check_same_recipe(arm: Cell, arm_info: dict, twin: Cell, twin_info: dict) -> None:
-    """Raise GridError when an SE arm and its twin (from two grids) differ in anything but SE."""
-    by_seed = {
-        s["config"]["train"]["seed"]: s for s in twin_info.get("summaries", []) if s.get("config")
-    }
-    for summary in arm_info.get("summaries", []):
-        other = by_seed.get((summary.get("config") or {}).get("train", {}).get("seed"))
+def check_same_recipe(arm: str, arm_runs: list, twin: str, twin_runs: list) -> None:
+    """Raise GridError when an SE arm's runs and its twin's (from two grids) differ in anything
+    but SE; runs are compared seed by seed, from the configs their summaries record."""
+    by_seed = {r["config"]["train"]["seed"]: r for r in twin_runs if r.get("config")}
+    for run in arm_runs:
+        other = by_seed.get((run.get("config") or {}).get("train", {}).get("seed"))
         if other is None:
             continue
         changed = [
             d
-            for d in computation_differences(other["config"], config_from_dict(summary["config"]))
+            for d in computation_differences(other["config"], config_from_dict(run["config"]))
             if not d.startswith(SE_ONLY_KEYS)
         ]
         if changed:
             raise GridError(
-                f"cannot pair {arm.label} with {twin.label} from the twins' folder: their "
-                f"recipes differ in {'; '.join(changed)}. Pair runs of the same recipe"
+                f"cannot pair {arm} with {twin} from the twins' folder: their recipes differ in "
+                f"{'; '.join(changed)}. Pair runs of the same recipe"
             )
+
+
+def borrow_twins(
+    grid: Grid, cells: list[Cell], info: dict[str, dict], twins_dir: str | Path
+) -> tuple[list[tuple[str, str]], list[Cell]]:
+    """The pairs of an SE-only grid with another grid's twins, and its cells with the twins'
+    (restricted to this grid's seeds) put before their SE arms; ``info`` gains the twins'."""
+    twin_grid = load_study_grid(twins_dir)
+    twins = external_twin_pairs(grid, twin_grid)
+    twin_cells, twin_info = collect_cells(twin_grid, twins_dir)
+    wanted = {c.label: c for c in twin_cells if c.label in {t for _, t in twins}}
+    for arm, twin in twins:
+        check_same_recipe(
+            arm,
+            info.get(arm, {}).get("summaries", []),
+            twin,
+            twin_info.get(twin, {}).get("summaries", []),
+        )
+    for cell in wanted.values():
+        cell.top1 = {s: v for s, v in cell.top1.items() if s in grid.seeds}
+        cell.failed = {s: e for s, e in cell.failed.items() if s in grid.seeds}
+        cell.expected_seeds = list(grid.seeds)
+    info.update({t: twin_info[t] for t in wanted if t in twin_info})
+    rank = {label: i for i, label in enumerate(label for pair in twins for label in pair[::-1])}
+    merged = sorted([*wanted.values(), *cells], key=lambda c: rank.get(c.label, len(rank)))
+    return twins, merged
 
 
 def _point_label(grid: Grid, model: str) -> str:
@@ -177,29 +202,11 @@ def build_study(
     ``external_twin_pairs``); their runs are paired by seed, after checking the recipes match.
     """
     cells, info = collect_cells(grid, out_dir)
-    total = len(grid.points)
     if twins_dir is None:
         twins = twin_pairs(grid)
     else:
-        twin_grid = load_study_grid(twins_dir)
-        twins = external_twin_pairs(grid, twin_grid)
-        twin_cells, twin_info = collect_cells(twin_grid, twins_dir)
-        twin_labels = {t for _, t in twins}
-        wanted = {c.label: c for c in twin_cells if c.label in twin_labels}
-        by_label = {c.label: c for c in cells}
-        for arm, twin in twins:
-            check_same_recipe(
-                by_label[arm], info.get(arm, {}), wanted[twin], twin_info.get(twin, {})
-            )
-        for cell in wanted.values():  # only the seeds this grid runs
-            cell.top1 = {s: v for s, v in cell.top1.items() if s in grid.seeds}
-            cell.failed = {s: e for s, e in cell.failed.items() if s in grid.seeds}
-            cell.expected_seeds = list(grid.seeds)
-        info.update({t: twin_info[t] for t in wanted if t in twin_info})
-        order = [label for arm, twin in twins for label in (twin, arm)]
-        cells = [*wanted.values(), *cells]
-        cells.sort(key=lambda c: order.index(c.label) if c.label in order else len(order))
-        total += len(wanted) * len(grid.seeds)
+        twins, cells = borrow_twins(grid, cells, info, twins_dir)
+    total = len(cells) * len(grid.seeds)
     by_label = {c.label: c for c in cells}
     pairs = [paired_difference(by_label[a], by_label[r]) for a, r in twins or reference_pairs(grid)]
     finished = sum(len(c.top1) for c in cells)
