@@ -233,7 +233,9 @@ def test_only_runs_the_selected_points_and_reports_the_rest_as_not_run(tmp_path)
     with pytest.raises(ValueError, match=r"--only name=nope\* matches no point.*lr=0\.05__seed=0"):
         run_grid(grid, out, only=["name=nope*"])
     assert not out.exists()  # a typo costs nothing
-    results = run_grid(grid, out, only=["name=se_*"], on_event=lambda _: None)
+    events = []
+    results = run_grid(grid, out, only=["name=se_*"], on_event=events.append)
+    assert "4 runs, 0 finished earlier, 2 not selected (--only), 2 to run" in events[0]
     status = {r.point.run_id: r.status for r in results}
     assert status == {
         "name=resnet20_cifar__lr=0.05__seed=0": "not selected",

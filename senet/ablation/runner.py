@@ -158,8 +158,9 @@ def run_grid(
         else:
             pending.append(point)
     cached = [r for r in results.values() if r.status == "cached"]
+    skipped = f"{len(results) - len(cached)} not selected (--only), " if only else ""
     on_event(
-        f"grid {grid.name}: {len(grid.points)} runs, {len(cached)} finished earlier, "
+        f"grid {grid.name}: {len(grid.points)} runs, {len(cached)} finished earlier, {skipped}"
         f"{len(pending)} to run ({backend}, {jobs if backend == 'local' else 'ray'} at a time)"
     )
     if backend == "local":
