@@ -79,31 +79,30 @@ def _run_errors(out_dir: Path) -> dict[str, str]:
     return {r["run_id"]: r.get("error") or "failed" for r in runs if r.get("status") == "failed"}
 
 
-def twin_pairs(grid: Grid) -> list[tuple[str, str]] | None:
-    """(SE label, twin label) for a grid whose model axis holds ``X`` and ``se_X``; else None."""
+def twin_pairs(grid: Grid, twins_from: Grid | None = None) -> list[tuple[str, str]] | None:
+    """(SE label, twin label) for a grid whose only axis is the model: each ``se_X`` against
+    ``X`` of the same grid, or of ``twins_from``; None when there is no such pair."""
     names = grid.axes.get(MODEL_AXIS)
     if names is None or len(grid.axes) != 1 or grid.baseline is not None:
         return None
-    label = {name: _point_label(grid, name) for name in names}
-    pairs = [(label[n], label[n[3:]]) for n in names if n.startswith("se_") and n[3:] in label]
+    twin_names = set((twins_from or grid).axes.get(MODEL_AXIS) or [])
+    pairs = [
+        (_point_label(n), _point_label(n[3:]))
+        for n in names
+        if n.startswith("se_") and n[3:] in twin_names
+    ]
     return pairs or None
 
 
 def external_twin_pairs(grid: Grid, twin_grid: Grid) -> list[tuple[str, str]]:
-    """(SE label of ``grid``, twin label of ``twin_grid``): each ``se_X`` of this grid's model
-    axis against ``X`` of another grid's (an SE-only grid reusing a study's baselines)."""
-    names = grid.axes.get(MODEL_AXIS) or []
-    twin_names = set(twin_grid.axes.get(MODEL_AXIS) or [])
-    pairs = [
-        (_point_label(grid, n), _point_label(twin_grid, n[3:]))
-        for n in names
-        if n.startswith("se_") and n[3:] in twin_names
-    ]
-    if len(grid.axes) != 1 or grid.baseline is not None or not pairs:
+    """``twin_pairs`` of an SE-only grid against another grid's models without SE (an SE-only
+    grid reusing a study's baselines); a GridError when there are none or seeds are missing."""
+    pairs = twin_pairs(grid, twins_from=twin_grid)
+    if pairs is None:
         raise GridError(
             f"--twins pairs a grid whose only axis is {MODEL_AXIS} with SE models (se_X) against "
             f"another grid's X; {grid.name} has axes {list(grid.axes)} and {twin_grid.name} "
-            f"has models {sorted(twin_names)}"
+            f"has models {sorted(twin_grid.axes.get(MODEL_AXIS) or [])}"
         )
     missing = sorted(set(grid.seeds) - set(twin_grid.seeds))
     if missing:
@@ -161,7 +160,7 @@ def borrow_twins(
     return twins, merged
 
 
-def _point_label(grid: Grid, model: str) -> str:
+def _point_label(model: str) -> str:
     return GridPoint(((MODEL_AXIS, model),), seed=0).label
 
 
