@@ -39,9 +39,13 @@ TARGETS = (92.0, 93.0, 94.0)
 
 
 def time_to_targets(
-    rows: list[dict[str, str]], train_images: int, targets: tuple[float, ...] = TARGETS
+    rows: list[dict[str, str]],
+    train_images: int,
+    targets: tuple[float, ...] = TARGETS,
+    column: str = "val_top1",
 ) -> list[dict[str, Any]]:
-    """Per target: first epoch with val top-1 >= target, cumulative wall and training seconds."""
+    """Per target: first epoch whose ``column`` (val top-1 by default) >= target, and the
+    cumulative wall and training seconds until that epoch ends."""
     reached: list[dict[str, Any]] = []
     for target in targets:
         wall = train = 0.0
@@ -49,7 +53,7 @@ def time_to_targets(
         for row in rows:
             wall += float(row["epoch_seconds"])
             train += train_images / float(row["train_img_s"])
-            if row.get("val_top1") and float(row["val_top1"]) >= target:
+            if row.get(column) and float(row[column]) >= target:
                 hit.update(epoch=int(row["epoch"]), wall_s=wall, train_s=train)
                 break
         reached.append(hit)
@@ -64,16 +68,31 @@ def study_config(out: Path, overrides: list[str]):
 
 
 def report(run_dir: Path, targets: tuple[float, ...] = TARGETS) -> str:
-    """The time-to-accuracy table of a finished run folder."""
+    """The time-to-accuracy table of a finished run folder; a second one for its flip-TTA
+    accuracy when the run has it (``train.eval_flip=true``)."""
     summary = json.loads((run_dir / "summary.json").read_text())
     rows = read_metrics(run_dir)
     lines = [
         f"{summary['model']} on {summary['data']}: {summary['train_images']:,} images, "
         f"{summary['epochs']} epochs, final top-1 {summary['final_top1']:.2f}%, "
         f"{summary['threads']} threads, amp={summary['config']['train']['amp']}",
-        f"{'target':>8} {'epoch':>6} {'wall (min)':>11} {'train (min)':>12}",
+        *_target_table(rows, summary["train_images"], targets, "val_top1"),
     ]
-    for hit in time_to_targets(rows, summary["train_images"], targets):
+    if any(row.get("val_flip_top1") for row in rows):
+        final = summary.get("final_flip_top1")
+        lines.append(
+            "with flip test-time augmentation"
+            + (f" (final top-1 {final:.2f}%):" if final is not None else ":")
+        )
+        lines += _target_table(rows, summary["train_images"], targets, "val_flip_top1")
+    return "\n".join(lines)
+
+
+def _target_table(
+    rows: list[dict[str, str]], train_images: int, targets: tuple[float, ...], column: str
+) -> list[str]:
+    lines = [f"{'target':>8} {'epoch':>6} {'wall (min)':>11} {'train (min)':>12}"]
+    for hit in time_to_targets(rows, train_images, targets, column):
         if hit["epoch"] is None:
             lines.append(f"{hit['target']:>7.1f}% {'not reached':>31}")
         else:
@@ -81,7 +100,7 @@ def report(run_dir: Path, targets: tuple[float, ...] = TARGETS) -> str:
                 f"{hit['target']:>7.1f}% {hit['epoch']:>6} {hit['wall_s'] / 60:>11.1f} "
                 f"{hit['train_s'] / 60:>12.1f}"
             )
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

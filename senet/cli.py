@@ -106,6 +106,9 @@ def evaluate(
     batch_size: int = typer.Option(256, "--batch-size"),
     device: str = typer.Option("auto", "--device"),
     output: Path = typer.Option(None, "--output", help="Report folder (default: beside weights)."),
+    flip: bool = typer.Option(
+        False, "--flip", help="Also with flip TTA: mean logits of each image and its mirror."
+    ),
 ) -> None:
     """Top-1/top-5, per-class accuracy and a confusion-matrix PNG for a weights file."""
     from rich.console import Console
@@ -116,8 +119,13 @@ def evaluate(
         model, weights, data, root=root, size=size, batch_size=batch_size, device=device
     )
     with _clear_errors():
-        report = evaluate_weights(source, output_dir=output)
+        report = evaluate_weights(source, output_dir=output, flip=flip)
     Console().print(per_class_table(report))
+    if report.flip_top1 is not None:
+        typer.echo(
+            f"with flip TTA (mean logits of image and mirror): top-1 {report.flip_top1:.2f}%, "
+            f"top-5 {report.flip_top5:.2f}%"
+        )
     typer.echo(f"report: {report.output_dir}/(eval.json, per_class.csv, confusion.png)")
 
 

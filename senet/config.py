@@ -145,6 +145,9 @@ class TrainConfig:
     ema_decay: float = 0.9998  # EMA: ema = decay * ema + (1 - decay) * weights, per step
     deterministic: bool = False  # deterministic kernels (slower); seeding is always on
     eval_every: int = 1  # validate every N epochs (and always after the last one)
+    # also validate with horizontal-flip test-time augmentation (mean logits of each image and
+    # its mirror): val_flip_* columns beside the single-view val_*; costs a second forward pass
+    eval_flip: bool = False
     sync_bn: bool = False  # DDP: SyncBatchNorm, batch statistics over all processes (CUDA)
     checkpoint_every_steps: int = 0  # also checkpoint every N steps; 0: at epoch ends only
     keep_checkpoints: int = 3  # checkpoints kept in <run>/checkpoints (the newest ones)

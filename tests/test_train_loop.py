@@ -66,6 +66,31 @@ def test_evaluate_gives_exact_numbers():
     assert per_class[:5] == [100.0, 100.0, 50.0, 0.0, 0.0] and math.isnan(per_class[5])
 
 
+class LeftRight(nn.Module):
+    """Logits (left pixel, right pixel / 2, 0.6) of a 1x2 image: a mirror changes the answer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        left, right = x[:, 0, 0, 0], x[:, 0, 0, 1]
+        return torch.stack([left, right / 2, torch.full_like(left, 0.6)], dim=1)
+
+
+def test_flip_tta_scores_the_mean_logits_of_each_image_and_its_mirror():
+    pixels = torch.tensor([[1.0, 1.0], [0.0, 1.0], [0.0, 2.0], [2.0, 0.0]])
+    targets = torch.tensor([0, 2, 0, 1])
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(pixels.view(4, 1, 1, 2), targets), batch_size=3
+    )
+    result = evaluate(LeftRight(), loader, device=CPU, num_classes=3, flip=True)
+    # Single view predicts 0, 2, 1, 0: two hits. Mean of the two views: (l+r)/2, (l+r)/4, 0.6,
+    # i.e. 0, 2, 0, 0: three hits. The confusion matrix stays single-view.
+    assert result["top1"] == 50.0 and result["flip_top1"] == 75.0
+    assert result["top5"] == result["flip_top5"] == 100.0  # 3 classes: k is capped
+    mean = torch.tensor([[1.0, 0.5, 0.6], [0.5, 0.25, 0.6], [1.0, 0.5, 0.6], [1.0, 0.5, 0.6]])
+    assert result["flip_loss"] == pytest.approx(float(nn.functional.cross_entropy(mean, targets)))
+    assert result["confusion"].diagonal().sum() == 2
+    assert "flip_top1" not in evaluate(LeftRight(), loader, device=CPU)
+
+
 def test_topk_with_fewer_classes_than_k():
     logits = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
     assert topk_correct(logits, torch.tensor([1, 1, 0]), (1, 5)) == [1, 3]

@@ -112,6 +112,44 @@ def test_best_weights_reproduce_the_best_score(run):
     assert list(on_disk["preprocessing"]) == ["mean", "std", "image_size"]
 
 
+def test_eval_flip_adds_tta_metrics_without_changing_the_run(tmp_path):
+    plain = train(_config(tmp_path / "plain", "train.epochs=2"))
+    flipped = train(_config(tmp_path / "flip", "train.epochs=2", "train.eval_flip=true"))
+    # The second forward pass draws nothing from the training stream: the same run, same scores.
+    assert flipped.final_top1 == plain.final_top1 and flipped.best_top1 == plain.best_top1
+    assert plain.final_flip_top1 is None
+    with open(tmp_path / "flip" / "run" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["val_flip_top1"]) for r in rows][-1] == flipped.final_flip_top1
+    assert all(r["val_flip_loss"] and r["val_flip_top5"] for r in rows)
+    # The same number from the saved weights, through `senet evaluate --flip`.
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "_test_tinynet",
+            "--weights",
+            str(tmp_path / "flip" / "run" / "last.safetensors"),
+            "--data",
+            "synthetic",
+            "--size",
+            "64",
+            "--output",
+            str(tmp_path / "ev"),
+            "--flip",
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    on_disk = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert on_disk["flip_top1"] == pytest.approx(flipped.final_flip_top1)
+    assert on_disk["top1"] == pytest.approx(flipped.final_top1)
+    assert (
+        f"with flip TTA (mean logits of image and mirror): top-1 {on_disk['flip_top1']:.2f}%"
+        in result.output
+    )
+
+
 def test_checkpoint_holds_the_full_training_state(run):
     folder, _ = run
     path, state = CheckpointDir(folder / "checkpoints").newest_valid()

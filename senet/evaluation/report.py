@@ -32,10 +32,19 @@ class EvaluationReport:
     preprocessing: dict[str, Any]  # mean, std, image size, ... the weights were evaluated with
     output_dir: Path
     confusion: torch.Tensor = field(repr=False)  # (C, C) int64, rows = true class
+    # with flip test-time augmentation (mean logits of image and mirror); None when not asked
+    flip_loss: float | None = None
+    flip_top1: float | None = None
+    flip_top5: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The report as ``eval.json`` holds it: paths as text, without the confusion matrix."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "confusion"}
+        """The report as ``eval.json`` holds it: paths as text, without the confusion matrix
+        (and without the flip-TTA keys when not measured)."""
+        out = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "confusion" and not (f.name.startswith("flip_") and self.flip_top1 is None)
+        }
         return {**out, "weights": str(self.weights), "output_dir": str(self.output_dir)}
 
     def to_json(self) -> str:
@@ -44,9 +53,15 @@ class EvaluationReport:
 
 
 def evaluate_weights(
-    source: EvalSource, *, output_dir: str | Path | None = None, amp: str = "none"
+    source: EvalSource,
+    *,
+    output_dir: str | Path | None = None,
+    amp: str = "none",
+    flip: bool = False,
 ) -> EvaluationReport:
     """Evaluate the weights of ``source`` on the val split of its data; write the report.
+
+    ``flip`` adds the flip test-time-augmentation metrics (``flip_top1``, ...) to the report.
 
     See :func:`prepare_evaluation` for how weights and preprocessing are matched. Writes
     ``eval.json``, ``per_class.csv`` and ``confusion.png`` into ``output_dir`` (default: a
@@ -54,7 +69,12 @@ def evaluate_weights(
     """
     run = source.prepare()
     result = evaluate(
-        run.model, run.loader, device=run.device, amp=amp, num_classes=run.info.num_classes
+        run.model,
+        run.loader,
+        device=run.device,
+        amp=amp,
+        num_classes=run.info.num_classes,
+        flip=flip,
     )
     out = Path(output_dir) if output_dir else run.weights.parent / f"eval-{run.info.name}"
     out.mkdir(parents=True, exist_ok=True)
@@ -84,6 +104,9 @@ def evaluate_weights(
         preprocessing={k: v for k, v in run.preprocessing.items() if v is not None},
         output_dir=out,
         confusion=result["confusion"],
+        flip_loss=result.get("flip_loss"),
+        flip_top1=result.get("flip_top1"),
+        flip_top5=result.get("flip_top5"),
     )
     (out / "eval.json").write_text(report.to_json())
     return report

@@ -26,7 +26,13 @@ def plot_curves(rows: Sequence[dict], path: str | Path, *, title: str = "") -> N
         xs, ys = _column(rows, key)
         if xs:
             ax_loss.plot(xs, ys, marker=".", label=label)
-    for key, label in (("train_top1", "train"), ("val_top1", "val"), ("ema_val_top1", "EMA val")):
+    accuracies = (
+        ("train_top1", "train"),
+        ("val_top1", "val"),
+        ("val_flip_top1", "val, flip TTA"),
+        ("ema_val_top1", "EMA val"),
+    )
+    for key, label in accuracies:
         xs, ys = _column(rows, key)
         if xs:
             ax_acc.plot(xs, ys, marker=".", label=label)

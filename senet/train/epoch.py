@@ -330,8 +330,13 @@ def evaluate(
     num_classes: int | None = None,
     on_step: StepCallback | None = None,
     world: World | None = None,
+    flip: bool = False,
 ) -> dict[str, Any]:
     """Mean ``loss`` (plain cross-entropy unless ``loss_fn``), ``top1``/``top5`` in %, ``img_s``.
+
+    With ``flip``, also ``flip_loss``/``flip_top1``/``flip_top5``: the same on the mean logits of
+    each image and its mirror image (horizontal-flip test-time augmentation, for data trained
+    with flips); the plain metrics and the confusion matrix stay single-view.
 
     With ``num_classes``, also ``confusion``: a (C, C) int64 tensor, rows = true class, columns
     = predicted class, and ``per_class``: accuracy in % per true class (NaN where absent).
@@ -342,6 +347,7 @@ def evaluate(
     model.eval()
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     loss_sum, images, top1, top5 = 0.0, 0, 0, 0
+    flip_sums = torch.zeros(3, dtype=torch.float64)  # loss sum, top-1 and top-5 hits
     confusion = None
     if num_classes is not None:
         confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
@@ -351,7 +357,13 @@ def evaluate(
         x, y = batch_to_device(x, y, device, channels_last=channels_last)
         with autocast(device, amp):
             logits = model(x)
+            mirrored = model(x.flip(-1)) if flip else None
         logits = logits.float()
+        if mirrored is not None:
+            mean_logits = (logits + mirrored.float()) / 2
+            f1, f5 = topk_correct(mean_logits, y, (1, 5))
+            flip_loss = float(loss_fn(mean_logits, y)) * len(y)
+            flip_sums += torch.tensor([flip_loss, f1, f5], dtype=torch.float64)
         if confusion is not None and logits.shape[1] != num_classes:
             raise ValueError(
                 f"the model outputs {logits.shape[1]} classes but num_classes={num_classes}"
@@ -364,8 +376,9 @@ def evaluate(
             confusion += torch.bincount(pairs, minlength=num_classes**2).view_as(confusion)
         if on_step is not None:
             on_step(i + 1, steps, {"top1": 100.0 * top1 / images})
-    totals = torch.tensor([loss_sum, top1, top5, images], dtype=torch.float64, device=device)
-    loss_sum, top1, top5, images = world.all_reduce(totals).tolist()
+    totals = torch.tensor([loss_sum, top1, top5, images], dtype=torch.float64)
+    totals = world.all_reduce(torch.cat([totals, flip_sums]).to(device)).tolist()
+    (loss_sum, top1, top5, images), flip_sums = totals[:4], totals[4:]
     if confusion is not None:
         world.all_reduce(confusion)
     if images == 0:
@@ -380,6 +393,10 @@ def evaluate(
         "seconds": elapsed,
         "img_s": images / max(elapsed, 1e-9),
     }
+    if flip:
+        result["flip_loss"] = flip_sums[0] / images
+        result["flip_top1"] = 100.0 * flip_sums[1] / images
+        result["flip_top5"] = 100.0 * flip_sums[2] / images
     if confusion is not None:
         confusion = confusion.cpu()
         totals = confusion.sum(dim=1).double()

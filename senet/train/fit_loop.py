@@ -258,6 +258,7 @@ def fit_result(
         "final_top5": last.get("val_top5"),
         "final_loss": last.get("val_loss"),
         "final_ema_top1": last.get("ema_val_top1"),
+        "final_flip_top1": last.get("val_flip_top1"),
         "skipped_batches": sum(int(r.get("train_skipped", 0)) for r in rows),
         "train_seconds": seconds,
         "train_img_s": float(np.mean([r["train_img_s"] for r in rows])) if rows else None,
@@ -268,7 +269,7 @@ def fit_result(
 def _validate(
     trainer: Trainer, loader: DataLoader, config: Config, progress: Any
 ) -> dict[str, float]:
-    """The model's (and the EMA's) val loss/top-1/top-5, as row entries."""
+    """The model's (and the EMA's) val loss/top-1/top-5 (and with flip TTA), as row entries."""
     ema: AveragedModel | None = trainer.ema
     row: dict[str, float] = {}
     for prefix, net, desc in (
@@ -287,10 +288,12 @@ def _validate(
                 channels_last=config.train.channels_last,
                 on_step=progress.update,
                 world=trainer.world,
+                flip=config.train.eval_flip,
             )
         finally:
             progress.stop()
-        row.update({f"{prefix}{k}": val[k] for k in ("loss", "top1", "top5")})
+        keys = ("loss", "top1", "top5", "flip_loss", "flip_top1", "flip_top5")
+        row.update({f"{prefix}{k}": val[k] for k in keys if k in val})
     return row
 
 
@@ -304,6 +307,8 @@ def _epoch_line(row: dict[str, Any], epochs: int, improved: bool) -> str:
             f" | val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.2f}% "
             f"top-5 {row['val_top5']:.2f}%"
         )
+    if "val_flip_top1" in row:
+        text += f" | flip TTA top-1 {row['val_flip_top1']:.2f}%"
     if "ema_val_top1" in row:
         text += f" | EMA top-1 {row['ema_val_top1']:.2f}%"
     text += f" | {row['train_img_s']:,.0f} img/s, {row['epoch_seconds']:.1f} s"

@@ -30,6 +30,7 @@ RESUMABLE_CHANGES = (
     "data.eval_batch_size",
     "train.device",
     "train.compile",
+    "train.eval_flip",
     "train.checkpoint_every_steps",
     "train.keep_checkpoints",
     "train.skip_nonfinite",

@@ -34,6 +34,7 @@ class RunSummary:
     final_top5: float | None
     final_loss: float | None
     final_ema_top1: float | None  # the EMA weights' top-1 (train.ema); None without EMA
+    final_flip_top1: float | None  # with flip test-time augmentation (train.eval_flip); or None
     skipped_batches: int  # batches skipped for a non-finite loss (train.skip_nonfinite)
     train_seconds: float
     train_img_s: float | None  # mean training throughput over the epochs
