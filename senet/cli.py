@@ -343,16 +343,22 @@ def ablate(
     """Run a grid of training runs (resumable) and write its paper-style table and plot."""
     from rich.console import Console
 
-    from senet.ablation import load_grid, run_grid, write_report
+    from senet.ablation import load_grid, run_grid, selected_points, write_report
 
     extra = list(overrides or [])
     with _clear_errors():
         spec = load_grid(grid, extra)
     out = out or Path("runs") / "ablations" / spec.name
     if dry_run:
-        for point in spec.points:
+        try:
+            points = selected_points(spec, only or None)
+        except ValueError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        for point in points:
             typer.echo(f"{point.run_id}: {' '.join(point.overrides())}")
-        typer.echo(f"{len(spec.points)} runs; results would go to {out}")
+        chosen = f"{len(points)} of {len(spec.points)} runs selected (--only)" if only else ""
+        typer.echo(f"{chosen or f'{len(spec.points)} runs'}; results would go to {out}")
         return
     try:
         results = run_grid(

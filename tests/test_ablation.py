@@ -346,6 +346,18 @@ def test_cli_dry_run_lists_points(tmp_path):
     assert proc.returncode == 0, output
     assert "4 runs" in output and "model.name=se_resnet20_cifar optim.lr=0.2 train.seed=0" in output
     assert not (tmp_path / "o").exists()
+    # --only: the dry run lists just the points a real run would train; a typo is an error.
+    grid = str(write_grid(tmp_path, **TWO_AXES))
+    proc = ablate(grid, "--dry-run", "--only", "name=se_*", "--out", str(tmp_path / "o"))
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    listed = [line.split(":")[0] for line in output.splitlines() if line.startswith("name=")]
+    assert listed == ["name=se_resnet20_cifar__lr=0.05__seed=0",
+                      "name=se_resnet20_cifar__lr=0.2__seed=0"]  # fmt: skip
+    assert "2 of 4 runs selected (--only)" in output
+    proc = ablate(grid, "--dry-run", "--only", "name=se_resnet_*")
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "--only name=se_resnet_* matches no point" in output
 
 
 def test_cli_reports_bad_grid(tmp_path):

@@ -2,7 +2,7 @@
 
 from senet.ablation.grid import Grid, GridError, GridPoint, grid_from_dict, load_grid
 from senet.ablation.report import build_rows, markdown_table, write_report
-from senet.ablation.runner import PointResult, run_grid
+from senet.ablation.runner import PointResult, run_grid, selected_points
 
 __all__ = [
     "Grid",
@@ -14,5 +14,6 @@ __all__ = [
     "load_grid",
     "markdown_table",
     "run_grid",
+    "selected_points",
     "write_report",
 ]

@@ -104,6 +104,20 @@ def _tail(path: Path, lines: int = 5) -> str:
         return "(no log)"
 
 
+def selected_points(grid: Grid, only: list[str] | None) -> list[GridPoint]:
+    """The points of ``grid`` whose run id matches one of the shell patterns ``only`` (all
+    points when None); a pattern matching no point is an error that lists the run ids."""
+    if not only:
+        return list(grid.points)
+    unmatched = [pat for pat in only if not any(fnmatch(p.run_id, pat) for p in grid.points)]
+    if unmatched:
+        raise ValueError(
+            f"--only {', '.join(unmatched)} matches no point of grid {grid.name}; its run ids "
+            f"are {', '.join(p.run_id for p in grid.points)}"
+        )
+    return [p for p in grid.points if any(fnmatch(p.run_id, pat) for pat in only)]
+
+
 def run_grid(
     grid: Grid,
     out_dir: str | Path,
@@ -133,13 +147,7 @@ def run_grid(
             f"jobs and threads must be >= 1 and retries >= 0, got jobs={jobs}, "
             f"threads={threads}, retries={retries}"
         )
-    if only:
-        unmatched = [pat for pat in only if not any(fnmatch(p.run_id, pat) for p in grid.points)]
-        if unmatched:
-            raise ValueError(
-                f"--only {', '.join(unmatched)} matches no point of grid {grid.name}; its run ids "
-                f"are {', '.join(p.run_id for p in grid.points)}"
-            )
+    selected = {point.run_id for point in selected_points(grid, only)}
     out_dir = Path(out_dir)
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     (out_dir / "grid.yaml").write_text(yaml.safe_dump(grid.to_dict(), sort_keys=False))
@@ -153,7 +161,7 @@ def run_grid(
         if summary is not None:
             _check_still_fits(grid, point, run_dir, summary, extra)
             results[point.run_id] = PointResult(point, run_dir, "cached", summary=summary)
-        elif only and not any(fnmatch(point.run_id, pat) for pat in only):
+        elif point.run_id not in selected:
             results[point.run_id] = PointResult(point, run_dir, "not selected")
         else:
             pending.append(point)
