@@ -318,6 +318,13 @@ def _any_rank_nonfinite(finite: torch.Tensor, world: World) -> bool:
     return bool(world.all_reduce(flag, "max"))
 
 
+def _batch_sums(logits: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module) -> torch.Tensor:
+    """One batch's loss sum, top-1 hits and top-5 hits (float64, to add to a running total)."""
+    top1, top5 = topk_correct(logits, y, (1, 5))
+    loss_sum = float(loss_fn(logits, y)) * len(y)
+    return torch.tensor([loss_sum, top1, top5], dtype=torch.float64)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -346,8 +353,9 @@ def evaluate(
     world = world or World(device=device)
     model.eval()
     loss_fn = loss_fn or nn.CrossEntropyLoss()
-    loss_sum, images, top1, top5 = 0.0, 0, 0, 0
-    flip_sums = torch.zeros(3, dtype=torch.float64)  # loss sum, top-1 and top-5 hits
+    # Per view (single, then flip TTA): loss sum, top-1 hits, top-5 hits.
+    sums = torch.zeros(2 if flip else 1, 3, dtype=torch.float64)
+    images = 0
     confusion = None
     if num_classes is not None:
         confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
@@ -359,44 +367,33 @@ def evaluate(
             logits = model(x)
             mirrored = model(x.flip(-1)) if flip else None
         logits = logits.float()
-        if mirrored is not None:
-            mean_logits = (logits + mirrored.float()) / 2
-            f1, f5 = topk_correct(mean_logits, y, (1, 5))
-            flip_loss = float(loss_fn(mean_logits, y)) * len(y)
-            flip_sums += torch.tensor([flip_loss, f1, f5], dtype=torch.float64)
         if confusion is not None and logits.shape[1] != num_classes:
             raise ValueError(
                 f"the model outputs {logits.shape[1]} classes but num_classes={num_classes}"
             )
-        loss_sum += float(loss_fn(logits, y)) * len(y)
-        c1, c5 = topk_correct(logits, y, (1, 5))
-        top1, top5, images = top1 + c1, top5 + c5, images + len(y)
+        sums[0] += _batch_sums(logits, y, loss_fn)
+        if mirrored is not None:
+            sums[1] += _batch_sums((logits + mirrored.float()) / 2, y, loss_fn)
+        images += len(y)
         if confusion is not None:
             pairs = y * num_classes + logits.argmax(dim=1)
             confusion += torch.bincount(pairs, minlength=num_classes**2).view_as(confusion)
         if on_step is not None:
-            on_step(i + 1, steps, {"top1": 100.0 * top1 / images})
-    totals = torch.tensor([loss_sum, top1, top5, images], dtype=torch.float64)
-    totals = world.all_reduce(torch.cat([totals, flip_sums]).to(device)).tolist()
-    (loss_sum, top1, top5, images), flip_sums = totals[:4], totals[4:]
+            on_step(i + 1, steps, {"top1": 100.0 * float(sums[0, 1]) / images})
+    totals = torch.cat([sums.flatten(), torch.tensor([images], dtype=torch.float64)])
+    totals = world.all_reduce(totals.to(device)).cpu()
+    sums, images = totals[:-1].view_as(sums).tolist(), int(totals[-1])
     if confusion is not None:
         world.all_reduce(confusion)
     if images == 0:
         raise RuntimeError("the evaluation loader yielded no batch (is the dataset empty?)")
-    images = int(images)
     elapsed = time.perf_counter() - start
-    result: dict[str, Any] = {
-        "loss": loss_sum / images,
-        "top1": 100.0 * top1 / images,
-        "top5": 100.0 * top5 / images,
-        "images": images,
-        "seconds": elapsed,
-        "img_s": images / max(elapsed, 1e-9),
-    }
-    if flip:
-        result["flip_loss"] = flip_sums[0] / images
-        result["flip_top1"] = 100.0 * flip_sums[1] / images
-        result["flip_top5"] = 100.0 * flip_sums[2] / images
+    result: dict[str, Any] = {}
+    for prefix, (loss_sum, top1, top5) in zip(("", "flip_")[: len(sums)], sums, strict=True):
+        result[f"{prefix}loss"] = loss_sum / images
+        result[f"{prefix}top1"] = 100.0 * top1 / images
+        result[f"{prefix}top5"] = 100.0 * top5 / images
+    result.update(images=images, seconds=elapsed, img_s=images / max(elapsed, 1e-9))
     if confusion is not None:
         confusion = confusion.cpu()
         totals = confusion.sum(dim=1).double()
