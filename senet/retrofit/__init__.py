@@ -1,5 +1,8 @@
-"""Put attention into an existing model: ``api`` (retrofit, the report), ``sites`` (where a block
-can go), ``insert`` (the wrappers that put it there), ``cli`` (``senet retrofit``).
+"""Put attention into an existing model: ``api`` (retrofit, the report), ``sites`` (the walk that
+finds where a block can go), read with ``probe`` (shapes from one forward), ``graph`` (a traced
+forward), ``residual`` (a residual unit and its integration strategies), ``run_reading`` (an
+untraceable forward, read by running it) and ``op_kinds`` (which ops count as what); ``insert``
+(the wrappers that put it there), ``cli`` (``senet retrofit``).
 
 The package is callable: ``senet.retrofit(model, attn="se")`` is ``senet.retrofit.api.retrofit``.
 """

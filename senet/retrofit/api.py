@@ -25,6 +25,7 @@ from senet.layers.validate import check_choice
 from senet.models.blocks import STRATEGIES
 from senet.profile.counter import profile
 from senet.profile.timing import eval_mode
+from senet.retrofit.graph import GraphView, record_shapes
 from senet.retrofit.insert import (
     GraphInsert,
     IdentityBlend,
@@ -35,19 +36,9 @@ from senet.retrofit.insert import (
     set_identity_point,
     trace_for_rewrite,
 )
-from senet.retrofit.sites import (
-    Candidate,
-    GraphView,
-    Probe,
-    SiteError,
-    classify,
-    find_existing,
-    find_residual,
-    probe_model,
-    record_shapes,
-    residual_site,
-    walk,
-)
+from senet.retrofit.probe import Probe, probe_model
+from senet.retrofit.residual import SiteError, find_residual, residual_site
+from senet.retrofit.sites import Candidate, classify, find_existing, walk
 
 INITS = ("default", "identity")
 
