@@ -4,11 +4,14 @@ a feature map (its resolution relative to the network's first)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from senet.profile.timing import eval_mode
 
 
 @dataclass
@@ -105,3 +108,25 @@ def probe_model(model: nn.Module, sample: torch.Tensor) -> Probe:
     ]
     probe.min_level = min(levels) if levels else 0
     return probe
+
+
+@contextmanager
+def inference(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no autograd for the analysis passes; every module's mode restored after."""
+    with eval_mode(model), torch.no_grad():
+        yield
+
+
+def reference_tensor(model: nn.Module) -> torch.Tensor:
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t
+    return torch.zeros(())
+
+
+def random_input(shape: Sequence[int], ref: torch.Tensor) -> torch.Tensor:
+    """A random input from a private generator: retrofitting leaves the global RNG alone."""
+    if ref.device.type == "meta":  # shapes only (a model built under torch.device("meta"))
+        return torch.empty(tuple(shape), device="meta", dtype=ref.dtype)
+    generator = torch.Generator(device=ref.device).manual_seed(0)
+    return torch.randn(tuple(shape), generator=generator, device=ref.device).to(ref.dtype)

@@ -19,7 +19,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from senet.retrofit.op_kinds import ACT_NAMES, CAT_NAMES, CONV_FUNCTION_NAMES, heavy_count, upstream
-from senet.retrofit.probe import Probe
+from senet.retrofit.probe import Probe, random_input, reference_tensor
 
 
 @dataclass(eq=False)
@@ -148,18 +148,6 @@ def _strip_light(node: RunNode) -> RunNode:
     return node
 
 
-def _run_sample(module: nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
-    ref = next(
-        (t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()), None
-    )
-    if ref is None:
-        return torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    if ref.device.type == "meta":
-        return torch.empty(shape, device="meta", dtype=ref.dtype)
-    generator = torch.Generator(device=ref.device).manual_seed(0)
-    return torch.randn(shape, generator=generator, device=ref.device).to(ref.dtype)
-
-
 def _branch_end(end: RunNode, merge: str, probe_calls: Callable[[str], int]) -> RunReading:
     """A residual reading whose site is the child ``end``, or undecided with the reason."""
     if end.op != "module":
@@ -185,7 +173,7 @@ def read_by_running(module: nn.Module, probe: Probe) -> RunReading:
     if len(in_shapes) != 1:
         return RunReading("container")
     try:
-        ends = run_graph(module, _run_sample(module, in_shapes[0]))
+        ends = run_graph(module, random_input(in_shapes[0], reference_tensor(module)))
     except Exception:  # it ran in the probe; a failure here only means "cannot read it"
         return RunReading("container")
     if ends is None:

@@ -75,11 +75,11 @@ def _inline_unit_name(view: GraphView, branches: InlineBranches, path: str) -> s
         prefix = prefix[: max(prefix.rfind("_"), prefix.rfind(".")) + 1]  # "branch" of branch1
     prefix = prefix.rstrip("._")
     if len(prefix) >= 2:
-        return _join(path, prefix)
+        return join_path(path, prefix)
     heavy = {n for n in view.nodes if view.is_heavy(n)}
     if path and heavy <= branches.region:
         return path
-    return _join(path, str(branches.cat.name))
+    return join_path(path, str(branches.cat.name))
 
 
 def _node_shape(view: GraphView, node: fx.Node, probe: Probe) -> tuple[int, ...] | None:
@@ -127,7 +127,7 @@ class Walk:
     visited: int = 0
 
 
-def _join(prefix: str, name: str) -> str:
+def join_path(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
@@ -209,7 +209,7 @@ def walk(model: nn.Module, probe: Probe) -> Walk:
                     (path, f"forward could not be traced ({reason}); read its children instead")
                 )
             for name, child in module.named_children():
-                visit(_join(path, name), child)
+                visit(join_path(path, name), child)
             return
         _visit_graph(path, view)
 
@@ -225,7 +225,7 @@ def walk(model: nn.Module, probe: Probe) -> Walk:
                 )
                 continue
             seen.add(id(layer))
-            found.blocks.append(candidate(_join(path, str(node.target)), "dense-layer", layer))
+            found.blocks.append(candidate(join_path(path, str(node.target)), "dense-layer", layer))
 
     def _visit_graph(path: str, view: GraphView) -> None:
         covered: set[fx.Node] = set()
@@ -247,7 +247,7 @@ def walk(model: nn.Module, probe: Probe) -> Walk:
             child = view.module(node)
             if child is None or node in covered:
                 continue
-            child_path = _join(path, str(node.target))
+            child_path = join_path(path, str(node.target))
             if view.conv(node) is not None and not is_retrofitted(child):
                 _conv_unit(path, child_path, view, node)
             elif type(child).__module__.startswith("torch.nn.") and not is_retrofitted(child):
