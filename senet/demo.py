@@ -189,11 +189,20 @@ def committed_study_text(study: dict | None) -> str:
     cells = {c["label"]: c for c in study["cells"]}
     for p in study["pairs"]:
         arm, ref = cells.get(p["arm"], {}), cells.get(p["reference"], {})
-        lines.append(
-            f"  {p['name']}: baseline {_percent(ref)}, SE {_percent(arm)}, "
-            f"SE - baseline {p['shown']} points (95% CI): {p['verdict']}"
+        if all(_not_run(cell) for cell in (arm, ref)):
+            lines.append(f"  {p['name']}: not run yet")
+            continue
+        difference = (
+            f"SE - baseline not given until every seed is in: {p['shown']}"
+            if p["verdict"] == "incomplete"
+            else f"SE - baseline {p['shown']} points (95% CI): {p['verdict']}"
         )
+        lines.append(f"  {p['name']}: baseline {_percent(ref)}, SE {_percent(arm)}, {difference}")
     return "\n".join(lines)
+
+
+def _not_run(cell: dict) -> bool:
+    return cell.get("shown", "").startswith("missing (0/")
 
 
 def _percent(cell: dict) -> str:
