@@ -2,14 +2,15 @@
 
     .venv/bin/python benchmarks/bench_stage_layout.py                       # ResNet-20, batch 128
     .venv/bin/python benchmarks/bench_stage_layout.py --model se_resnet20_cifar --threads 2
+    .venv/bin/python benchmarks/bench_stage_layout.py --batch 128 256 512       # batch size too
 
 The Fashion-MNIST recipe trains in bf16 + channels_last, and a profile showed its first stage
 (16 channels at 28x28) taking about half of the step. This measures, on Fashion-MNIST-sized
 input, (1) forward + backward of each stage alone in NCHW and in channels_last, and (2) the
 whole training step (senet's ``train_one_epoch``: autocast, cross-entropy, backward, SGD) in
-three layouts: channels_last everywhere (the recipe, the reference of the ratios), NCHW
-everywhere, and NCHW for the stem and stage 1 with channels_last after. Rounds interleave the
-variants and the median is reported, so drifting load hits all alike; only ratios within one
+three layouts: channels_last everywhere (the recipe; at the first ``--batch`` it is the
+reference of the ratios), NCHW everywhere, and NCHW for the stem and stage 1 with channels_last
+after, at each batch size given. Rounds interleave the variants and the median is reported, so drifting load hits all alike; only ratios within one
 run mean anything, and only on an otherwise idle machine.
 """
 
@@ -84,7 +85,7 @@ def step_rate(model: nn.Module, layout: str, batches: list) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet20_cifar")
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--batch", type=int, nargs="+", default=[128], help="batch sizes")
     parser.add_argument("--size", type=int, default=28)
     parser.add_argument("--steps", type=int, default=8, help="steps per timing")
     parser.add_argument("--rounds", type=int, default=5)
@@ -93,10 +94,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    x = torch.randn(args.batch, 1, args.size, args.size)
-    batches = [(x, torch.randint(0, 10, (args.batch,))) for _ in range(args.steps)]
+    x = torch.randn(args.batch[0], 1, args.size, args.size)
     print(
-        f"{args.model} batch={args.batch} {args.size}x{args.size} bf16 autocast, "
+        f"{args.model} batch={args.batch[0]} {args.size}x{args.size} bf16 autocast, "
         f"{torch.get_num_threads()} threads, {args.steps} steps x {args.rounds} rounds, "
         f"torch {torch.__version__}"
     )
@@ -120,20 +120,26 @@ def main() -> None:
         b = statistics.median(per_stage[(label, "channels_last")])
         print(f"{label:12s} {a:9.1f} {b:9.1f} {b / a:10.2f}")
 
-    # (2) the whole training step
+    # (2) the whole training step, the same images per timing at every batch size
     layouts = ("channels_last", "nchw", "mixed")
-    models = {layout: build(args.model, layout) for layout in layouts}
-    for layout, model in models.items():  # warm-up
-        step_rate(model, layout, batches[:2])
-    rates: dict[str, list[float]] = {layout: [] for layout in layouts}
+    images = args.steps * args.batch[0]
+    variants = {(b, layout): build(args.model, layout) for b in args.batch for layout in layouts}
+    data = {}
+    for b in args.batch:
+        xs = torch.randn(max(1, images // b), b, 1, args.size, args.size)
+        data[b] = [(xb, torch.randint(0, 10, (b,))) for xb in xs]
+    for (b, layout), model in variants.items():  # warm-up
+        step_rate(model, layout, data[b][:2])
+    rates: dict[tuple[int, str], list[float]] = {key: [] for key in variants}
     for _ in range(args.rounds):
-        for layout, model in models.items():
-            rates[layout].append(step_rate(model, layout, batches))
-    ref = rates["channels_last"]
-    print(f"\n{'layout':14s} {'img/s':>8s} {'/ channels_last':>16s}")
-    for layout in layouts:
-        ratio = statistics.median(a / b for a, b in zip(rates[layout], ref, strict=True))
-        print(f"{layout:14s} {statistics.median(rates[layout]):8.1f} {ratio:16.3f}")
+        for (b, layout), model in variants.items():
+            rates[(b, layout)].append(step_rate(model, layout, data[b]))
+    ref = rates[(args.batch[0], "channels_last")]
+    print(f"\n{'batch':>5s} {'layout':14s} {'img/s':>8s} {'ratio':>7s}  (ratio: / channels_last "
+          f"at batch {args.batch[0]}, median over rounds)")  # fmt: skip
+    for (b, layout), rate in rates.items():
+        ratio = statistics.median(a / r for a, r in zip(rate, ref, strict=True))
+        print(f"{b:5d} {layout:14s} {statistics.median(rate):8.1f} {ratio:7.3f}")
 
 
 if __name__ == "__main__":

@@ -59,3 +59,24 @@ def test_bench_se_overhead_inference_fast_mode_runs():
     with torch.inference_mode():
         out = bench._inference_fn(model, "fast", x)()
     assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+def test_bench_stage_layout_variants_compute_the_same_function():
+    bench = _load("bench_stage_layout")
+    x = torch.randn(2, 1, 28, 28)
+    outputs = {}
+    for layout in ("nchw", "channels_last", "mixed"):
+        torch.manual_seed(0)
+        model = bench.build("resnet20_cifar", layout).eval()
+        with torch.no_grad():
+            outputs[layout] = model(x.contiguous(memory_format=bench.CL))
+        if layout == "mixed":  # the switch sits before stage 2, and stage 1 stays NCHW
+            assert isinstance(model.layer2[0], bench.ToChannelsLast)
+            assert model.layer1[0].conv1.weight.is_contiguous()
+            assert model.layer3[0].conv1.weight.is_contiguous(memory_format=bench.CL)
+    torch.testing.assert_close(outputs["mixed"], outputs["nchw"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(outputs["channels_last"], outputs["nchw"], rtol=1e-4, atol=1e-5)
+    batches = [(x, torch.randint(0, 10, (2,)))]
+    before = [p.detach().clone() for p in model.parameters()]
+    assert bench.step_rate(model.train(), "mixed", batches) > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
