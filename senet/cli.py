@@ -338,12 +338,15 @@ def ablate(
     only: list[str] = typer.Option(
         None, "--only", help="Run only the points whose run id matches this pattern (repeatable)."
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and list the points only."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Validate and list the points, with where each stands in --out."
+    ),
 ) -> None:
     """Run a grid of training runs (resumable) and write its paper-style table and plot."""
     from rich.console import Console
 
     from senet.ablation import load_grid, run_grid, selected_points, write_report
+    from senet.ablation.runner import point_state
 
     extra = list(overrides or [])
     with _clear_errors():
@@ -355,10 +358,19 @@ def ablate(
         except ValueError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
+        states = {p.run_id: point_state(spec, p, out / "runs" / p.run_id, extra) for p in points}
         for point in points:
-            typer.echo(f"{point.run_id}: {' '.join(point.overrides())}")
+            kind, words = states[point.run_id]
+            shown = "" if kind == "not started" else f"  [{words}]"
+            typer.echo(f"{point.run_id}: {' '.join(point.overrides())}{shown}")
         chosen = f"{len(points)} of {len(spec.points)} runs selected (--only)" if only else ""
-        typer.echo(f"{chosen or f'{len(spec.points)} runs'}; results would go to {out}")
+        kinds = [kind for kind, _ in states.values()]
+        standing = ", ".join(
+            f"{kinds.count(k)} {k}" for k in ("finished", "unfinished", "started", "not started")
+            if k in kinds
+        )  # fmt: skip
+        where = f"results go to {out}" + (f" ({standing})" if out.exists() else "")
+        typer.echo(f"{chosen or f'{len(spec.points)} runs'}; {where}")
         return
     try:
         results = run_grid(

@@ -364,3 +364,31 @@ def test_cli_reports_bad_grid(tmp_path):
     proc = ablate(str(write_grid(tmp_path, axes={"optim.lr": []})))
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "axis 'optim.lr' is empty" in output
+
+
+def test_cli_dry_run_says_where_each_point_stands(tmp_path):
+    grid = str(write_grid(tmp_path, **TWO_AXES))
+    out = tmp_path / "o"
+    listed = ablate(grid, "--dry-run", "--out", str(out)).communicate(timeout=60)[0]
+    run_ids = [line.split(":")[0] for line in listed.splitlines() if line.startswith("name=")]
+    finished, unfinished, started = (out / "runs" / run_id for run_id in run_ids[:3])
+    for folder in (finished, unfinished, started / "checkpoints"):
+        folder.mkdir(parents=True)
+    (finished / "summary.json").write_text(json.dumps({"final_top1": 91.234}))
+    (unfinished / "metrics.csv").write_text("epoch,val_top1\n1,50.0\n2,60.0\n")
+    (started / "checkpoints" / "step-00000010-0123456789abcdef.pt").write_bytes(b"")
+    proc = ablate(grid, "--dry-run", "--out", str(out))
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    lines = {line.split(":")[0]: line for line in output.splitlines() if line.startswith("name=")}
+    assert lines[run_ids[0]].endswith("[finished, top-1 91.23%]")
+    epochs = TINY["train.epochs"]
+    assert lines[run_ids[1]].endswith(
+        f"[2 of {epochs} epochs done; resumes from its newest checkpoint]"
+    )
+    assert lines[run_ids[2]].endswith(
+        "[started, no epoch finished; resumes from its newest checkpoint]"
+    )
+    assert lines[run_ids[3]].endswith("train.seed=0")  # not started: nothing added
+    assert f"results go to {out} (1 finished, 1 unfinished, 1 started, 1 not started)" in output
+    assert not (out / "grid.yaml").exists()  # a dry run writes nothing

@@ -27,6 +27,7 @@ import yaml
 from senet.ablation.grid import Grid, GridPoint
 from senet.train.distributed import resolve_device
 from senet.train.resume import computation_differences
+from senet.train.run_log import read_metrics
 from senet.train.setup import resolve_precision
 from senet.train.summary import RunSummary
 
@@ -69,6 +70,29 @@ def read_summary(run_dir: Path) -> RunSummary | None:
         return RunSummary.read(run_dir)
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+def point_state(
+    grid: Grid, point: GridPoint, run_dir: Path, extra: list[str] = ()
+) -> tuple[str, str]:
+    """Where one point stands in its results folder (``senet ablate --dry-run``): a kind
+    ("finished", "unfinished", "started" or "not started") and the same in words. A run that
+    is training now shows as unfinished: a folder does not say whether a process still writes it."""
+    summary = read_summary(run_dir)
+    if summary is not None:
+        top1 = "?" if summary.final_top1 is None else f"{summary.final_top1:.2f}%"
+        return "finished", f"finished, top-1 {top1}"
+    try:
+        epochs_done = len(read_metrics(run_dir))
+    except FileNotFoundError:
+        epochs_done = 0
+    if epochs_done:
+        total = grid.point_config(point, list(extra)).train.epochs
+        words = f"{epochs_done} of {total} epochs done; resumes from its newest checkpoint"
+        return "unfinished", words
+    if any((run_dir / "checkpoints").glob("*.pt")):
+        return "started", "started, no epoch finished; resumes from its newest checkpoint"
+    return "not started", "not started"
 
 
 def _check_still_fits(
