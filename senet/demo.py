@@ -202,7 +202,8 @@ def committed_study_text(study: dict | None) -> str:
 
 
 def _not_run(cell: dict) -> bool:
-    return cell.get("shown", "").startswith("missing (0/")
+    """No seed of the cell has run (finished or failed); ``top1`` maps seed -> top-1."""
+    return not cell.get("top1") and not cell.get("failed")
 
 
 def _percent(cell: dict) -> str:

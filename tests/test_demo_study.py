@@ -53,6 +53,7 @@ def test_demo_says_plainly_when_there_are_no_results(tmp_path):
 
 
 def test_demo_prints_each_depth_of_a_finished_study(tmp_path):
+    seeds = {"0": 93.0, "1": 93.1, "2": 93.2}  # top-1 per seed, as study.json writes it
     study = {
         "status": "partial",
         "finished_runs": 11,
@@ -60,12 +61,15 @@ def test_demo_prints_each_depth_of_a_finished_study(tmp_path):
         "seeds": [0, 1, 2],
         "recipe": {"epochs": 15, "train_images": 60000},
         "cells": [
-            {"label": "name=resnet20_cifar", "shown": "93.10 ± 0.10"},
-            {"label": "name=se_resnet20_cifar", "shown": "93.40 ± 0.10"},
-            {"label": "name=resnet56_cifar", "shown": "94.10 ± 0.10"},
-            {"label": "name=se_resnet56_cifar", "shown": "missing (2/3 seeds; seed 2 failed)"},
-            {"label": "name=resnet110_cifar", "shown": "missing (0/3 seeds; seed 0, 1, 2 not run)"},
-            {"label": "name=se_resnet110_cifar", "shown": "missing (0/3 seeds; seed 0, 1, 2 not run)"},
+            {"label": "name=resnet20_cifar", "shown": "93.10 ± 0.10", "top1": seeds},
+            {"label": "name=se_resnet20_cifar", "shown": "93.40 ± 0.10", "top1": seeds},
+            {"label": "name=resnet56_cifar", "shown": "94.10 ± 0.10", "top1": seeds},
+            {"label": "name=se_resnet56_cifar", "shown": "missing (2/3 seeds; seed 2 failed)",
+             "top1": {"0": 94.0, "1": 94.2}, "failed": {"2": "exit code 1"}},
+            {"label": "name=resnet110_cifar", "shown": "missing (0/3 seeds; seed 0, 1, 2 not run)",
+             "top1": {}, "failed": {}},
+            {"label": "name=se_resnet110_cifar",
+             "shown": "missing (0/3 seeds; seed 0, 1, 2 not run)", "top1": {}, "failed": {}},
         ],
         "pairs": [
             {"arm": "name=se_resnet20_cifar", "reference": "name=resnet20_cifar",
