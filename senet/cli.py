@@ -345,8 +345,7 @@ def ablate(
     """Run a grid of training runs (resumable) and write its paper-style table and plot."""
     from rich.console import Console
 
-    from senet.ablation import load_grid, run_grid, selected_points, write_report
-    from senet.ablation.runner import point_state
+    from senet.ablation import load_grid, point_state, run_grid, selected_points, write_report
 
     extra = list(overrides or [])
     with _clear_errors():

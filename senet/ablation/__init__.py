@@ -2,7 +2,7 @@
 
 from senet.ablation.grid import Grid, GridError, GridPoint, grid_from_dict, load_grid
 from senet.ablation.report import build_rows, markdown_table, write_report
-from senet.ablation.runner import PointResult, run_grid, selected_points
+from senet.ablation.runner import PointResult, point_state, run_grid, selected_points
 
 __all__ = [
     "Grid",
@@ -13,6 +13,7 @@ __all__ = [
     "grid_from_dict",
     "load_grid",
     "markdown_table",
+    "point_state",
     "run_grid",
     "selected_points",
     "write_report",
