@@ -372,10 +372,11 @@ def test_cli_dry_run_says_where_each_point_stands(tmp_path):
     listed = ablate(grid, "--dry-run", "--out", str(out)).communicate(timeout=60)[0]
     run_ids = [line.split(":")[0] for line in listed.splitlines() if line.startswith("name=")]
     finished, unfinished, started = (out / "runs" / run_id for run_id in run_ids[:3])
-    for folder in (finished, unfinished, started / "checkpoints"):
+    for folder in (finished, unfinished / "checkpoints", started / "checkpoints"):
         folder.mkdir(parents=True)
     (finished / "summary.json").write_text(json.dumps({"final_top1": 91.234}))
     (unfinished / "metrics.csv").write_text("epoch,val_top1\n1,50.0\n2,60.0\n")
+    (unfinished / "checkpoints" / "step-00000020-0123456789abcdef.pt").write_bytes(b"")
     (started / "checkpoints" / "step-00000010-0123456789abcdef.pt").write_bytes(b"")
     proc = ablate(grid, "--dry-run", "--out", str(out))
     output, _ = proc.communicate(timeout=60)
@@ -392,3 +393,8 @@ def test_cli_dry_run_says_where_each_point_stands(tmp_path):
     assert lines[run_ids[3]].endswith("train.seed=0")  # not started: nothing added
     assert f"results go to {out} (1 finished, 1 unfinished, 1 started, 1 not started)" in output
     assert not (out / "grid.yaml").exists()  # a dry run writes nothing
+    # Epochs logged but the checkpoints deleted: the run would start over, and says so.
+    for path in (unfinished / "checkpoints").iterdir():
+        path.unlink()
+    output = ablate(grid, "--dry-run", "--out", str(out)).communicate(timeout=60)[0]
+    assert f"2 of {epochs} epochs done; no checkpoint left, so it restarts from epoch 1" in output

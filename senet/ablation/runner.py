@@ -26,7 +26,8 @@ import yaml
 
 from senet.ablation.grid import Grid, GridPoint
 from senet.train.distributed import resolve_device
-from senet.train.resume import computation_differences
+from senet.train.checkpoint import CheckpointDir
+from senet.train.resume import checkpoint_folder, computation_differences
 from senet.train.run_log import read_metrics
 from senet.train.setup import resolve_precision
 from senet.train.summary import RunSummary
@@ -86,11 +87,18 @@ def point_state(
         epochs_done = len(read_metrics(run_dir))
     except FileNotFoundError:
         epochs_done = 0
+    # Names only: verifying every checkpoint would load each one; a corrupt newest is reported,
+    # and the one before it used, when the run resumes.
+    has_checkpoint = bool(CheckpointDir(checkpoint_folder(run_dir)).paths())
     if epochs_done:
         total = grid.point_config(point, list(extra)).train.epochs
-        words = f"{epochs_done} of {total} epochs done; resumes from its newest checkpoint"
-        return "unfinished", words
-    if any((run_dir / "checkpoints").glob("*.pt")):
+        then = (
+            "resumes from its newest checkpoint"
+            if has_checkpoint
+            else "no checkpoint left, so it restarts from epoch 1"
+        )
+        return "unfinished", f"{epochs_done} of {total} epochs done; {then}"
+    if has_checkpoint:
         return "started", "started, no epoch finished; resumes from its newest checkpoint"
     return "not started", "not started"
 
