@@ -25,8 +25,8 @@ from pathlib import Path
 import yaml
 
 from senet.ablation.grid import Grid, GridPoint
-from senet.train.distributed import resolve_device
 from senet.train.checkpoint import CheckpointDir
+from senet.train.distributed import resolve_device
 from senet.train.resume import checkpoint_folder, computation_differences
 from senet.train.run_log import read_metrics
 from senet.train.setup import resolve_precision
