@@ -2,6 +2,7 @@
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,8 +15,9 @@ from senet.analysis import (
     plot_class_gates,
     plot_specificity,
     saturation_report,
+    saturation_summary,
 )
-from senet.layers import CBAM, SqueezeExcite
+from senet.layers import CBAM, ECA, SqueezeExcite
 
 K = 3  # classes == channels in the toy model
 
@@ -103,6 +105,42 @@ def test_cbam_channel_gate_is_analysed():
         model, [(torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 0, 1]))], num_classes=2
     )
     assert [b.name for b in stats.blocks] == ["1"] and stats.blocks[0].channels == 8
+
+
+def test_dead_hidden_units_are_counted():
+    model = Toy()
+    with torch.no_grad():
+        model.late.fc1.weight[0].neg_()  # unit 0 sees -mean_0 <= 0 for every image: never fires
+    stats = collect_gates(model, labelled_batches(), num_classes=K)
+    early, late = stats.blocks
+    assert (early.hidden.units, early.hidden.dead()) == (K, 0)  # each unit fires for its class
+    assert (late.hidden.units, late.hidden.dead()) == (K, 1)
+    # The early gate halves every channel, so a lit channel reaches the late block as 0.5.
+    torch.testing.assert_close(late.hidden.high, torch.tensor([0.0, 0.5, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(late.hidden.low, torch.zeros(K, dtype=torch.float64))
+    assert [b["dead_units"] for b in stats.to_dict()["blocks"]] == [0, 1]
+
+
+def test_a_block_with_no_live_hidden_unit_is_named_in_the_summary():
+    model = Toy()
+    with torch.no_grad():
+        model.late.fc1.weight.neg_()  # no unit of the late block ever fires: its gate is fixed
+    batches = labelled_batches()
+    stats = collect_gates(model, batches, num_classes=K)
+    report = saturation_report(model, stats, lambda m: 100.0, threshold=0.02)
+    assert report["replaced"] == ["early", "late"]
+    assert [(b["hidden_units"], b["dead_units"]) for b in report["blocks"]] == [(K, 0), (K, K)]
+    line = saturation_summary(SimpleNamespace(saturation=report))
+    assert line.endswith("; 1 with every hidden unit dead (late)")
+
+
+def test_hidden_units_of_cbam_and_eca():
+    batch = [(torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 0, 1]))]
+    cbam = collect_gates(nn.Sequential(nn.Conv2d(3, 8, 3), CBAM(8, 2)), batch, num_classes=2)
+    assert cbam.blocks[0].hidden.units == 4  # its MLP's hidden layer, fed twice per image
+    eca = collect_gates(nn.Sequential(nn.Conv2d(3, 8, 3), ECA(8)), batch, num_classes=2)
+    assert eca.blocks[0].hidden is None  # a 1-D conv, no hidden layer
+    assert eca.to_dict()["blocks"][0]["dead_units"] is None
 
 
 def test_model_without_attention_is_refused():

@@ -124,11 +124,17 @@ def test_analyze_weights_returns_a_gate_analysis_and_writes_the_same_json(run_di
     gates = json.loads((tmp_path / "gates.json").read_text())
     assert list(gates) == ["class_names", "blocks"]
     assert list(gates["blocks"][0]) == [
-        "name", "depth", "channels", "specificity", "mean_gate", "gate_std", "mean", "std",
-        "class_mean", "class_std",
+        "name", "depth", "channels", "specificity", "mean_gate", "gate_std", "hidden_units",
+        "dead_units", "mean", "std", "class_mean", "class_std",
     ]  # fmt: skip
-    summary_keys = ["name", "depth", "channels", "specificity", "mean_gate", "gate_std"]
+    summary_keys = [
+        "name", "depth", "channels", "specificity", "mean_gate", "gate_std", "hidden_units",
+        "dead_units",
+    ]  # fmt: skip
     assert report.blocks == [{k: b[k] for k in summary_keys} for b in gates["blocks"]]
+    # r = 16 on 16/32/64 channels: one, two and four hidden units per stage.
+    assert [b["hidden_units"] for b in report.blocks] == [1] * 3 + [2] * 3 + [4] * 3
+    assert all(0 <= b["dead_units"] <= b["hidden_units"] for b in report.blocks)
     saturation = json.loads((tmp_path / "saturation.json").read_text())
     assert list(saturation) == [
         "threshold", "blocks", "replaced", "params_saved", "params_total", "top1_before",

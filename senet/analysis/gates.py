@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from senet.analysis.hidden import HiddenRange, hidden_activation_of
 from senet.layers import CBAM, SCSE, outermost_attention
 
 # Where the channel gate lives in senet's modules (``gate``), torchvision's SqueezeExcitation
@@ -43,6 +44,7 @@ class BlockGates:
     count: torch.Tensor = field(init=False)
     total: torch.Tensor = field(init=False)
     total_sq: torch.Tensor = field(init=False)
+    hidden: HiddenRange | None = None  # the excitation's hidden units, where it has them
 
     def __post_init__(self) -> None:
         self.count = torch.zeros(self.num_classes, dtype=torch.float64)
@@ -123,6 +125,8 @@ class GateStatistics:
                     "specificity": b.specificity(),
                     "mean_gate": float(b.mean().mean()),
                     "gate_std": float(b.std().mean()),
+                    "hidden_units": b.hidden.units if b.hidden else None,
+                    "dead_units": b.hidden.dead() if b.hidden else None,
                     "mean": b.mean().tolist(),
                     "std": b.std().tolist(),
                     "class_mean": {
@@ -153,10 +157,15 @@ def collect_gates(
     """Run ``model`` (in eval mode) over labelled ``batches`` and gather every channel gate.
 
     Gates with spatial extent (NoSqueeze, local Gather-Excite) are averaged over H x W, so each
-    image gives one C-vector per block, as in the paper's Fig. 6.
+    image gives one C-vector per block, as in the paper's Fig. 6. Where the excitation has a
+    hidden layer, each block also records its hidden units' output range (dead units).
     """
-    sites = [(name, channel_gate_of(m)) for name, m in attention_blocks(model)]
+    blocks = attention_blocks(model)
+    sites = [(name, channel_gate_of(m)) for name, m in blocks]
     sites = [(name, gate) for name, gate in sites if gate is not None]
+    gated = {name for name, _ in sites}
+    hidden_acts = [(name, hidden_activation_of(m)) for name, m in blocks if name in gated]
+    hidden_acts = [(name, act) for name, act in hidden_acts if act is not None]
     if not sites:
         raise ValueError(
             f"{type(model).__name__} has no attention module with a channel gate to analyse; "
@@ -173,7 +182,17 @@ def collect_gates(
 
         return hook
 
+    ranges: dict[str, HiddenRange] = {}
+
+    def ranger(name: str):
+        # CBAM runs its MLP twice per image (mean and max descriptors): both calls count.
+        def hook(_module: nn.Module, _args: tuple, out: torch.Tensor) -> None:
+            ranges.setdefault(name, HiddenRange(out.shape[1])).add(out)
+
+        return hook
+
     handles = [gate.register_forward_hook(recorder(name)) for name, gate in sites]
+    handles += [act.register_forward_hook(ranger(name)) for name, act in hidden_acts]
     was_training = model.training
     model.eval()
     try:
@@ -195,5 +214,6 @@ def collect_gates(
         raise ValueError("collect_gates got no batches; pass a non-empty data loader")
     names = class_names or [str(k) for k in range(num_classes)]
     # Spatial-only gates (CBAM's spatial gate alone) give one "channel": nothing to compare.
-    blocks = [stats[name] for name, _ in sites if stats[name].channels > 1]
-    return GateStatistics(blocks, names)
+    for name, block in stats.items():
+        block.hidden = ranges.get(name)
+    return GateStatistics([stats[name] for name, _ in sites if stats[name].channels > 1], names)

@@ -73,7 +73,10 @@ class GateAnalysis:
         }
 
 
-_BLOCK_SUMMARY = ("name", "depth", "channels", "specificity", "mean_gate", "gate_std")
+_BLOCK_SUMMARY = (
+    "name", "depth", "channels", "specificity", "mean_gate", "gate_std", "hidden_units",
+    "dead_units",
+)  # fmt: skip
 
 
 def analyze_weights(
@@ -130,15 +133,28 @@ def analyze_weights(
 
 
 def analysis_table(report: GateAnalysis) -> Table:
-    """Per block: channels, class specificity, mean and spread of the gate, saturation."""
+    """Per block: channels, class specificity, mean and spread of the gate, saturation, and its
+    dead hidden units (of the hidden width) where the excitation has a hidden layer."""
     table = Table(title=f"Gates of {report.model} on {report.data} ({report.images:,} images)")
-    for column in ("block", "C", "class specificity", "mean gate", "gate std", "saturated"):
-        table.add_column(column, justify="left" if column == "block" else "right")
+    columns = (
+        "block",
+        "C",
+        "class specificity",
+        "mean gate",
+        "gate std",
+        "saturated",
+        "dead units",
+    )
+    widest = max((len(b["name"]) for b in report.blocks), default=0)
+    table.add_column(columns[0], no_wrap=True, min_width=widest)  # names stay whole
+    for column in columns[1:]:
+        table.add_column(column, justify="right")
     saturated = {b["name"]: b["saturated"] for b in report.saturation["blocks"]}
     for b in report.blocks:
+        dead = "" if b["hidden_units"] is None else f"{b['dead_units']} of {b['hidden_units']}"
         table.add_row(
             b["name"], str(b["channels"]), f"{b['specificity']:.3f}", f"{b['mean_gate']:.3f}",
-            f"{b['gate_std']:.3f}", "yes" if saturated[b["name"]] else "",
+            f"{b['gate_std']:.3f}", "yes" if saturated[b["name"]] else "", dead,
         )  # fmt: skip
     return table
 
@@ -150,8 +166,17 @@ def saturation_summary(report: GateAnalysis) -> str:
         return (
             f"no saturated block (gate std < {sat['threshold']}); top-1 {sat['top1_before']:.2f}%"
         )
-    return (
+    line = (
         f"froze {len(sat['replaced'])} saturated block(s) to their mean gate: top-1 "
         f"{sat['top1_before']:.2f}% -> {sat['top1_after']:.2f}%, "
         f"{sat['params_saved']:,} of {sat['params_total']:,} params saved"
     )
+    # A block with no live hidden unit is constant whatever its weights: width, not decay.
+    lifeless = [
+        b["name"]
+        for b in sat["blocks"]
+        if b["hidden_units"] and b["dead_units"] == b["hidden_units"]
+    ]
+    if lifeless:
+        line += f"; {len(lifeless)} with every hidden unit dead ({', '.join(lifeless)})"
+    return line

@@ -43,6 +43,8 @@ class SaturationEntry:
     params: int  # parameters the block holds (saved by freezing it)
     saturated: bool  # gate_std below the threshold
     replaceable: bool  # a channel-only gate, so ConstantGate reproduces its mean effect
+    hidden_units: int | None = None  # width of the excitation's hidden layer (None: has none)
+    dead_units: int | None = None  # hidden units whose output was the same for every image
 
 
 def saturation_table(
@@ -62,6 +64,8 @@ def saturation_table(
                 params=sum(p.numel() for p in module.parameters()),
                 saturated=spread < threshold,
                 replaceable=not isinstance(module, _NOT_CHANNEL_ONLY),
+                hidden_units=block.hidden.units if block.hidden else None,
+                dead_units=block.hidden.dead() if block.hidden else None,
             )
         )
     return entries
