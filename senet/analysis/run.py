@@ -133,15 +133,16 @@ def analyze_weights(
 
 
 def analysis_table(report: GateAnalysis) -> Table:
-    """Per block: channels, class specificity, mean and spread of the gate, saturation, and its
-    dead hidden units (of the hidden width) where the excitation has a hidden layer."""
+    """Per block: channels, class specificity, mean and spread (std over images) of the gate,
+    saturation, and its dead hidden units where the excitation has a hidden layer. Fits 80
+    columns, the demo's terminal."""
     table = Table(title=f"Gates of {report.model} on {report.data} ({report.images:,} images)")
     columns = (
         "block",
         "C",
-        "class specificity",
-        "mean gate",
-        "gate std",
+        "specificity",
+        "mean",
+        "std",
         "saturated",
         "dead units",
     )
