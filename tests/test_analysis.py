@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from torch import nn
+from torchvision.ops import SqueezeExcitation
 
 from senet.analysis import (
     BlockGates,
@@ -134,10 +135,14 @@ def test_a_block_with_no_live_hidden_unit_is_named_in_the_summary():
     assert line.endswith("; 1 with every hidden unit dead (late)")
 
 
-def test_hidden_units_of_cbam_and_eca():
+def test_hidden_units_of_other_layouts():
     batch = [(torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 0, 1]))]
     cbam = collect_gates(nn.Sequential(nn.Conv2d(3, 8, 3), CBAM(8, 2)), batch, num_classes=2)
     assert cbam.blocks[0].hidden.units == 4  # its MLP's hidden layer, fed twice per image
+    # torchvision's SqueezeExcitation names its hidden activation ``activation``.
+    tv_se = SqueezeExcitation(8, 2)
+    tv = collect_gates(nn.Sequential(nn.Conv2d(3, 8, 3), tv_se), batch, num_classes=2)
+    assert tv.blocks[0].hidden.units == 2
     eca = collect_gates(nn.Sequential(nn.Conv2d(3, 8, 3), ECA(8)), batch, num_classes=2)
     assert eca.blocks[0].hidden is None  # a 1-D conv, no hidden layer
     assert eca.to_dict()["blocks"][0]["dead_units"] is None
