@@ -7,6 +7,7 @@ from senet.analysis.gates import (
     channel_gate_of,
     collect_gates,
 )
+from senet.analysis.hidden import HiddenRange, hidden_activation_of
 from senet.analysis.plots import plot_class_gates, plot_specificity
 from senet.analysis.run import (
     GateAnalysis,
@@ -28,6 +29,7 @@ __all__ = [
     "ConstantGate",
     "GateAnalysis",
     "GateStatistics",
+    "HiddenRange",
     "SaturationEntry",
     "analysis_table",
     "analyze_weights",
@@ -35,6 +37,7 @@ __all__ = [
     "channel_gate_of",
     "collect_gates",
     "freeze_gates",
+    "hidden_activation_of",
     "plot_class_gates",
     "plot_specificity",
     "run_folder_source",
