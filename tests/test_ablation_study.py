@@ -26,6 +26,7 @@ from senet.ablation.study import (
     study_markdown,
     twin_pairs,
 )
+from senet.analysis.saturation import saturation_digest
 from senet.train.resume import config_differences
 
 REPO = Path(__file__).resolve().parents[1]
@@ -323,3 +324,56 @@ def test_senet_ablate_ends_with_the_study_tables(tmp_path):
     se, base = (study["cells"][1]["top1"], study["cells"][0]["top1"])
     assert pair["differences"] == pytest.approx({s: se[s] - base[s] for s in ("0", "1")})
     assert "Paired by seed" in proc.stdout and (out / "study.png").is_file()
+
+
+def _saturation(stds: list[float], hidden: list[tuple[int, int]] | None) -> dict:
+    """A saturation.json as `senet analyze` writes it; ``hidden``: (units, dead) per block, or
+    None for a report written before dead units were recorded."""
+    blocks = []
+    for i, std in enumerate(stds):
+        block = {"name": f"layer1.{i}.attn", "mean_gate": 0.5 + i / 100, "gate_std": std,
+                 "params": 10, "saturated": std < 0.02, "replaceable": True}  # fmt: skip
+        if hidden is not None:
+            block |= {"hidden_units": hidden[i][0], "dead_units": hidden[i][1]}
+        blocks.append(block)
+    return {"threshold": 0.02, "blocks": blocks, "replaced": [], "params_saved": 0,
+            "params_total": 100, "top1_before": 93.5, "top1_after": 93.25}  # fmt: skip
+
+
+def test_saturation_digest_counts_blocks_and_dead_units():
+    digest = saturation_digest(_saturation([0.001, 0.05, 0.0], [(1, 0), (2, 1), (2, 2)]))
+    assert (digest["blocks"], digest["saturated"]) == (3, 2)
+    assert digest["varying"] == [{"name": "layer1.1.attn", "gate_std": 0.05}]
+    assert digest["mean_gate"] == pytest.approx([0.5, 0.52])
+    assert (digest["hidden_units"], digest["dead_units"]) == (5, 3)
+    assert digest["lifeless"] == ["layer1.2.attn"]
+    old = saturation_digest(_saturation([0.001], None))
+    assert old["dead_units"] is None and old["lifeless"] is None
+
+
+def test_the_study_tables_the_gates_of_analysed_runs(tmp_path):
+    values = {(m, s): 93.0 for m in ("resnet20_cifar", "se_resnet20_cifar") for s in (0, 1, 2)}
+    out = _fake_grid_folder(tmp_path, values)
+    runs = out / "runs"
+    for seed, report in ((0, _saturation([0.001, 0.05], [(1, 1), (2, 0)])),
+                         (2, _saturation([0.001, 0.001], None))):  # fmt: skip
+        run = runs / f"name=se_resnet20_cifar__seed={seed}"
+        summary = json.loads((run / "summary.json").read_text()) | {"data": "fashion_mnist"}
+        (run / "summary.json").write_text(json.dumps(summary))
+        (run / "analysis-fashion_mnist").mkdir()
+        (run / "analysis-fashion_mnist" / "saturation.json").write_text(json.dumps(report))
+    study = build_study(load_grid_from(out), out)
+    assert [(g["label"], g["seed"]) for g in study["gates"]] == [
+        ("name=se_resnet20_cifar", 0),
+        ("name=se_resnet20_cifar", 2),
+    ]  # seed 1 and the baselines hold no analysis: left out
+    text = study_markdown(study)
+    assert "saturated: gate std over images < 0.02" in text
+    assert (
+        "| SE-ResNet-20 | 0 | 1 of 2 | layer1.1 (0.050) | 1 of 3 | layer1.0 | 93.50 -> 93.25 |"
+        in text
+    )
+    assert (
+        "| SE-ResNet-20 | 2 | 2 of 2 | none | not recorded | not recorded | 93.50 -> 93.25 |"
+        in text
+    )

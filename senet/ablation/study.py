@@ -3,7 +3,8 @@
     python -m senet.ablation.study runs/ablations/fashion_mnist_depth \
         --json docs/results/fashion_mnist.json --plot docs/results/fashion_mnist_depth.png
 
-Reads ``grid.yaml`` and ``runs/*/summary.json`` that ``senet ablate`` leaves (nothing is trained).
+Reads ``grid.yaml`` and ``runs/*/summary.json`` that ``senet ablate`` leaves (nothing is trained),
+and the gate analyses ``senet analyze`` left in run folders.
 Pairs: in a grid whose ``model.name`` axis holds twins (``X`` and ``se_X``), each SE model against
 its twin (the depth study); otherwise every setting against the reference row. Writes
 ``study.md`` and ``study.json`` into the folder (and copies where asked), and for twin grids the
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from senet.ablation.gates import gates_markdown, grid_gate_digests
 from senet.ablation.grid import Grid, GridError, GridPoint, grid_from_dict
 from senet.ablation.paired import (
     Cell,
@@ -223,6 +225,7 @@ def build_study(
         "recipe": {k: first.get(k) for k in ("epochs", "train_images", "val_images")},
         "cells": [_cell_dict(c, info.get(c.label)) for c in cells],
         "pairs": [_pair_dict(p) for p in pairs],
+        "gates": grid_gate_digests(grid, out_dir),
     }
 
 
@@ -261,7 +264,8 @@ def _pair_dict(pair: PairedDifference) -> dict[str, Any]:
 
 
 def study_markdown(study: dict[str, Any]) -> str:
-    """The study's two tables: cells (mean ± std over seeds) and the paired differences."""
+    """The study's tables: cells (mean ± std over seeds), the paired differences, and the gates of
+    the runs that ``senet analyze`` has been run on."""
     seeds = ", ".join(map(str, study["seeds"]))
     lines = [
         f"### {study['title']}",
@@ -291,6 +295,8 @@ def study_markdown(study: dict[str, Any]) -> str:
         diffs = " / ".join(f"{v:+.2f}" for v in p["differences"].values()) or "—"
         name = p["name"] if twins else f"{p['arm']} - {p['reference']}"
         lines.append(f"| {name} | {diffs} | {p['shown']} | {p['verdict']} |")
+    gates = gates_markdown(study.get("gates", []), {c["label"]: c["name"] for c in study["cells"]})
+    lines += ["", *gates] if gates else []
     return "\n".join(lines) + "\n"
 
 

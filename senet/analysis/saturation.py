@@ -102,3 +102,31 @@ def saturation_report(
     }
     report["top1_after"] = evaluate(freeze_gates(model, stats, chosen)) if chosen else None
     return report
+
+
+def saturation_digest(report: dict) -> dict:
+    """A ``saturation_report`` (or its ``saturation.json``) in a few numbers, for a table of runs:
+    blocks saturated, the blocks that vary and by how much, dead hidden units (summed over blocks
+    with a hidden layer), the blocks with no live unit, and top-1 before/after freezing. The
+    dead-unit fields are None in reports written before they were recorded."""
+    blocks = report["blocks"]
+    recorded = all("hidden_units" in b for b in blocks)
+    with_hidden = [b for b in blocks if b.get("hidden_units")] if recorded else []
+    return {
+        "threshold": report["threshold"],
+        "blocks": len(blocks),
+        "saturated": sum(b["saturated"] for b in blocks),
+        "varying": [
+            {"name": b["name"], "gate_std": b["gate_std"]} for b in blocks if not b["saturated"]
+        ],
+        "mean_gate": [min(b["mean_gate"] for b in blocks), max(b["mean_gate"] for b in blocks)],
+        "hidden_units": sum(b["hidden_units"] for b in with_hidden) if recorded else None,
+        "dead_units": sum(b["dead_units"] for b in with_hidden) if recorded else None,
+        "lifeless": (
+            [b["name"] for b in with_hidden if b["dead_units"] == b["hidden_units"]]
+            if recorded
+            else None
+        ),
+        "top1_before": report["top1_before"],
+        "top1_after": report["top1_after"],
+    }
