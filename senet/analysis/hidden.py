@@ -1,9 +1,10 @@
 """Dead hidden units: excitation units whose output is the same for every image.
 
-A gate can be constant for two reasons that call for different fixes: its FC weights have
-shrunk (weight decay; the unit still responds, a little) or its hidden units are dead (a ReLU
-that never fires, so nothing downstream can vary; with r = 16 a 16-channel block has one such
-unit). The range of each hidden unit's output over the data tells them apart.
+A gate can be constant for two reasons that call for different fixes: its hidden units still
+respond but too little to move the gate (weights shrunk by weight decay, or never grown), or they
+are dead (a ReLU that never fires), so nothing downstream can vary. With r = 16 a 16-channel block
+has a single hidden unit, and one dead unit fixes its gate. The range of each hidden unit's
+output over the data tells the two apart.
 """
 
 from __future__ import annotations

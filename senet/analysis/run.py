@@ -12,7 +12,7 @@ from rich.table import Table
 
 from senet.analysis.gates import GateStatistics, collect_gates
 from senet.analysis.plots import plot_class_gates, plot_specificity
-from senet.analysis.saturation import saturation_report
+from senet.analysis.saturation import saturation_digest, saturation_report
 from senet.config import ConfigError
 from senet.evaluation import EvalSource, evaluate
 from senet.plots.stn import find_stn, save_rectified
@@ -173,11 +173,7 @@ def saturation_summary(report: GateAnalysis) -> str:
         f"{sat['params_saved']:,} of {sat['params_total']:,} params saved"
     )
     # A block with no live hidden unit is constant whatever its weights: width, not decay.
-    lifeless = [
-        b["name"]
-        for b in sat["blocks"]
-        if b["hidden_units"] and b["dead_units"] == b["hidden_units"]
-    ]
+    lifeless = saturation_digest(sat)["lifeless"]
     if lifeless:
         line += f"; {len(lifeless)} with every hidden unit dead ({', '.join(lifeless)})"
     return line
