@@ -16,8 +16,9 @@ STAGES = [
     ("senet.plots", "senet.retrofit"),
     ("senet.builder",),
     ("senet.train",),
-    ("senet.evaluation", "senet.ablation"),
+    ("senet.evaluation",),
     ("senet.analysis",),
+    ("senet.ablation",),  # its study reports the gates of analysed runs
     ("senet.demo",),
     ("senet.cli",),
     ("senet", "senet.__main__"),  # the package's face: hands names on
