@@ -63,6 +63,12 @@ class BlockGates:
     def seen_classes(self) -> torch.Tensor:
         return self.count > 0
 
+    def hidden_counts(self) -> dict[str, int | None]:
+        """``hidden_units`` and ``dead_units``; both None where the excitation has no hidden layer."""
+        if self.hidden is None:
+            return {"hidden_units": None, "dead_units": None}
+        return {"hidden_units": self.hidden.units, "dead_units": self.hidden.dead()}
+
     def class_mean(self) -> torch.Tensor:
         """(K, C) mean gate per class; NaN rows for classes never seen."""
         return self.total / self.count[:, None]
@@ -125,8 +131,7 @@ class GateStatistics:
                     "specificity": b.specificity(),
                     "mean_gate": float(b.mean().mean()),
                     "gate_std": float(b.std().mean()),
-                    "hidden_units": b.hidden.units if b.hidden else None,
-                    "dead_units": b.hidden.dead() if b.hidden else None,
+                    **b.hidden_counts(),
                     "mean": b.mean().tolist(),
                     "std": b.std().tolist(),
                     "class_mean": {

@@ -64,8 +64,7 @@ def saturation_table(
                 params=sum(p.numel() for p in module.parameters()),
                 saturated=spread < threshold,
                 replaceable=not isinstance(module, _NOT_CHANNEL_ONLY),
-                hidden_units=block.hidden.units if block.hidden else None,
-                dead_units=block.hidden.dead() if block.hidden else None,
+                **block.hidden_counts(),
             )
         )
     return entries
