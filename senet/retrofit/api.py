@@ -32,7 +32,7 @@ from senet.retrofit.plan import (
 )
 from senet.retrofit.probe import Probe, inference, probe_model, random_input, reference_tensor
 from senet.retrofit.report import RetrofitReport, Skipped
-from senet.retrofit.sites import find_existing, walk
+from senet.retrofit.sites import Candidate, find_existing, walk
 from senet.retrofit.wiring import check_on_copy, wire_in
 
 INITS = ("default", "identity")
@@ -103,6 +103,71 @@ def _no_site_error(model: nn.Module, visited: int, stages: frozenset[int] | None
         f"Name the sites yourself, e.g. retrofit(model, sites=['layer1.0', ...]) or "
         f"retrofit(model, sites=lambda path, module: isinstance(module, MyBlock)).{reasons}{more}"
     )
+
+
+def _find_candidates(
+    model: nn.Module,
+    probe: Probe,
+    plan: Plan,
+    sites: Sequence[str] | SitePredicate | None,
+    existing: list[tuple[str, nn.Module]],
+    replace_existing: bool,
+    attn_label: str,
+) -> tuple[list[Candidate], int]:
+    """The units to plan, and how many modules the search read (0 when it did not search).
+
+    Named ``sites`` win; a model that already has attention gets nothing new unless
+    ``replace_existing`` (which :func:`plan_replacement` handles); otherwise the search's blocks,
+    or its conv units in a network without blocks. What is passed over goes to ``plan.skipped``.
+    """
+    if sites is not None:
+        return explicit_candidates(model, sites, probe), 0
+    if existing:
+        if not replace_existing:
+            message = _existing_message(model, existing, attn_label)
+            plan.skipped.append(Skipped("", message))
+            warnings.warn(f"retrofit: {message}", stacklevel=3)
+        return [], 0
+    found = walk(model, probe)
+    plan.skipped.extend(Skipped(p, r) for p, r in found.skipped)
+    if not found.blocks:  # a plain network: VGG, MobileNet-v1-like
+        return found.conv_units, found.visited
+    plan.skipped.extend(
+        Skipped(c.unit, "conv outside the network's blocks (stem, transition, head)")
+        for c in found.conv_units
+    )
+    return found.blocks, found.visited
+
+
+def _place_candidates(
+    plan: Plan,
+    candidates: list[Candidate],
+    strategy: str,
+    probe: Probe,
+    ref: torch.Tensor,
+    model: nn.Module,
+    wanted: frozenset[int] | None,
+    *,
+    explicit: bool,
+) -> None:
+    """Plan each candidate's site; a site the user named that cannot take attention is an error,
+    a searched one (or one outside ``wanted`` stages) is reported as skipped."""
+    for c in candidates:
+        planned = (
+            plan_residual(plan, c, strategy, probe, ref)
+            if c.kind == "residual"
+            else plan_output(plan, c, probe, model)
+        )
+        if isinstance(planned, Skipped):
+            if explicit:
+                raise ValueError(f"retrofit: site {planned.path!r}: {planned.reason}")
+            plan.skipped.append(planned)
+        elif wanted is not None and planned.site.stage not in wanted:
+            plan.skipped.append(
+                Skipped(c.unit, f"stage {planned.site.stage} not in stages={sorted(wanted)}")
+            )
+        else:
+            plan.placements.append(planned)
 
 
 def retrofit(
@@ -191,45 +256,14 @@ def retrofit(
 
     plan = Plan()
     existing = find_existing(model)
-    visited = 0
     with inference(model):
         probe = _probe(model, sample)
-        if sites is not None:
-            candidates = explicit_candidates(model, sites, probe)
-        elif existing:
-            candidates = []
-            if not replace_existing:
-                message = _existing_message(model, existing, attn_label)
-                plan.skipped.append(Skipped("", message))
-                warnings.warn(f"retrofit: {message}", stacklevel=2)
-        else:
-            found = walk(model, probe)
-            visited = found.visited
-            plan.skipped.extend(Skipped(p, r) for p, r in found.skipped)
-            if found.blocks:
-                candidates = found.blocks
-                plan.skipped.extend(
-                    Skipped(c.unit, "conv outside the network's blocks (stem, transition, head)")
-                    for c in found.conv_units
-                )
-            else:  # a plain network: VGG, MobileNet-v1-like
-                candidates = found.conv_units
-        for c in candidates:
-            planned = (
-                plan_residual(plan, c, strategy, probe, ref)
-                if c.kind == "residual"
-                else plan_output(plan, c, probe, model)
-            )
-            if isinstance(planned, Skipped):
-                if sites is not None:
-                    raise ValueError(f"retrofit: site {planned.path!r}: {planned.reason}")
-                plan.skipped.append(planned)
-            elif wanted is not None and planned.site.stage not in wanted:
-                plan.skipped.append(
-                    Skipped(c.unit, f"stage {planned.site.stage} not in stages={sorted(wanted)}")
-                )
-            else:
-                plan.placements.append(planned)
+        candidates, visited = _find_candidates(
+            model, probe, plan, sites, existing, replace_existing, attn_label
+        )
+        _place_candidates(
+            plan, candidates, strategy, probe, ref, model, wanted, explicit=sites is not None
+        )
         if replace_existing:
             for path, module in existing:
                 plan_replacement(plan, path, module, probe, wanted)

@@ -62,12 +62,16 @@ class Probe:
         return self.calls.get(id(module), 0)
 
 
-def _tensor_shapes(value: object) -> Iterator[tuple[int, ...]]:
+def tensors_in(value: object) -> Iterator[torch.Tensor]:
+    """The tensors in a module's arguments or result: nested lists, tuples and dict values."""
     if isinstance(value, torch.Tensor):
-        yield tuple(value.shape)
+        yield value
     elif isinstance(value, (list, tuple)):
         for item in value:
-            yield from _tensor_shapes(item)
+            yield from tensors_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from tensors_in(item)
 
 
 def probe_model(model: nn.Module, sample: torch.Tensor) -> Probe:
@@ -81,7 +85,7 @@ def probe_model(model: nn.Module, sample: torch.Tensor) -> Probe:
         key = id(module)
         probe.calls[key] = probe.calls.get(key, 0) + 1
         if key not in probe.in_shapes:
-            probe.in_shapes[key] = tuple(_tensor_shapes(args))
+            probe.in_shapes[key] = tuple(tuple(t.shape) for t in tensors_in(args))
 
     def hook(module: nn.Module, args: tuple[object, ...], output: object) -> None:
         key = id(module)

@@ -10,7 +10,7 @@ rewritten.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from senet.retrofit.op_kinds import ACT_NAMES, CAT_NAMES, CONV_FUNCTION_NAMES, heavy_count, upstream
-from senet.retrofit.probe import Probe, random_input, reference_tensor
+from senet.retrofit.probe import Probe, random_input, reference_tensor, tensors_in
 
 
 @dataclass(eq=False)
@@ -55,12 +55,12 @@ class _Recording(TorchFunctionMode):
         self.keep: list[torch.Tensor] = []  # holds every tensor seen, so ids stay unique
 
     def node_of(self, value: object) -> list[RunNode]:
-        return [self.producer[id(t)] for t in _tensors(value) if id(t) in self.producer]
+        return [self.producer[id(t)] for t in tensors_in(value) if id(t) in self.producer]
 
     def produce(self, node: RunNode, value: object) -> None:
         for arg in node.args:
             arg.users.append(node)
-        for t in _tensors(value):
+        for t in tensors_in(value):
             self.keep.append(t)
             self.producer[id(t)] = node
 
@@ -72,24 +72,13 @@ class _Recording(TorchFunctionMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         result = func(*args, **(kwargs or {}))
-        if self.depth == 0 and any(True for _ in _tensors(result)):
+        if self.depth == 0 and any(True for _ in tensors_in(result)):
             name = _function_name(func)
             inputs = self.node_of((args, list((kwargs or {}).values())))
             heavy = int(name in CONV_FUNCTION_NAMES)
             light = name in ACT_NAMES or name in _RUN_PASS
             self.produce(RunNode("function", name, inputs, heavy, light), result)
         return result
-
-
-def _tensors(value: object) -> Iterator[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _tensors(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _tensors(item)
 
 
 def run_graph(module: nn.Module, sample: torch.Tensor) -> tuple[RunNode, RunNode] | None:
