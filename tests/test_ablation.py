@@ -227,6 +227,25 @@ def test_a_finished_point_is_reused_only_while_the_grid_gives_it_the_same_config
     assert (first.run_dir / "summary.json").read_bytes() == summary  # nothing lost
 
 
+def test_the_saved_grid_keeps_the_command_line_overrides_so_it_reruns_what_ran(tmp_path):
+    out = tmp_path / "out"
+    grid = load_grid(write_grid(tmp_path, axes={"optim.lr": [0.1]}), ["optim.momentum=0.5"])
+    [first] = run_grid(grid, out, extra_overrides=["optim.momentum=0.5"], on_event=lambda _: None)
+    assert first.summary["config"]["optim"]["momentum"] == 0.5
+    saved = yaml.safe_load((out / "grid.yaml").read_text())
+    assert saved["command_line"] == ["optim.momentum=0.5"]
+    # The saved file alone, without the override, is the grid that ran: its point is reused.
+    [again] = run_grid(load_grid(out / "grid.yaml"), out, on_event=lambda _: None)
+    assert again.status == "cached"
+    # The file as shipped, without the override, computes something else and is refused.
+    with pytest.raises(ValueError, match=r"optim\.momentum: 0\.5 -> 0\.9"):
+        run_grid(load_grid(tmp_path / "grid.yaml"), out, on_event=lambda _: None)
+    # ...and the refusal leaves the folder's record of what ran as it was.
+    assert yaml.safe_load((out / "grid.yaml").read_text())["command_line"] == ["optim.momentum=0.5"]
+    with pytest.raises(GridError, match="'command_line' must be a list of key=value strings"):
+        grid_from_dict({"base": "r.yaml", "axes": {"optim.lr": [0.1]}, "command_line": "x"})
+
+
 def test_only_runs_the_selected_points_and_reports_the_rest_as_not_run(tmp_path):
     grid = load_grid(write_grid(tmp_path, **TWO_AXES))
     out = tmp_path / "out"

@@ -133,6 +133,10 @@ def test_reference_row_pairs_name_both_sides_in_the_table():
     }  # fmt: skip
     text = study_markdown(study)
     assert "| attn=cbam - baseline |" in text and "| attn=cbam - attn=se |" in text
+    # A grid run with key=value on top of its file says so under its title.
+    assert "on top of the grid file" not in text
+    ran = study_markdown({**study, "command_line": ["model.name=se_resnet56_cifar"]})
+    assert "Run with `model.name=se_resnet56_cifar` on top of the grid file." in ran
 
 
 def test_pretty_model_names():

@@ -32,7 +32,7 @@ from senet.config import Config, ConfigError, load_config
 from senet.configs import names, packaged
 from senet.train.optim import create_optimizer
 
-GRID_KEYS = ("name", "title", "base", "overrides", "axes", "baseline", "seeds")
+GRID_KEYS = ("name", "title", "base", "overrides", "axes", "baseline", "seeds", "command_line")
 
 
 class GridError(ConfigError):
@@ -96,9 +96,13 @@ class Grid:
     seeds: list[int]
     source: Path | None = None
     points: list[GridPoint] = field(default_factory=list)
+    # ``key=value`` given to ``senet ablate`` on top of the file; the saved grid.yaml keeps them,
+    # so a results folder says what ran, and rerunning that file runs the same points.
+    command_line: list[str] = field(default_factory=list)
 
     def common_overrides(self) -> list[str]:
-        return [f"{key}={format_value(value)}" for key, value in self.overrides.items()]
+        from_file = [f"{key}={format_value(value)}" for key, value in self.overrides.items()]
+        return [*from_file, *self.command_line]
 
     def point_config(self, point: GridPoint, extra: list[str] = ()) -> Config:
         """The full training config of ``point`` (validated)."""
@@ -113,6 +117,7 @@ class Grid:
             "axes": self.axes,
             "baseline": self.baseline,
             "seeds": self.seeds,
+            **({"command_line": self.command_line} if self.command_line else {}),
         }
 
 
@@ -204,6 +209,11 @@ def grid_from_dict(data: Any, *, source: Path | None = None) -> Grid:
         if any(p.settings == as_point for p in points):
             raise GridError(f"{where}: the baseline {baseline} is also an axis point: duplicate")
         points += [GridPoint(as_point, seed, is_baseline=True) for seed in seeds]
+    command_line = data.get("command_line") or []
+    if not isinstance(command_line, list) or not all(
+        isinstance(o, str) and "=" in o for o in command_line
+    ):
+        raise GridError(f"{where}: 'command_line' must be a list of key=value strings")
     name = str(data.get("name") or (source.stem if source else "grid"))
     return Grid(
         name=name,
@@ -215,4 +225,5 @@ def grid_from_dict(data: Any, *, source: Path | None = None) -> Grid:
         seeds=seeds,
         source=source,
         points=points,
+        command_line=command_line,
     )

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -181,10 +181,7 @@ def run_grid(
         )
     selected = {point.run_id for point in selected_points(grid, only)}
     out_dir = Path(out_dir)
-    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-    (out_dir / "grid.yaml").write_text(yaml.safe_dump(grid.to_dict(), sort_keys=False))
     extra = list(extra_overrides)
-
     results: dict[str, PointResult] = {}
     pending = []
     for point in grid.points:
@@ -197,6 +194,10 @@ def run_grid(
             results[point.run_id] = PointResult(point, run_dir, "not selected")
         else:
             pending.append(point)
+    # Only now, with every finished run still fitting, is the folder's grid.yaml this grid.
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    ran = replace(grid, command_line=[*grid.command_line, *extra])
+    (out_dir / "grid.yaml").write_text(yaml.safe_dump(ran.to_dict(), sort_keys=False))
     cached = [r for r in results.values() if r.status == "cached"]
     skipped = f"{len(results) - len(cached)} not selected (--only), " if only else ""
     on_event(

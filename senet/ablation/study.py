@@ -216,6 +216,7 @@ def build_study(
     return {
         "study": grid.name,
         "title": grid.title,
+        "command_line": list(grid.command_line),
         "status": status,
         "finished_runs": finished,
         "total_runs": total,
@@ -270,6 +271,11 @@ def study_markdown(study: dict[str, Any]) -> str:
     lines = [
         f"### {study['title']}",
         "",
+        *(
+            [f"Run with `{' '.join(study['command_line'])}` on top of the grid file.", ""]
+            if study.get("command_line")
+            else []
+        ),
         f"Status: {study['status']} ({study['finished_runs']}/{study['total_runs']} runs). "
         f"Seeds {seeds}. Final-epoch test top-1; a cell with a seed missing is marked, "
         "not averaged over fewer seeds.",
