@@ -111,6 +111,15 @@ def test_analyze_refuses_a_folder_that_is_not_a_run(tmp_path):
     assert result.exit_code == 2 and "not a senet run folder" in result.output
 
 
+def test_analyze_refuses_fewer_than_two_images(run_dir, tmp_path):
+    # One image has no spread: every gate would read saturated, every hidden unit dead.
+    result = CliRunner().invoke(
+        app, ["analyze", str(run_dir), "--size", "1", "--output", str(tmp_path / "a")]
+    )
+    assert result.exit_code == 2 and "needs at least 2 images, got size=1" in result.output
+    assert not (tmp_path / "a").exists()  # nothing written
+
+
 def test_analyze_weights_returns_a_gate_analysis_and_writes_the_same_json(run_dir, tmp_path):
     source = run_folder_source(run_dir)
     assert (source.model_name, source.weights, source.data) == (

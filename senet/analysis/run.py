@@ -94,6 +94,14 @@ def analyze_weights(
     ``saturation.json`` (near-constant blocks, and top-1 before/after freezing them); for a model
     with a spatial transformer in front, ``stn_rectified.png`` (inputs and the STN's outputs).
     """
+    if source.size is not None and source.size < 2:
+        # A gate's spread and a hidden unit's range need two images to be more than zero: with
+        # one, every block would read as saturated and every unit as dead.
+        raise ConfigError(
+            f"gate analysis needs at least 2 images, got size={source.size}; pass --size N with "
+            "N >= 2 (specificity needs images of several classes: a few hundred is typical), "
+            "or leave --size out to use the whole validation split"
+        )
     run = source.prepare()
     model, loader, dev = run.model, run.loader, run.device
     out = Path(output_dir) if output_dir else run.weights.parent / f"analysis-{run.info.name}"
