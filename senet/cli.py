@@ -357,7 +357,7 @@ def ablate(
         except ValueError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
-        states = {p.run_id: point_state(spec, p, out / "runs" / p.run_id, extra) for p in points}
+        states = {p.run_id: point_state(spec, p, out / "runs" / p.run_id) for p in points}
         for point in points:
             kind, words = states[point.run_id]
             shown = "" if kind == "not started" else f"  [{words}]"
@@ -373,7 +373,7 @@ def ablate(
         return
     try:
         results = run_grid(
-            spec, out, jobs=jobs, backend=backend, retries=retries, extra_overrides=extra,
+            spec, out, jobs=jobs, backend=backend, retries=retries,
             ray_resources={"num_cpus": cpus, "num_gpus": gpus}, only=only or None, threads=threads,
         )  # fmt: skip
     except (ValueError, RuntimeError) as e:

@@ -230,7 +230,7 @@ def test_a_finished_point_is_reused_only_while_the_grid_gives_it_the_same_config
 def test_the_saved_grid_keeps_the_command_line_overrides_so_it_reruns_what_ran(tmp_path):
     out = tmp_path / "out"
     grid = load_grid(write_grid(tmp_path, axes={"optim.lr": [0.1]}), ["optim.momentum=0.5"])
-    [first] = run_grid(grid, out, extra_overrides=["optim.momentum=0.5"], on_event=lambda _: None)
+    [first] = run_grid(grid, out, on_event=lambda _: None)
     assert first.summary["config"]["optim"]["momentum"] == 0.5
     saved = yaml.safe_load((out / "grid.yaml").read_text())
     assert saved["command_line"] == ["optim.momentum=0.5"]

@@ -104,9 +104,9 @@ class Grid:
         from_file = [f"{key}={format_value(value)}" for key, value in self.overrides.items()]
         return [*from_file, *self.command_line]
 
-    def point_config(self, point: GridPoint, extra: list[str] = ()) -> Config:
+    def point_config(self, point: GridPoint) -> Config:
         """The full training config of ``point`` (validated)."""
-        return load_config(self.base, [*self.common_overrides(), *extra, *point.overrides()])
+        return load_config(self.base, [*self.common_overrides(), *point.overrides()])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,7 +123,8 @@ class Grid:
 
 def load_grid(path: str | Path, extra_overrides: list[str] = ()) -> Grid:
     """Read, expand and validate a grid file (a path, or a shipped grid's name such as
-    ``table10_reduction``); ``extra_overrides`` apply to every point."""
+    ``table10_reduction``); ``extra_overrides`` apply to every point: they become the grid's
+    ``command_line``."""
     given = path
     path = Path(path) if Path(path).is_file() else packaged(path, "ablations")
     if path is None:
@@ -136,9 +137,10 @@ def load_grid(path: str | Path, extra_overrides: list[str] = ()) -> Grid:
     except yaml.YAMLError as e:
         raise GridError(f"{path}: not valid YAML: {e}") from None
     grid = grid_from_dict(data, source=path)
+    grid.command_line += extra_overrides
     for point in grid.points:
         try:
-            config = grid.point_config(point, list(extra_overrides))
+            config = grid.point_config(point)
             # Build the model and its optimiser on the meta device (no memory, no time): a model
             # that cannot be built, or an optimiser setting it cannot take (attn_weight_decay
             # without attention), fails the grid now, not hours into it.

@@ -47,7 +47,7 @@ class PointResult:
     error: str | None = None
 
 
-def point_command(grid: Grid, point: GridPoint, run_dir: Path, extra: list[str]) -> list[str]:
+def point_command(grid: Grid, point: GridPoint, run_dir: Path) -> list[str]:
     """The `senet train` command line of one point."""
     return [
         sys.executable,
@@ -58,7 +58,6 @@ def point_command(grid: Grid, point: GridPoint, run_dir: Path, extra: list[str])
         "auto",  # an interrupted point continues from its newest checkpoint
         str(grid.base),
         *grid.common_overrides(),
-        *extra,
         *point.overrides(),
         f"output_dir={run_dir}",
         "log.progress=plain",
@@ -73,9 +72,7 @@ def read_summary(run_dir: Path) -> RunSummary | None:
         return None
 
 
-def point_state(
-    grid: Grid, point: GridPoint, run_dir: Path, extra: list[str] = ()
-) -> tuple[str, str]:
+def point_state(grid: Grid, point: GridPoint, run_dir: Path) -> tuple[str, str]:
     """Where one point stands in its results folder (``senet ablate --dry-run``): a kind
     ("finished", "unfinished", "started" or "not started") and the same in words. A run that
     is training now shows as unfinished: a folder does not say whether a process still writes it."""
@@ -91,7 +88,7 @@ def point_state(
     # and the one before it used, when the run resumes.
     has_checkpoint = bool(CheckpointDir(checkpoint_folder(run_dir)).paths())
     if epochs_done:
-        total = grid.point_config(point, list(extra)).train.epochs
+        total = grid.point_config(point).train.epochs
         then = (
             "resumes from its newest checkpoint"
             if has_checkpoint
@@ -103,13 +100,11 @@ def point_state(
     return "not started", "not started"
 
 
-def _check_still_fits(
-    grid: Grid, point: GridPoint, run_dir: Path, summary: RunSummary, extra: list[str]
-) -> None:
+def _check_still_fits(grid: Grid, point: GridPoint, run_dir: Path, summary: RunSummary) -> None:
     """Raise ValueError when a finished point ran a config other than the one the grid gives it."""
     if not summary.config:  # written before summaries recorded their config: nothing to check
         return
-    config = grid.point_config(point, extra)
+    config = grid.point_config(point)
     # A run saves amp/channels_last ``auto`` as what it resolved to on its device: compare that.
     resolve_precision(config.train, resolve_device(config.train.device))
     changed = computation_differences(summary.config, config)
@@ -165,6 +160,8 @@ def run_grid(
 ) -> list[PointResult]:
     """Run the unfinished points of ``grid`` under ``out_dir/runs/``; return one result each.
 
+    ``extra_overrides``: ``key=value`` on top of every point, for a grid loaded without them
+    (``load_grid(path, extra)`` has already put its extras in ``grid.command_line``).
     ``only``: run just the unfinished points whose run id matches one of these shell patterns
     (``name=resnet56_cifar__*``), to put one part of a long study first; the others are left
     as they are ("not selected", or "cached" when finished).
@@ -181,14 +178,14 @@ def run_grid(
         )
     selected = {point.run_id for point in selected_points(grid, only)}
     out_dir = Path(out_dir)
-    extra = list(extra_overrides)
+    grid = replace(grid, command_line=[*grid.command_line, *extra_overrides])
     results: dict[str, PointResult] = {}
     pending = []
     for point in grid.points:
         run_dir = out_dir / "runs" / point.run_id
         summary = read_summary(run_dir)
         if summary is not None:
-            _check_still_fits(grid, point, run_dir, summary, extra)
+            _check_still_fits(grid, point, run_dir, summary)
             results[point.run_id] = PointResult(point, run_dir, "cached", summary=summary)
         elif point.run_id not in selected:
             results[point.run_id] = PointResult(point, run_dir, "not selected")
@@ -196,8 +193,7 @@ def run_grid(
             pending.append(point)
     # Only now, with every finished run still fitting, is the folder's grid.yaml this grid.
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-    ran = replace(grid, command_line=[*grid.command_line, *extra])
-    (out_dir / "grid.yaml").write_text(yaml.safe_dump(ran.to_dict(), sort_keys=False))
+    (out_dir / "grid.yaml").write_text(yaml.safe_dump(grid.to_dict(), sort_keys=False))
     cached = [r for r in results.values() if r.status == "cached"]
     skipped = f"{len(results) - len(cached)} not selected (--only), " if only else ""
     on_event(
@@ -211,9 +207,7 @@ def run_grid(
     for attempt in range(1, retries + 2):
         if not pending:
             break
-        commands = {
-            p.run_id: point_command(grid, p, out_dir / "runs" / p.run_id, extra) for p in pending
-        }
+        commands = {p.run_id: point_command(grid, p, out_dir / "runs" / p.run_id) for p in pending}
         logs = {p.run_id: out_dir / "runs" / p.run_id / "ablation.log" for p in pending}
         points = {p.run_id: p for p in pending}
         still_failing = []
