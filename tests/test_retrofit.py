@@ -276,10 +276,21 @@ def test_retrofitting_twice_adds_nothing(base_models: dict[str, nn.Module]) -> N
     model = fresh(base_models, "resnet18")
     senet.retrofit(model, "se", input_size=64)
     keys = list(model.state_dict())
-    with pytest.warns(UserWarning, match="already has 8 attention module"):
+    with pytest.warns(UserWarning, match="already has 8 attention module") as caught:
         again = senet.retrofit(model, "se", input_size=64)
     assert again.sites == [] and len(again.existing) == 8
     assert list(model.state_dict()) == keys
+    # The warning names the caller's line, not senet's frames (the callable package, retrofit).
+    assert caught[0].filename == __file__
+
+    class Detector(nn.Module):  # the backbone recursion (torchvision detectors' layout)
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = model
+
+    with pytest.warns(UserWarning, match="already has 8 attention module") as caught:
+        senet.retrofit(Detector(), "se", input_size=64)
+    assert caught[0].filename == __file__
 
 
 def test_weights_stay_usable_and_round_trip(base_models: dict[str, nn.Module]) -> None:

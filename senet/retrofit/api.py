@@ -8,8 +8,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +39,17 @@ from senet.retrofit.sites import Candidate, find_existing, walk
 from senet.retrofit.wiring import check_on_copy, wire_in
 
 INITS = ("default", "identity")
+_SENET_DIR = f"{Path(__file__).parents[1]}{os.sep}"
+
+
+def _warn_caller(message: str) -> None:
+    """Warn at the first frame outside senet: the user's call, whether through the callable
+    package ``senet.retrofit(...)`` and however deep the backbone recursion went (a fixed
+    ``stacklevel`` names senet's own frames in those cases)."""
+    frame, level = sys._getframe(1), 2  # level 1 is this function
+    while frame is not None and frame.f_code.co_filename.startswith(_SENET_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, stacklevel=level)
 
 
 def _input_size(model: nn.Module, input_size: int | Sequence[int]) -> tuple[int, int, int]:
@@ -126,7 +140,7 @@ def _find_candidates(
         if not replace_existing:
             message = _existing_message(model, existing, attn_label)
             plan.skipped.append(Skipped("", message))
-            warnings.warn(f"retrofit: {message}", stacklevel=3)
+            _warn_caller(f"retrofit: {message}")
         return [], 0
     found = walk(model, probe)
     plan.skipped.extend(Skipped(p, r) for p, r in found.skipped)
