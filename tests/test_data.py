@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import shutil
 import struct
+import threading
 
 import pytest
 import torch
@@ -158,6 +160,45 @@ def test_fashion_mnist_is_arranged_from_debian_files(tmp_path):
     ds = FashionMNIST(str(root), train=True)
     assert torch.equal(ds.data, images) and ds.targets.tolist() == [3, 1, 4, 1, 5]
     assert not list((root / "FashionMNIST" / "raw").glob(".*"))  # no temporary files left
+
+
+def test_fashion_mnist_prepared_by_two_runs_at_once(tmp_path, monkeypatch):
+    # Two runs started side by side on a fresh machine both decompress the first file; holding
+    # both inside the copy makes the overlap certain (a shared temporary name lost one run).
+    system = tmp_path / "system"
+    system.mkdir()
+    images = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
+    for prefix in ("train", "t10k"):
+        _write_idx(system / f"{prefix}-images-idx3-ubyte.gz", images)
+        _write_idx(system / f"{prefix}-labels-idx1-ubyte.gz", torch.arange(5))
+    barrier, seen = threading.Barrier(2), threading.local()
+    copy = shutil.copyfileobj
+
+    def copy_together(src, dst):
+        if not getattr(seen, "waited", False):
+            seen.waited = True
+            barrier.wait(timeout=30)
+        copy(src, dst)
+
+    monkeypatch.setattr(shutil, "copyfileobj", copy_together)
+    errors = []
+
+    def prepare():
+        try:
+            prepare_fashion_mnist(tmp_path / "cache", system_dir=system)
+        except Exception as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=prepare) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    from torchvision.datasets import FashionMNIST
+
+    assert torch.equal(FashionMNIST(str(tmp_path / "cache"), train=False).data, images)
+    assert not list((tmp_path / "cache" / "FashionMNIST" / "raw").glob(".*"))
 
 
 def test_missing_fashion_mnist_names_both_ways(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import tempfile
 from math import prod
 from pathlib import Path
 
@@ -46,10 +47,7 @@ def prepare_fashion_mnist(
         _make_dir(raw)
         for name in FILES:
             if not (raw / name).is_file():
-                tmp = raw / f".{name}.tmp"
-                with gzip.open(system_dir / f"{name}.gz", "rb") as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                tmp.replace(raw / name)  # atomic: a reader never sees a half file
+                _decompress(system_dir / f"{name}.gz", raw / name)
         return root
     if download:
         try:
@@ -59,6 +57,23 @@ def prepare_fashion_mnist(
             raise DataError(f"downloading Fashion-MNIST into {raw} failed: {e}. {_HOW}") from e
         return root
     raise DataError(f"Fashion-MNIST not found in {raw} nor in {system_dir}. {_HOW}")
+
+
+def _decompress(source: Path, target: Path) -> None:
+    # A temporary name of this process's own, then an atomic rename: a reader never sees a half
+    # file, and runs started side by side on a fresh machine do not rename each other's copy away.
+    with tempfile.NamedTemporaryFile(
+        dir=target.parent, prefix=f".{target.name}.", delete=False
+    ) as dst:
+        tmp = Path(dst.name)
+        try:
+            with gzip.open(source, "rb") as src:
+                shutil.copyfileobj(src, dst)
+        except BaseException:
+            dst.close()
+            tmp.unlink(missing_ok=True)
+            raise
+    tmp.replace(target)
 
 
 _HOW = (
