@@ -131,17 +131,35 @@ def evaluate(
 
 @app.command()
 def compare(
-    runs: list[Path] = typer.Argument(..., help="Run folders written by `senet train`."),
+    runs: list[str] = typer.Argument(
+        ..., help="Run folders written by `senet train` (or quoted glob patterns)."
+    ),
     plot: Path = typer.Option(Path("compare.png"), "--plot", help="Overlay plot to write."),
+    reference: list[str] = typer.Option(
+        None,
+        "--reference",
+        help="Reference run folders or a quoted glob (repeatable): RUNS - reference, paired by "
+        "seed, with a 95% CI over seeds.",
+    ),
+    metric: str = typer.Option(
+        "final_top1", "--metric", help="Paired on: final_top1, final_flip_top1, best_top1, ..."
+    ),
 ) -> None:
-    """One table (top-1, params, MACs, time) and one overlay plot for several runs."""
+    """One table (top-1, params, MACs, time) and one overlay plot for several runs; with
+    --reference, also the seed-paired difference of RUNS against the reference runs."""
     from rich.console import Console
 
+    from senet.ablation.paired_runs import compare_paired, expand_run_folders
     from senet.evaluation.compare import compare_runs
 
     with _clear_errors():
-        _, table = compare_runs(runs, plot_path=plot)
+        arm = expand_run_folders(runs)
+        ref = expand_run_folders(reference) if reference else []
+        paired = compare_paired(arm, ref, metric=metric) if ref else None
+        _, table = compare_runs([*arm, *ref], plot_path=plot)
     Console().print(table)
+    if paired is not None:
+        Console().print(paired.table())
     typer.echo(f"overlay plot: {plot}")
 
 
