@@ -383,7 +383,8 @@ def ablate(
         chosen = f"{len(points)} of {len(spec.points)} runs selected (--only)" if only else ""
         kinds = [kind for kind, _ in states.values()]
         standing = ", ".join(
-            f"{kinds.count(k)} {k}" for k in ("finished", "unfinished", "started", "not started")
+            f"{kinds.count(k)} {k}"
+            for k in ("finished", "training", "unfinished", "started", "not started")
             if k in kinds
         )  # fmt: skip
         where = f"results go to {out}" + (f" ({standing})" if out.exists() else "")

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from _folder_holder import hold_run_folder
 
 from senet.ablation import GridError, build_rows, grid_from_dict, load_grid, run_grid, write_report
-from senet.train import read_weights
+from senet.train import RunFolderLock, read_weights
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "senet" / "configs" / "fashion_mnist_se_resnet20.yaml"
@@ -186,6 +187,51 @@ def test_grid_runs_resumes_after_a_kill_and_tables_the_summaries(tmp_path):
     )
     assert "| name=se_resnet20_cifar,lr=0.2 |" in paths["md"].read_text()
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sigterm_to_the_grid_stops_its_training_processes(tmp_path):
+    # `kill PID` (or a scheduler's preemption) reaches only the grid's own process; a point
+    # left training would write its folder beside the rerun that resumes it.
+    grid_path = write_grid(
+        tmp_path, overrides={**TINY, "train.epochs": 500}, axes={"optim.lr": [0.1]}
+    )
+    out = tmp_path / "out"
+    proc = ablate(str(grid_path), "--out", str(out))
+    lock = out / "runs" / "lr=0.1__seed=0" / ".senet-lock"
+    deadline = time.monotonic() + 60
+    while not (lock.exists() and lock.read_text().startswith("pid ")):
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "the point did not start in 60 s"
+        time.sleep(0.1)
+    child = int(lock.read_text().split()[1])
+    proc.send_signal(signal.SIGTERM)  # to the grid alone, not its process group
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    with pytest.raises(ProcessLookupError):  # stopped, and reaped by the grid
+        os.kill(child, 0)
+    RunFolderLock().claim(lock.parent)  # and nothing holds the folder now
+
+
+def test_a_point_another_process_trains_into_is_shown_and_left_to_it(tmp_path):
+    # Two grids on one folder (an --only part run first, beside the whole grid) must not both
+    # train the same point.
+    grid_path = write_grid(tmp_path, axes={"optim.lr": [0.1, 0.2]})
+    out = tmp_path / "out"
+    busy = out / "runs" / "lr=0.1__seed=0"
+    busy.mkdir(parents=True)
+    holder = hold_run_folder(busy)
+    try:
+        listed = ablate(str(grid_path), "--dry-run", "--out", str(out)).communicate(timeout=60)[0]
+        assert f"[training now (pid {holder.pid} on " in listed
+        assert "(1 training, 1 not started)" in listed
+        events = []
+        results = run_grid(load_grid(grid_path), out, on_event=events.append)
+    finally:
+        holder.kill()
+        holder.wait()
+    statuses = {r.point.run_id: r.status for r in results}
+    assert statuses == {"lr=0.1__seed=0": "running elsewhere", "lr=0.2__seed=0": "done"}
+    assert "1 running in another process (left to it)" in events[0]
+    assert not (busy / "metrics.csv").exists()
 
 
 def test_an_interrupted_point_continues_from_its_newest_checkpoint(tmp_path):

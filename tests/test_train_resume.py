@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _folder_holder import hold_run_folder
 from _tiny_models import QUICK as TINY_RUN
 from _tiny_models import TinyNet, tiny_models_registered
 
@@ -22,6 +23,7 @@ from senet.train import (
     CheckpointError,
     ConfigError,
     NonFiniteLossError,
+    RunFolderBusy,
     find_resume_state,
     load_checkpoint,
     load_config,
@@ -164,6 +166,26 @@ def test_resume_auto_starts_fresh_without_checkpoints_and_needs_output_dir(tmp_p
         train(load_config(None, [*QUICK, "train.epochs=1"]), resume="auto")
     with pytest.raises(ConfigError, match=r"cannot resume: checkpoint .* does not exist"):
         train(_config(tmp_path / "x", "train.epochs=1"), resume=tmp_path / "missing.pt")
+
+
+def test_a_second_run_into_a_folder_a_live_process_trains_into_fails_and_writes_nothing(
+    tmp_path,
+):
+    run = tmp_path / "run"
+    train(_config(run, "train.epochs=1"))
+    files = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    holder = hold_run_folder(run)
+    try:
+        with pytest.raises(RunFolderBusy, match=rf"another process \(pid {holder.pid} on "):
+            train(_config(run, "train.epochs=1"), resume="auto")
+        after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+        assert {p: t for p, t in after.items() if p.name != ".senet-lock"} == {
+            p: t for p, t in files.items() if p.name != ".senet-lock"
+        }
+    finally:
+        holder.kill()  # a killed holder leaves no stale lock behind
+        holder.wait()
+    assert train(_config(run, "train.epochs=1"))["epochs"] == 1
 
 
 def test_resume_with_another_model_or_global_batch_is_refused(tmp_path):

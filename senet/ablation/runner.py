@@ -12,10 +12,13 @@ is a Ray task with its own CPU/GPU request, so the same grid spreads over a clus
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
@@ -28,6 +31,7 @@ from senet.ablation.grid import Grid, GridPoint
 from senet.train.checkpoint import CheckpointDir
 from senet.train.distributed import resolve_device
 from senet.train.resume import checkpoint_folder, computation_differences
+from senet.train.run_lock import folder_holder
 from senet.train.run_log import read_metrics
 from senet.train.setup import resolve_precision
 from senet.train.summary import RunSummary
@@ -41,7 +45,9 @@ class PointResult:
 
     point: GridPoint
     run_dir: Path
-    status: str  # "done" (ran now), "cached" (finished earlier), "failed" or "not selected"
+    # "done" (ran now), "cached" (finished earlier), "failed", "not selected", or "running
+    # elsewhere" (another process trains into its folder now: left to it)
+    status: str
     attempts: int = 0
     summary: RunSummary | None = None
     error: str | None = None
@@ -74,12 +80,14 @@ def read_summary(run_dir: Path) -> RunSummary | None:
 
 def point_state(grid: Grid, point: GridPoint, run_dir: Path) -> tuple[str, str]:
     """Where one point stands in its results folder (``senet ablate --dry-run``): a kind
-    ("finished", "unfinished", "started" or "not started") and the same in words. A run that
-    is training now shows as unfinished: a folder does not say whether a process still writes it."""
+    ("finished", "training", "unfinished", "started" or "not started") and the same in words."""
     summary = read_summary(run_dir)
     if summary is not None:
         top1 = "?" if summary.final_top1 is None else f"{summary.final_top1:.2f}%"
         return "finished", f"finished, top-1 {top1}"
+    owner = folder_holder(run_dir)
+    if owner is not None:
+        return "training", f"training now ({owner})"
     try:
         epochs_done = len(read_metrics(run_dir))
     except FileNotFoundError:
@@ -116,12 +124,61 @@ def _check_still_fits(grid: Grid, point: GridPoint, run_dir: Path, summary: RunS
         )
 
 
+class _Children:
+    """The `senet train` processes this grid has running, so that stopping the grid stops
+    them: SIGTERM (``kill``, a scheduler's preemption) reaches only the grid's own process, and
+    a run left training would go on writing its folder beside the rerun that resumes it."""
+
+    def __init__(self) -> None:
+        self._live: set[subprocess.Popen] = set()
+        self._guard = threading.Lock()
+
+    def run(self, command: list[str], log_path: Path, env: dict[str, str]) -> int:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a") as log:
+            log.write(f"$ {' '.join(command)}\n")
+            log.flush()
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            with self._guard:
+                self._live.add(process)
+            try:
+                return process.wait()
+            finally:
+                with self._guard:
+                    self._live.discard(process)
+
+    @contextlib.contextmanager
+    def stopped_on_exit(self, grace_s: float = 10.0) -> Iterator[None]:
+        """On the way out by an exception (Ctrl-C, or SIGTERM, turned into SystemExit here while
+        the grid runs in the main thread): terminate the children, then kill what is left after
+        ``grace_s``. Each resumes from its newest checkpoint when the grid is run again."""
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main else None
+        try:
+            yield
+        except BaseException:
+            with self._guard:
+                live = list(self._live)
+            for process in live:
+                process.terminate()
+            for process in live:
+                try:
+                    process.wait(timeout=grace_s)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            raise
+        finally:
+            if in_main and previous is not None:  # None: a handler not set from Python
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _run_process(command: list[str], log_path: Path, env: dict[str, str]) -> int:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("a") as log:
-        log.write(f"$ {' '.join(command)}\n")
-        log.flush()
-        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    """One point's process, for the Ray backend (each task runs in a worker of its own)."""
+    return _Children().run(command, log_path, env)
 
 
 def _tail(path: Path, lines: int = 5) -> str:
@@ -189,13 +246,20 @@ def run_grid(
             results[point.run_id] = PointResult(point, run_dir, "cached", summary=summary)
         elif point.run_id not in selected:
             results[point.run_id] = PointResult(point, run_dir, "not selected")
+        elif (owner := folder_holder(run_dir)) is not None:  # e.g. an --only grid beside this one
+            error = f"trained into by another process now ({owner})"
+            results[point.run_id] = PointResult(point, run_dir, "running elsewhere", error=error)
         else:
             pending.append(point)
     # Only now, with every finished run still fitting, is the folder's grid.yaml this grid.
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     (out_dir / "grid.yaml").write_text(yaml.safe_dump(grid.to_dict(), sort_keys=False))
     cached = [r for r in results.values() if r.status == "cached"]
-    skipped = f"{len(results) - len(cached)} not selected (--only), " if only else ""
+    elsewhere = [r for r in results.values() if r.status == "running elsewhere"]
+    not_selected = len(results) - len(cached) - len(elsewhere)
+    skipped = f"{not_selected} not selected (--only), " if only else ""
+    if elsewhere:
+        skipped += f"{len(elsewhere)} running in another process (left to it), "
     on_event(
         f"grid {grid.name}: {len(grid.points)} runs, {len(cached)} finished earlier, {skipped}"
         f"{len(pending)} to run ({backend}, {jobs if backend == 'local' else 'ray'} at a time)"
@@ -234,8 +298,10 @@ Executor = Callable[[dict[str, list[str]], dict[str, Path]], Iterator[tuple[str,
 def _local_executor(jobs: int, threads: int) -> Executor:
     def execute(commands: dict[str, list[str]], logs: dict[str, Path]) -> Iterator[tuple[str, int]]:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(_run_process, c, logs[k], env): k for k, c in commands.items()}
+        children = _Children()
+        # Exits in reverse order: the children are stopped before the pool waits for its threads.
+        with ThreadPoolExecutor(max_workers=jobs) as pool, children.stopped_on_exit():
+            futures = {pool.submit(children.run, c, logs[k], env): k for k, c in commands.items()}
             for future in as_completed(futures):
                 yield futures[future], future.result()
 

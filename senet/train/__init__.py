@@ -48,6 +48,7 @@ from senet.train.optim import (
     scaled_lr,
 )
 from senet.train.resume import ResumePoint, find_resume_state
+from senet.train.run_lock import RunFolderBusy, RunFolderLock
 from senet.train.seed import rng_state, seed_everything, set_rng_state
 from senet.train.summary import RunSummary
 
@@ -65,6 +66,8 @@ __all__ = [
     "NonFiniteLossError",
     "OptimConfig",
     "ResumePoint",
+    "RunFolderBusy",
+    "RunFolderLock",
     "RunOutput",
     "RunSummary",
     "ScheduleConfig",

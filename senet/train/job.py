@@ -31,6 +31,7 @@ from senet.train.resume import (
     config_differences,
     find_resume_state,
 )
+from senet.train.run_lock import RunFolderLock
 from senet.train.run_log import RunLog
 from senet.train.seed import seed_everything
 from senet.train.setup import (
@@ -69,15 +70,21 @@ def train(config: Config, *, resume: str | Path | None = None) -> RunSummary:
     wall_start = time.perf_counter()
     world = init_world(config.train.device)
     try:
-        return _train(config, resume, world, wall_start)
+        with RunFolderLock() as run_lock:  # held by rank 0, the one writer, until the end
+            return _train(config, resume, world, wall_start, run_lock)
     finally:
         world.close()
 
 
 def _train(
-    config: Config, resume: str | Path | None, world: World, wall_start: float
+    config: Config,
+    resume: str | Path | None,
+    world: World,
+    wall_start: float,
+    run_lock: RunFolderLock,
 ) -> RunSummary:
     notes = [_settle_precision(config, world)]  # said once the progress display exists
+    world.main_result(lambda: run_lock.claim_existing(config.output_dir))
     resume_path, resume_state = _find_checkpoint(config, resume, world, notes)
     seed_everything(config.train.seed, deterministic=config.train.deterministic)
     if world.device.type == "cuda" and not config.train.deterministic:
@@ -87,7 +94,7 @@ def _train(
     train_set, val_set, info, train_loader, val_loader = build_data(config, world)
     model, model_kwargs, input_size, cost = model_for_data(config.model, info, val_set)
     # The run folder is made only now: a config that cannot build its model wrote nothing.
-    run_dir = world.main_result(lambda: prepare_run_dir(config.output_dir, config))
+    run_dir = world.main_result(lambda: run_lock.claim(prepare_run_dir(config.output_dir, config)))
     trainer, lr = _build_trainer(config, model, len(train_loader), world)
     model = trainer.model  # on its device (and with SyncBatchNorm where asked)
     resume_point = None
