@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import yaml
 from _folder_holder import hold_run_folder
 
 from senet.ablation import GridError, build_rows, grid_from_dict, load_grid, run_grid, write_report
+from senet.ablation.records import record_runs
 from senet.train import RunFolderLock, read_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -232,6 +234,28 @@ def test_a_point_another_process_trains_into_is_shown_and_left_to_it(tmp_path):
     assert statuses == {"lr=0.1__seed=0": "running elsewhere", "lr=0.2__seed=0": "done"}
     assert "1 running in another process (left to it)" in events[0]
     assert not (busy / "metrics.csv").exists()
+
+
+def test_a_grid_continues_on_another_machine_from_its_record(tmp_path):
+    # The run folders stay behind; the record (no weights) travels, and the grid reuses it.
+    grid = load_grid(write_grid(tmp_path, axes={"optim.lr": [0.1, 0.2]}))
+    first = tmp_path / "machine_a"
+    done = run_grid(grid, first, only=["lr=0.1__*"], on_event=lambda _: None)
+    record = tmp_path / "record"
+    assert record_runs(first, record) == ["lr=0.1__seed=0"]
+    recorded = {p.relative_to(record).as_posix() for p in record.rglob("*") if p.is_file()}
+    assert recorded == {"grid.yaml"} | {
+        f"runs/lr=0.1__seed=0/{name}" for name in ("summary.json", "metrics.csv", "config.yaml")
+    }
+    second = tmp_path / "machine_b"
+    shutil.copytree(record, second)
+    events = []
+    results = run_grid(grid, second, on_event=events.append)
+    assert [r.status for r in results] == ["cached", "done"]
+    assert results[0].summary.final_top1 == done[0].summary.final_top1
+    assert "1 finished earlier" in events[0]
+    with pytest.raises(FileNotFoundError, match="not a `senet ablate` results folder"):
+        record_runs(tmp_path / "nothing", record)
 
 
 def test_an_interrupted_point_continues_from_its_newest_checkpoint(tmp_path):

@@ -381,3 +381,73 @@ def test_the_study_tables_the_gates_of_analysed_runs(tmp_path):
         "| SE-ResNet-20 | 2 | 2 of 2 | none | not recorded | not recorded | 93.50 -> 93.25 |"
         in text
     )
+
+
+def test_a_study_spread_over_two_machines_adopts_the_earlier_cells_without_mixing_seeds(
+    tmp_path, capsys
+):
+    # Machine A ran depth 20 (its run folders stayed there; its study.json travelled).
+    depth20 = {(m, s): 93.0 + s / 10 + ("se_" in m) / 5
+               for m in ("resnet20_cifar", "se_resnet20_cifar") for s in (0, 1, 2)}  # fmt: skip
+    a = _fake_grid_folder(tmp_path / "a", depth20)
+    gated = a / "runs" / "name=se_resnet20_cifar__seed=0"
+    summary = json.loads((gated / "summary.json").read_text()) | {"data": "fashion_mnist"}
+    (gated / "summary.json").write_text(json.dumps(summary))
+    (gated / "analysis-fashion_mnist").mkdir()
+    (gated / "analysis-fashion_mnist" / "saturation.json").write_text(
+        json.dumps(_saturation([0.001], [(1, 1)]))
+    )
+    assert main([str(a)]) == 0
+    earlier = json.loads((a / "study.json").read_text())
+    # Machine B ran depth 56, and one SE-ResNet-20 seed again.
+    depth56 = {(m, s): 94.0 + s / 10 for m in ("resnet56_cifar", "se_resnet56_cifar")
+               for s in (0, 1, 2)}  # fmt: skip
+    b = _fake_grid_folder(tmp_path / "b", {**depth56, ("se_resnet20_cifar", 0): 95.0})
+    (b / "runs" / "name=resnet20_cifar__seed=0" / "checkpoints").mkdir()  # unfinished
+    capsys.readouterr()
+    record = tmp_path / "record"
+    args = [str(b), "--earlier", str(a / "study.json"), "--record", str(record)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    study = json.loads((b / "study.json").read_text())
+    cells = {c["label"]: c for c in study["cells"]}
+    assert study["from_earlier"] == ["name=resnet20_cifar"]
+    assert cells["name=resnet20_cifar"] == earlier["cells"][0]  # adopted as it was
+    # A cell with a run here is this folder's alone: seed 0 from B, seeds 1 and 2 not from A.
+    assert cells["name=se_resnet20_cifar"]["top1"] == {"0": 95.0}
+    assert cells["name=se_resnet20_cifar"]["shown"].startswith("missing (1/3 seeds")
+    assert cells["name=resnet56_cifar"]["mean"] == pytest.approx(94.1)
+    assert (study["finished_runs"], study["status"]) == (10, "partial")
+    assert study["gates"] == []  # the analysed run belongs to a cell that was not adopted
+    assert "Taken from the earlier study (their runs are not in this folder): ResNet-20." in printed
+    assert "recorded 7 finished run(s)" in printed
+    # The record is a results folder of its own: the study reads it, without weights.
+    assert sorted(p.name for p in (record / "runs").iterdir()) == sorted(
+        p.name for p in (b / "runs").iterdir() if (p / "summary.json").exists()
+    )
+    assert main([str(record), "--earlier", str(a / "study.json")]) == 0
+    assert json.loads((record / "study.json").read_text())["cells"] == study["cells"]
+    # An earlier study of another grid is refused.
+    other = earlier | {"study": "another_grid"}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert main([str(b), "--earlier", str(tmp_path / "other.json")]) == 2
+    assert "not grid 'fake_depth'" in capsys.readouterr().err
+
+
+def test_adopted_cells_bring_their_gate_analyses(tmp_path):
+    values = {(m, s): 93.0 for m in ("resnet20_cifar", "se_resnet20_cifar") for s in (0, 1, 2)}
+    a = _fake_grid_folder(tmp_path / "a", values)
+    run = a / "runs" / "name=se_resnet20_cifar__seed=1"
+    summary = json.loads((run / "summary.json").read_text()) | {"data": "fashion_mnist"}
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "analysis-fashion_mnist").mkdir()
+    (run / "analysis-fashion_mnist" / "saturation.json").write_text(
+        json.dumps(_saturation([0.001], [(1, 1)]))
+    )
+    earlier = build_study(load_grid_from(a), a)
+    b = _fake_grid_folder(tmp_path / "b", {})
+    study = build_study(load_grid_from(b), b, earlier=earlier)
+    assert study["from_earlier"] == ["name=resnet20_cifar", "name=se_resnet20_cifar"]
+    assert study["gates"] == earlier["gates"] and len(study["gates"]) == 1
+    assert study["pairs"] == earlier["pairs"] and study["status"] == "partial"
+    assert study["recipe"] == earlier["recipe"]

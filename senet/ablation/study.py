@@ -31,6 +31,7 @@ from senet.ablation.paired import (
     format_difference,
     paired_difference,
 )
+from senet.ablation.records import record_runs
 from senet.ablation.runner import read_summary
 from senet.config import config_from_dict
 from senet.plots import pyplot
@@ -194,15 +195,45 @@ def pretty_model(name: str) -> str:
     return f"SE-{base}" if se else base
 
 
+def adopt_earlier_cells(
+    grid: Grid, cells: list[Cell], earlier: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Fill the cells that have no run in this folder from ``earlier``, a study.json of the same
+    grid written where those runs were (a study spread over machines whose run folders did not
+    all travel); return the adopted cells' earlier entries by label. A cell with any run here
+    is this folder's alone: seeds are never mixed within a cell."""
+    if earlier.get("study") != grid.name or earlier.get("seeds") != list(grid.seeds):
+        raise GridError(
+            f"the earlier study is {earlier.get('study')!r} with seeds {earlier.get('seeds')}, "
+            f"not grid {grid.name!r} with seeds {list(grid.seeds)}: give that grid's study.json"
+        )
+    by_label = {c["label"]: c for c in earlier.get("cells", [])}
+    adopted = {}
+    for cell in cells:
+        old = by_label.get(cell.label)
+        if cell.top1 or cell.failed or old is None or not (old["top1"] or old["failed"]):
+            continue
+        cell.top1 = {int(seed): top1 for seed, top1 in old["top1"].items()}
+        cell.failed = {int(seed): error for seed, error in old["failed"].items()}
+        adopted[cell.label] = old
+    return adopted
+
+
 def build_study(
-    grid: Grid, out_dir: str | Path, twins_dir: str | Path | None = None
+    grid: Grid,
+    out_dir: str | Path,
+    twins_dir: str | Path | None = None,
+    earlier: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The study as plain data (what ``study.json`` holds and the demo reads).
 
     ``twins_dir``: the results folder of another grid that holds the twins without SE (see
     ``external_twin_pairs``); their runs are paired by seed, after checking the recipes match.
+    ``earlier``: an earlier study.json of this grid, whose cells fill those with no run here
+    (``adopt_earlier_cells``); the study lists them under ``from_earlier``.
     """
     cells, info = collect_cells(grid, out_dir)
+    adopted = adopt_earlier_cells(grid, cells, earlier) if earlier is not None else {}
     if twins_dir is None:
         twins = twin_pairs(grid)
     else:
@@ -223,16 +254,27 @@ def build_study(
         "seeds": list(grid.seeds),
         "paired_by": "model twins" if twins else "reference row",
         "twins_from": str(twins_dir) if twins_dir is not None else None,
-        "recipe": {k: first.get(k) for k in ("epochs", "train_images", "val_images")},
-        "cells": [_cell_dict(c, info.get(c.label)) for c in cells],
+        "recipe": {
+            k: first.get(k, (earlier or {}).get("recipe", {}).get(k))
+            for k in ("epochs", "train_images", "val_images")
+        },
+        "from_earlier": list(adopted),
+        "cells": [_cell_dict(c, info.get(c.label), adopted.get(c.label)) for c in cells],
         "pairs": [_pair_dict(p) for p in pairs],
-        "gates": grid_gate_digests(grid, out_dir),
+        "gates": [
+            *grid_gate_digests(grid, out_dir),
+            *(g for g in (earlier or {}).get("gates", []) if g["label"] in adopted),
+        ],
     }
 
 
-def _cell_dict(cell: Cell, info: dict | None) -> dict[str, Any]:
+def _cell_dict(cell: Cell, info: dict | None, earlier: dict | None = None) -> dict[str, Any]:
     summaries = (info or {}).get("summaries", [])
     per_epoch = [s["train_seconds"] / s["epochs"] for s in summaries if s.get("train_seconds")]
+    if earlier is not None:  # its runs are not here: their costs as the earlier study gave them
+        return _cell_dict(cell, None) | {
+            k: earlier.get(k) for k in ("params", "macs", "seconds_per_epoch")
+        }
     return {
         "label": cell.label,
         "name": pretty_model(cell.label) if cell.label.startswith("name=") else cell.label,
@@ -280,6 +322,16 @@ def study_markdown(study: dict[str, Any]) -> str:
         f"Seeds {seeds}. Final-epoch test top-1; a cell with a seed missing is marked, "
         "not averaged over fewer seeds.",
         "",
+        *(
+            [
+                "Taken from the earlier study (their runs are not in this folder): "
+                + ", ".join(pretty_model(label) for label in study["from_earlier"])
+                + ".",
+                "",
+            ]
+            if study.get("from_earlier")
+            else []
+        ),
         "| setting | params | MACs (M) | s/epoch | top-1 (%), mean ± std |",
         "|---|---:|---:|---:|---:|",
     ]
@@ -341,10 +393,11 @@ def write_study(
     json_path: str | Path | None = None,
     plot_path: str | Path | None = None,
     twins_dir: str | Path | None = None,
+    earlier: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write study.md/study.json (and the depth plot for twin grids) under ``out_dir``."""
     out_dir = Path(out_dir)
-    study = build_study(load_study_grid(out_dir), out_dir, twins_dir)
+    study = build_study(load_study_grid(out_dir), out_dir, twins_dir, earlier)
     (out_dir / "study.md").write_text(study_markdown(study))
     text = json.dumps(study, indent=2) + "\n"
     (out_dir / "study.json").write_text(text)
@@ -367,15 +420,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--twins", type=Path, help="another grid's results folder holding the models without SE"
     )
+    parser.add_argument(
+        "--earlier",
+        type=Path,
+        help="a study.json of this grid written elsewhere: fills the cells with no run here",
+    )
+    parser.add_argument(
+        "--record",
+        type=Path,
+        help="also copy the finished runs' record (no weights) here; see senet.ablation.records",
+    )
     args = parser.parse_args(argv)
     try:
+        earlier = json.loads(args.earlier.read_text()) if args.earlier else None
         study = write_study(
-            args.out_dir, json_path=args.json, plot_path=args.plot, twins_dir=args.twins
+            args.out_dir,
+            json_path=args.json,
+            plot_path=args.plot,
+            twins_dir=args.twins,
+            earlier=earlier,
         )
-    except GridError as e:
+        recorded = record_runs(args.out_dir, args.record) if args.record else None
+    except (GridError, OSError, json.JSONDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(study_markdown(study))
+    if recorded is not None:
+        print(f"recorded {len(recorded)} finished run(s) in {args.record}")
     return 0
 
 
