@@ -355,17 +355,21 @@ def test_saturation_digest_counts_blocks_and_dead_units():
     assert old["dead_units"] is None and old["lifeless"] is None
 
 
+def _write_analysis(run: Path, report: dict) -> None:
+    """What `senet analyze RUN` leaves in a Fashion-MNIST run folder."""
+    summary = json.loads((run / "summary.json").read_text()) | {"data": "fashion_mnist"}
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "analysis-fashion_mnist").mkdir()
+    (run / "analysis-fashion_mnist" / "saturation.json").write_text(json.dumps(report))
+
+
 def test_the_study_tables_the_gates_of_analysed_runs(tmp_path):
     values = {(m, s): 93.0 for m in ("resnet20_cifar", "se_resnet20_cifar") for s in (0, 1, 2)}
     out = _fake_grid_folder(tmp_path, values)
     runs = out / "runs"
     for seed, report in ((0, _saturation([0.001, 0.05], [(1, 1), (2, 0)])),
                          (2, _saturation([0.001, 0.001], None))):  # fmt: skip
-        run = runs / f"name=se_resnet20_cifar__seed={seed}"
-        summary = json.loads((run / "summary.json").read_text()) | {"data": "fashion_mnist"}
-        (run / "summary.json").write_text(json.dumps(summary))
-        (run / "analysis-fashion_mnist").mkdir()
-        (run / "analysis-fashion_mnist" / "saturation.json").write_text(json.dumps(report))
+        _write_analysis(runs / f"name=se_resnet20_cifar__seed={seed}", report)
     study = build_study(load_grid_from(out), out)
     assert [(g["label"], g["seed"]) for g in study["gates"]] == [
         ("name=se_resnet20_cifar", 0),
@@ -390,13 +394,7 @@ def test_a_study_spread_over_two_machines_adopts_the_earlier_cells_without_mixin
     depth20 = {(m, s): 93.0 + s / 10 + ("se_" in m) / 5
                for m in ("resnet20_cifar", "se_resnet20_cifar") for s in (0, 1, 2)}  # fmt: skip
     a = _fake_grid_folder(tmp_path / "a", depth20)
-    gated = a / "runs" / "name=se_resnet20_cifar__seed=0"
-    summary = json.loads((gated / "summary.json").read_text()) | {"data": "fashion_mnist"}
-    (gated / "summary.json").write_text(json.dumps(summary))
-    (gated / "analysis-fashion_mnist").mkdir()
-    (gated / "analysis-fashion_mnist" / "saturation.json").write_text(
-        json.dumps(_saturation([0.001], [(1, 1)]))
-    )
+    _write_analysis(a / "runs" / "name=se_resnet20_cifar__seed=0", _saturation([0.001], [(1, 1)]))
     assert main([str(a)]) == 0
     earlier = json.loads((a / "study.json").read_text())
     # Machine B ran depth 56, and one SE-ResNet-20 seed again.
@@ -437,13 +435,7 @@ def test_a_study_spread_over_two_machines_adopts_the_earlier_cells_without_mixin
 def test_adopted_cells_bring_their_gate_analyses(tmp_path):
     values = {(m, s): 93.0 for m in ("resnet20_cifar", "se_resnet20_cifar") for s in (0, 1, 2)}
     a = _fake_grid_folder(tmp_path / "a", values)
-    run = a / "runs" / "name=se_resnet20_cifar__seed=1"
-    summary = json.loads((run / "summary.json").read_text()) | {"data": "fashion_mnist"}
-    (run / "summary.json").write_text(json.dumps(summary))
-    (run / "analysis-fashion_mnist").mkdir()
-    (run / "analysis-fashion_mnist" / "saturation.json").write_text(
-        json.dumps(_saturation([0.001], [(1, 1)]))
-    )
+    _write_analysis(a / "runs" / "name=se_resnet20_cifar__seed=1", _saturation([0.001], [(1, 1)]))
     earlier = build_study(load_grid_from(a), a)
     b = _fake_grid_folder(tmp_path / "b", {})
     study = build_study(load_grid_from(b), b, earlier=earlier)
