@@ -81,13 +81,24 @@ def train(
     Several GPUs or machines: torchrun --nproc_per_node=N -m senet train RECIPE ...
     """
     import os
+    import signal
 
     from senet.data import DataError
-    from senet.train import CheckpointError, ConfigError, NonFiniteLossError, load_config
+    from senet.train import (
+        CheckpointError,
+        ConfigError,
+        NonFiniteLossError,
+        TrainingStopped,
+        load_config,
+    )
     from senet.train import train as run_training
 
     try:
         run_training(load_config(config, overrides or []), resume=resume)
+    except TrainingStopped as e:  # SIGTERM: the checkpoint of the last step is written
+        if os.environ.get("RANK", "0") == "0":
+            typer.echo(f"stopped: {e}", err=True)
+        raise typer.Exit(128 + signal.SIGTERM) from None
     except (ConfigError, DataError, CheckpointError, NonFiniteLossError) as e:
         # Every DDP rank raises the same error; rank 0 says it once.
         if os.environ.get("RANK", "0") == "0":

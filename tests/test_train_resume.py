@@ -74,11 +74,8 @@ def _same_weights(a: Path, b: Path) -> None:
 # --- a real kill ---------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_auto_ends_like_the_uninterrupted_run(tmp_path):
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("{}\n")
-    args = [
+def _kill_args(recipe: Path) -> list[str]:
+    return [
         sys.executable,
         str(CLI),
         "train",
@@ -97,37 +94,71 @@ def test_sigkill_mid_epoch_then_resume_auto_ends_like_the_uninterrupted_run(tmp_
         "train.checkpoint_every_steps=7",
         "log.progress=plain",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    reference = subprocess.run(
-        [*args, f"output_dir={tmp_path / 'ref'}"], env=env, capture_output=True, text=True
-    )
-    assert reference.returncode == 0, reference.stderr
 
+
+KILL_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[list[str], Path]:
+    """The kill tests' command line and the folder of the same run left uninterrupted."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    (root / "recipe.yaml").write_text("{}\n")
+    args = _kill_args(root / "recipe.yaml")
+    done = subprocess.run(
+        [*args, f"output_dir={root / 'ref'}"], env=KILL_ENV, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return args, root / "ref"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_kill_mid_epoch_then_resume_auto_ends_like_the_uninterrupted_run(
+    tmp_path, uninterrupted, sig
+):
+    # SIGKILL: resumed from the newest periodic checkpoint. SIGTERM (a scheduler's preemption):
+    # the run finishes its step, checkpoints that step and exits 143, losing nothing.
+    args, reference = uninterrupted
     run = tmp_path / "run"
     victim = subprocess.Popen(
-        [*args, f"output_dir={run}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [*args, f"output_dir={run}"],
+        env=KILL_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     folder = run / "checkpoints"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and victim.poll() is None:
         # The first checkpoint inside epoch 2 (global step 70 = epoch 2, step 6 of 64).
         if folder.is_dir() and any(p.name.startswith("step-00000070-") for p in folder.iterdir()):
-            os.kill(victim.pid, signal.SIGKILL)
+            os.kill(victim.pid, sig)
             break
         time.sleep(0.002)
-    assert victim.wait(timeout=60) == -signal.SIGKILL, victim.stderr.read().decode()
+    code = victim.wait(timeout=60)
+    stderr = victim.stderr.read().decode()
     newest = CheckpointDir(folder).paths()[-1]
     assert 64 < _step(newest) < 128, f"killed too late: newest checkpoint {newest.name}"
+    if sig == signal.SIGKILL:
+        assert code == -signal.SIGKILL, stderr
+    else:
+        assert code == 128 + signal.SIGTERM, stderr
+        assert f"stopped by a signal after global step {_step(newest)}: checkpoint {newest}" in (
+            stderr
+        )
     assert not (run / "summary.json").exists()
 
     resumed = subprocess.run(
-        [*args, f"output_dir={run}", "--resume", "auto"], env=env, capture_output=True, text=True
+        [*args, f"output_dir={run}", "--resume", "auto"],
+        env=KILL_ENV,
+        capture_output=True,
+        text=True,
     )
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from {newest}: epoch 2, step {_step(newest) - 64}/64" in resumed.stdout
     for name in ("last.safetensors", "best.safetensors", "ema.safetensors"):
-        _same_weights(tmp_path / "ref" / name, run / name)
-    assert _rows(run) == _rows(tmp_path / "ref")  # train loss/top-1 of epoch 2 included
+        _same_weights(reference / name, run / name)
+    assert _rows(run) == _rows(reference)  # train loss/top-1 of epoch 2 included
 
 
 # --- corrupt checkpoints, refusals ---------------------------------------------------------

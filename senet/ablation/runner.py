@@ -148,10 +148,11 @@ class _Children:
                     self._live.discard(process)
 
     @contextlib.contextmanager
-    def stopped_on_exit(self, grace_s: float = 10.0) -> Iterator[None]:
+    def stopped_on_exit(self, grace_s: float = 60.0) -> Iterator[None]:
         """On the way out by an exception (Ctrl-C, or SIGTERM, turned into SystemExit here while
         the grid runs in the main thread): terminate the children, then kill what is left after
-        ``grace_s``. Each resumes from its newest checkpoint when the grid is run again."""
+        ``grace_s``. A terminated `senet train` checkpoints the step it is on before it exits
+        (``senet.train.stop_signal``), so the grid's rerun continues each point from there."""
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main else None
         try:

@@ -50,6 +50,7 @@ from senet.train.optim import (
 from senet.train.resume import ResumePoint, find_resume_state
 from senet.train.run_lock import RunFolderBusy, RunFolderLock
 from senet.train.seed import rng_state, seed_everything, set_rng_state
+from senet.train.stop_signal import StopSignal, TrainingStopped
 from senet.train.summary import RunSummary
 
 __all__ = [
@@ -71,8 +72,10 @@ __all__ = [
     "RunOutput",
     "RunSummary",
     "ScheduleConfig",
+    "StopSignal",
     "TrainConfig",
     "Trainer",
+    "TrainingStopped",
     "World",
     "atomic_write",
     "batchnorm_modules",

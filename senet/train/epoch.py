@@ -17,6 +17,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from senet.train.batchnorm import drop_batchnorm_grads, freeze_batchnorm
 from senet.train.distributed import World, unwrap
+from senet.train.stop_signal import TrainingStopped
 
 # Called after each step with (step_in_epoch, steps_in_epoch, running metrics dict).
 StepCallback = Callable[[int, int, dict[str, float]], None]
@@ -259,6 +260,7 @@ def train_one_epoch(
     first_step: int = 0,
     checkpoint_every: int = 0,
     on_checkpoint: Callable[[EpochTotals], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
     """One epoch of ``trainer.train_batch``; metrics summed over ranks.
 
@@ -273,6 +275,10 @@ def train_one_epoch(
     global step number of the epoch's first step, for messages and for ``checkpoint_every``:
     after every global step divisible by it (except the epoch's last), ``on_checkpoint`` gets
     the totals so far, on every rank.
+
+    ``stop_requested`` (asked at each metrics read, on every rank alike): when it says yes
+    before the epoch's last step, ``on_checkpoint`` gets the totals and the epoch ends with
+    :class:`TrainingStopped` (see ``senet.train.stop_signal``).
     """
     trainer.model.train()
     if freeze_bn:
@@ -297,12 +303,21 @@ def train_one_epoch(
             and (first_step + i + 1) % checkpoint_every == 0
             and i + 1 < steps
         )
+        stop_now = (
+            stop_requested is not None
+            and (i + 1) % sync_every == 0
+            and i + 1 < steps  # at the epoch's end the fit loop checkpoints and stops
+            and stop_requested()
+        )
         if (i + 1) % sync_every == 0 or i + 1 == steps or checkpoint_now:
             metrics = meter.read(i + 1, lr)
             if on_step is not None:
                 on_step(i + 1, steps, metrics)
-            if checkpoint_now:
-                on_checkpoint(meter.read_totals)  # type: ignore[misc]
+            if (checkpoint_now or stop_now) and on_checkpoint is not None:
+                on_checkpoint(meter.read_totals)
+            if stop_now:
+                step = first_step + i + 1
+                raise TrainingStopped(f"stopped by a signal after global step {step}", step=step)
     if steps == 0:
         raise RuntimeError("the training loader yielded no batch (is the dataset empty?)")
     if not metrics.get("images"):

@@ -26,6 +26,7 @@ from senet.train.progress import PlainProgress
 from senet.train.resume import ResumePoint
 from senet.train.run_log import RunLog
 from senet.train.seed import epoch_seed, rng_state, set_rng_state
+from senet.train.stop_signal import StopSignal, TrainingStopped
 
 
 @dataclass
@@ -136,28 +137,41 @@ def fit(
     set_epoch(train_loader, resume.epoch)  # the whole epoch (a loader may have been left mid-way)
     steps_per_epoch = len(train_loader)
     started = time.perf_counter()
-    for epoch in range(resume.epoch, t.epochs):
-        epoch_start = time.perf_counter()
-        row = _train_epoch(
-            trainer, train_loader, epoch, config, progress, output, checkpointer, history, resume
-        )
-        # Every rank evaluates and saves rank 0's running statistics (see broadcast_buffers).
-        for net in (unwrap(trainer.model), trainer.ema):
-            if net is not None:
-                broadcast_buffers(net, world)
-        if (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs:
-            row.update(_validate(trainer, val_loader, config, progress))
-        row["epoch_seconds"] = time.perf_counter() - epoch_start
-        improved = history.add(row)
-        save = partial(_save_weights, trainer, output, row, best=improved)
-        if checkpointer.enabled:
-            step = (epoch + 1) * steps_per_epoch
-            checkpointer.save(epoch + 1, step, EpochTotals(), history, before=save)
-        elif world.is_main:
-            save()
-        progress.log(_epoch_line(row, t.epochs, improved))
+    with StopSignal().installed() as stop:
+        for epoch in range(resume.epoch, t.epochs):
+            epoch_start = time.perf_counter()
+            row = _train_epoch(
+                trainer, train_loader, epoch, config, progress, output, checkpointer, history,
+                resume, stop,
+            )  # fmt: skip
+            # Every rank evaluates and saves rank 0's running statistics (see broadcast_buffers).
+            for net in (unwrap(trainer.model), trainer.ema):
+                if net is not None:
+                    broadcast_buffers(net, world)
+            if (epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs:
+                row.update(_validate(trainer, val_loader, config, progress))
+            row["epoch_seconds"] = time.perf_counter() - epoch_start
+            improved = history.add(row)
+            save = partial(_save_weights, trainer, output, row, best=improved)
+            if checkpointer.enabled:
+                step = (epoch + 1) * steps_per_epoch
+                checkpointer.save(epoch + 1, step, EpochTotals(), history, before=save)
+            elif world.is_main:
+                save()
+            progress.log(_epoch_line(row, t.epochs, improved))
+            if epoch + 1 < t.epochs and stop.requested(world, trainer.device):
+                raise _stopped((epoch + 1) * steps_per_epoch, checkpointer)
     seconds = time.perf_counter() - started
     return fit_result(history.rows, history.best, epochs=t.epochs, seconds=seconds)
+
+
+def _stopped(step: int, checkpointer: Checkpointer) -> TrainingStopped:
+    kept = (
+        f"checkpoint {checkpointer.last}; rerun with --resume auto to continue from it"
+        if checkpointer.enabled and checkpointer.last is not None
+        else "no checkpoint is written without a run folder"
+    )
+    return TrainingStopped(f"stopped by a signal after global step {step}: {kept}", step=step)
 
 
 def _train_epoch(
@@ -170,6 +184,7 @@ def _train_epoch(
     checkpointer: Checkpointer,
     history: History,
     resume: ResumePoint,
+    stop: StopSignal,
 ) -> dict[str, Any]:
     """Epoch ``epoch``'s training pass (continued from ``resume`` mid-epoch); its row so far."""
     t, log_every = config.train, config.log.log_every
@@ -190,6 +205,9 @@ def _train_epoch(
     def on_checkpoint(totals: EpochTotals) -> None:
         checkpointer.save(epoch, base + totals.step, totals, history)
 
+    def stop_requested() -> bool:
+        return stop.requested(trainer.world, trainer.device)
+
     progress.start(f"epoch {epoch + 1}/{t.epochs}", steps)
     try:
         metrics = train_one_epoch(
@@ -202,7 +220,10 @@ def _train_epoch(
             first_step=base,
             checkpoint_every=t.checkpoint_every_steps if checkpointer.enabled else 0,
             on_checkpoint=on_checkpoint if checkpointer.enabled else None,
+            stop_requested=stop_requested,
         )
+    except TrainingStopped as e:
+        raise _stopped(e.step, checkpointer) from None
     except NonFiniteLossError as e:
         kept = (
             f"the last good checkpoint, {checkpointer.last}, is left as it was"

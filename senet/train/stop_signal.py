@@ -1,0 +1,58 @@
+"""Stopping a run on SIGTERM with nothing lost.
+
+SIGTERM is how a run is usually stopped from outside: a scheduler preempting the job (SLURM,
+Kubernetes, spot instances), ``kill``, or ``senet ablate`` being stopped. Without a handler the
+process dies at once and the rerun resumes from the last periodic checkpoint, up to an epoch
+back. While training, senet instead finishes the step in progress, writes a checkpoint of it and
+stops with :class:`TrainingStopped`; ``--resume auto`` then continues from exactly that step.
+Under DDP the ranks agree (a ``max`` over ranks at each check), so all stop at the same step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+import torch
+
+from senet.train.distributed import World
+
+
+class TrainingStopped(RuntimeError):
+    """The run was stopped by a signal after a checkpoint of its last step (if it writes any)."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class StopSignal:
+    """Records SIGTERM while :meth:`installed`; :meth:`requested` asks every rank."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopSignal]:
+        """Catch SIGTERM for the ``with`` block (only the main thread can; elsewhere the
+        default stays), then put the previous handler back."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = signal.signal(signal.SIGTERM, self._record)
+        try:
+            yield self
+        finally:
+            if previous is not None:  # None: a handler not set from Python
+                signal.signal(signal.SIGTERM, previous)
+
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+
+    def requested(self, world: World, device: torch.device) -> bool:
+        """Whether any rank has been asked to stop (the same answer on every rank)."""
+        flag = torch.tensor(int(self.signum is not None), dtype=torch.int32, device=device)
+        return bool(world.all_reduce(flag, "max").item())
