@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from senet.train.resume import checkpoint_folder, computation_differences
 from senet.train.run_lock import folder_holder
 from senet.train.run_log import read_metrics
 from senet.train.setup import resolve_precision
+from senet.train.stop_signal import handling_sigterm
 from senet.train.summary import RunSummary
 
 BACKENDS = ("local", "ray")
@@ -153,10 +153,9 @@ class _Children:
         the grid runs in the main thread): terminate the children, then kill what is left after
         ``grace_s``. A terminated `senet train` checkpoints the step it is on before it exits
         (``senet.train.stop_signal``), so the grid's rerun continues each point from there."""
-        in_main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main else None
         try:
-            yield
+            with handling_sigterm(_exit_on_sigterm):
+                yield
         except BaseException:
             with self._guard:
                 live = list(self._live)
@@ -168,9 +167,6 @@ class _Children:
                 except subprocess.TimeoutExpired:
                     process.kill()
             raise
-        finally:
-            if in_main and previous is not None:  # None: a handler not set from Python
-                signal.signal(signal.SIGTERM, previous)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

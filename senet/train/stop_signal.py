@@ -13,12 +13,27 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 import torch
 
 from senet.train.distributed import World
+
+
+@contextlib.contextmanager
+def handling_sigterm(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """``handler`` gets SIGTERM for the ``with`` block, then the previous handler is put back.
+    Only the main thread can install one; elsewhere the default stays."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler not set from Python
+            signal.signal(signal.SIGTERM, previous)
 
 
 class TrainingStopped(RuntimeError):
@@ -37,17 +52,9 @@ class StopSignal:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[StopSignal]:
-        """Catch SIGTERM for the ``with`` block (only the main thread can; elsewhere the
-        default stays), then put the previous handler back."""
-        if threading.current_thread() is not threading.main_thread():
+        """Catch SIGTERM for the ``with`` block (see :func:`handling_sigterm`)."""
+        with handling_sigterm(self._record):
             yield self
-            return
-        previous = signal.signal(signal.SIGTERM, self._record)
-        try:
-            yield self
-        finally:
-            if previous is not None:  # None: a handler not set from Python
-                signal.signal(signal.SIGTERM, previous)
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
         self.signum = signum
