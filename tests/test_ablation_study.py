@@ -375,7 +375,10 @@ def test_the_study_tables_the_gates_of_analysed_runs(tmp_path):
         ("name=se_resnet20_cifar", 0),
         ("name=se_resnet20_cifar", 2),
     ]  # seed 1 and the baselines hold no analysis: left out
+    # The SE run without an analysis is named so it gets one; a baseline has nothing to analyse.
+    assert study["unanalysed"] == ["name=se_resnet20_cifar__seed=1"]
     text = study_markdown(study)
+    assert "Gates not analysed yet" in text and "`name=se_resnet20_cifar__seed=1`." in text
     assert "saturated: gate std over images < 0.02" in text
     assert (
         "| SE-ResNet-20 | 0 | 1 of 2 | layer1.1 (0.050) | 1 of 3 | layer1.0 | 93.50 -> 93.25 |"

@@ -1,24 +1,25 @@
 """The gate analyses of a grid's runs (``senet analyze RUN`` on each), digested for the study.
 
 Nothing is analysed here: a finished run that holds ``analysis-<data>/saturation.json`` gets a
-row. Runs without one are left out rather than listed, since a run of a model without attention
-(the baseline) has nothing to analyse.
+row. A run of a model with attention that holds none is named as not analysed yet; a baseline has
+nothing to analyse.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from senet.ablation.grid import Grid
+from senet.ablation.grid import Grid, GridPoint
 from senet.ablation.runner import read_summary
 from senet.analysis.saturation import saturation_digest
 
 
-def grid_gate_digests(grid: Grid, out_dir: str | Path) -> list[dict[str, Any]]:
-    """Per analysed run, in grid order, its ``saturation_digest`` with label, seed and run id."""
-    runs = []
+def _finished_reports(grid: Grid, out_dir: str | Path) -> Iterator[tuple[GridPoint, dict | None]]:
+    """Each finished run's grid point, in grid order, with its saturation report (None: the run
+    was not analysed, or its report is unreadable)."""
     for point in grid.points:
         run_dir = Path(out_dir) / "runs" / point.run_id
         summary = read_summary(run_dir)
@@ -26,14 +27,30 @@ def grid_gate_digests(grid: Grid, out_dir: str | Path) -> list[dict[str, Any]]:
             continue
         path = run_dir / f"analysis-{summary.data}" / "saturation.json"
         try:
-            report = json.loads(path.read_text())
+            yield point, json.loads(path.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
-            continue
-        runs.append(
-            {"label": point.label, "seed": point.seed, "run_id": point.run_id}
-            | saturation_digest(report)
-        )
-    return runs
+            yield point, None
+
+
+def grid_gate_digests(grid: Grid, out_dir: str | Path) -> list[dict[str, Any]]:
+    """Per analysed run, in grid order, its ``saturation_digest`` with label, seed and run id."""
+    return [
+        {"label": point.label, "seed": point.seed, "run_id": point.run_id}
+        | saturation_digest(report)
+        for point, report in _finished_reports(grid, out_dir)
+        if report is not None
+    ]
+
+
+def unanalysed_runs(grid: Grid, out_dir: str | Path, labels: set[str]) -> list[str]:
+    """The run ids of finished runs of the settings in ``labels`` (those with attention: the arms
+    of the study's pairs) that hold no gate analysis yet, so that a study or its record is not
+    published without gates that could have been measured."""
+    return [
+        point.run_id
+        for point, report in _finished_reports(grid, out_dir)
+        if report is None and point.label in labels
+    ]
 
 
 def _short(name: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from senet.ablation.gates import gates_markdown, grid_gate_digests
+from senet.ablation.gates import gates_markdown, grid_gate_digests, unanalysed_runs
 from senet.ablation.grid import Grid, GridError, GridPoint, grid_from_dict
 from senet.ablation.paired import (
     Cell,
@@ -240,7 +240,8 @@ def build_study(
         twins, cells = borrow_twins(grid, cells, info, twins_dir)
     total = len(cells) * len(grid.seeds)
     by_label = {c.label: c for c in cells}
-    pairs = [paired_difference(by_label[a], by_label[r]) for a, r in twins or reference_pairs(grid)]
+    arm_pairs = twins or reference_pairs(grid)
+    pairs = [paired_difference(by_label[a], by_label[r]) for a, r in arm_pairs]
     finished = sum(len(c.top1) for c in cells)
     status = "not yet run" if finished == 0 else "complete" if finished == total else "partial"
     first = next((s["summaries"][0] for s in info.values()), {})
@@ -265,6 +266,7 @@ def build_study(
             *grid_gate_digests(grid, out_dir),
             *(g for g in (earlier or {}).get("gates", []) if g["label"] in adopted),
         ],
+        "unanalysed": unanalysed_runs(grid, out_dir, {arm for arm, _ in arm_pairs}),
     }
 
 
@@ -355,6 +357,13 @@ def study_markdown(study: dict[str, Any]) -> str:
         lines.append(f"| {name} | {diffs} | {p['shown']} | {p['verdict']} |")
     gates = gates_markdown(study.get("gates", []), {c["label"]: c["name"] for c in study["cells"]})
     lines += ["", *gates] if gates else []
+    if study.get("unanalysed"):
+        lines += [
+            "",
+            "Gates not analysed yet (`senet analyze RUN` on each, then this command again): "
+            + ", ".join(f"`{run_id}`" for run_id in study["unanalysed"])
+            + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
