@@ -8,18 +8,23 @@ nothing to analyse.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from senet.ablation.grid import Grid, GridPoint
+from senet.ablation.grid import Grid
 from senet.ablation.runner import read_summary
 from senet.analysis.saturation import saturation_digest
 
 
-def _finished_reports(grid: Grid, out_dir: str | Path) -> Iterator[tuple[GridPoint, dict | None]]:
-    """Each finished run's grid point, in grid order, with its saturation report (None: the run
-    was not analysed, or its report is unreadable)."""
+def grid_gates(
+    grid: Grid, out_dir: str | Path, arms: set[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The gates of a grid's finished runs, in grid order, read in one pass: each analysed run's
+    ``saturation_digest`` with label, seed and run id; and the run ids of the runs of the settings
+    in ``arms`` (those with attention: the arms of the study's pairs) that hold no analysis yet,
+    so that a study or its record is not published without gates that could have been measured.
+    """
+    digests, unanalysed = [], []
     for point in grid.points:
         run_dir = Path(out_dir) / "runs" / point.run_id
         summary = read_summary(run_dir)
@@ -27,30 +32,16 @@ def _finished_reports(grid: Grid, out_dir: str | Path) -> Iterator[tuple[GridPoi
             continue
         path = run_dir / f"analysis-{summary.data}" / "saturation.json"
         try:
-            yield point, json.loads(path.read_text())
+            report = json.loads(path.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
-            yield point, None
-
-
-def grid_gate_digests(grid: Grid, out_dir: str | Path) -> list[dict[str, Any]]:
-    """Per analysed run, in grid order, its ``saturation_digest`` with label, seed and run id."""
-    return [
-        {"label": point.label, "seed": point.seed, "run_id": point.run_id}
-        | saturation_digest(report)
-        for point, report in _finished_reports(grid, out_dir)
-        if report is not None
-    ]
-
-
-def unanalysed_runs(grid: Grid, out_dir: str | Path, labels: set[str]) -> list[str]:
-    """The run ids of finished runs of the settings in ``labels`` (those with attention: the arms
-    of the study's pairs) that hold no gate analysis yet, so that a study or its record is not
-    published without gates that could have been measured."""
-    return [
-        point.run_id
-        for point, report in _finished_reports(grid, out_dir)
-        if report is None and point.label in labels
-    ]
+            if point.label in arms:
+                unanalysed.append(point.run_id)
+            continue
+        digests.append(
+            {"label": point.label, "seed": point.seed, "run_id": point.run_id}
+            | saturation_digest(report)
+        )
+    return digests, unanalysed
 
 
 def _short(name: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from senet.ablation.gates import gates_markdown, grid_gate_digests, unanalysed_runs
+from senet.ablation.gates import gates_markdown, grid_gates
 from senet.ablation.grid import Grid, GridError, GridPoint, grid_from_dict
 from senet.ablation.paired import (
     Cell,
@@ -245,6 +245,7 @@ def build_study(
     finished = sum(len(c.top1) for c in cells)
     status = "not yet run" if finished == 0 else "complete" if finished == total else "partial"
     first = next((s["summaries"][0] for s in info.values()), {})
+    gates, unanalysed = grid_gates(grid, out_dir, {arm for arm, _ in arm_pairs})
     return {
         "study": grid.name,
         "title": grid.title,
@@ -263,10 +264,10 @@ def build_study(
         "cells": [_cell_dict(c, info.get(c.label), adopted.get(c.label)) for c in cells],
         "pairs": [_pair_dict(p) for p in pairs],
         "gates": [
-            *grid_gate_digests(grid, out_dir),
+            *gates,
             *(g for g in (earlier or {}).get("gates", []) if g["label"] in adopted),
         ],
-        "unanalysed": unanalysed_runs(grid, out_dir, {arm for arm, _ in arm_pairs}),
+        "unanalysed": unanalysed,
     }
 
 
