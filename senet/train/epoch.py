@@ -316,8 +316,7 @@ def train_one_epoch(
             if (checkpoint_now or stop_now) and on_checkpoint is not None:
                 on_checkpoint(meter.read_totals)
             if stop_now:
-                step = first_step + i + 1
-                raise TrainingStopped(f"stopped by a signal after global step {step}", step=step)
+                raise TrainingStopped(first_step + i + 1)
     if steps == 0:
         raise RuntimeError("the training loader yielded no batch (is the dataset empty?)")
     if not metrics.get("images"):

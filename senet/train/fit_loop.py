@@ -171,7 +171,7 @@ def _stopped(step: int, checkpointer: Checkpointer) -> TrainingStopped:
         if checkpointer.enabled and checkpointer.last is not None
         else "no checkpoint is written without a run folder"
     )
-    return TrainingStopped(f"stopped by a signal after global step {step}: {kept}", step=step)
+    return TrainingStopped(step, kept)
 
 
 def _train_epoch(

@@ -39,8 +39,10 @@ def handling_sigterm(handler: Callable[[int, FrameType | None], None]) -> Iterat
 class TrainingStopped(RuntimeError):
     """The run was stopped by a signal after a checkpoint of its last step (if it writes any)."""
 
-    def __init__(self, message: str, step: int) -> None:
-        super().__init__(message)
+    def __init__(self, step: int, kept: str | None = None) -> None:
+        """``kept``: what the run left to resume from, for the message."""
+        message = f"stopped by a signal after global step {step}"
+        super().__init__(f"{message}: {kept}" if kept else message)
         self.step = step
 
 
