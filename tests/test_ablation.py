@@ -15,7 +15,15 @@ import torch
 import yaml
 from _folder_holder import hold_run_folder
 
-from senet.ablation import GridError, build_rows, grid_from_dict, load_grid, run_grid, write_report
+from senet.ablation import (
+    GridError,
+    build_rows,
+    grid_from_dict,
+    load_grid,
+    markdown_table,
+    run_grid,
+    write_report,
+)
 from senet.ablation.records import record_runs
 from senet.train import RunFolderLock, read_weights
 
@@ -338,6 +346,9 @@ def test_only_runs_the_selected_points_and_reports_the_rest_as_not_run(tmp_path)
     rows = {r.label: r for r in build_rows(grid, results)}
     assert rows["name=resnet20_cifar,lr=0.05"].seeds == []
     assert rows["name=resnet20_cifar,lr=0.05"].failed_seeds == []  # not run is not failed
+    table = markdown_table(grid, list(rows.values()))
+    assert "| name=resnet20_cifar,lr=0.05 (reference) | — | — | — | — | — | — | 0 of 1 |" in table
+    assert table.count("| 1 |") == 2  # the finished settings: all their seeds, no mark
     # Later, the rest: the selected points are finished and not rerun.
     again = run_grid(grid, out, on_event=lambda _: None)
     assert sorted(r.status for r in again) == ["cached", "cached", "done", "done"]
@@ -425,7 +436,7 @@ def test_cli_jobs_2_reports_and_exits_1_when_a_point_fails(tmp_path):
     assert float(rows["name=synthetic"]["top1_mean"]) == pytest.approx(summary["final_top1"])
     assert rows["name=imagefolder"]["top1_mean"] == "" and rows["name=imagefolder"]["failed_seeds"]
     table = (out / "results.md").read_text()
-    assert "name=synthetic" in table and "| 0 (1 failed) |" in table
+    assert "name=synthetic" in table and "| 0 of 1 (1 failed) |" in table
     assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
 
 

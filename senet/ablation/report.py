@@ -105,6 +105,7 @@ def budget(results: list[PointResult]) -> str:
 def markdown_table(grid: Grid, rows: list[Row], budget: str = "") -> str:
     """The grid's result table in Markdown, with the reference row marked."""
     ref = next(r for r in rows if r.is_reference)
+    expected = len(grid.seeds)
     lines = [
         f"### {grid.title}" + (f" ({budget})" if budget else ""),
         "",
@@ -115,14 +116,20 @@ def markdown_table(grid: Grid, rows: list[Row], budget: str = "") -> str:
         label = f"{r.label} (reference)" if r.is_reference else r.label
         params = f"{r.params / 1e6:.3f}M" if r.params is not None else "—"
         macs = f"{r.macs / 1e6:.2f}" if r.macs is not None else "—"
-        seeds = f"{len(r.seeds)}" + (f" ({len(r.failed_seeds)} failed)" if r.failed_seeds else "")
+        seeds = f"{len(r.seeds)}" + ("" if len(r.seeds) == expected else f" of {expected}")
+        seeds += f" ({len(r.failed_seeds)} failed)" if r.failed_seeds else ""
         ms = r.train_ms_per_image
         lines.append(
             f"| {label} | {params} | {macs} | {_pm(r.top1_mean, r.top1_std)} | "
             f"{_pm(r.top5_mean, r.top5_std)} | {_delta(r.top1_mean, ref.top1_mean)} | "
             f"{'—' if ms is None else f'{ms:.3f}'} | {seeds} |"
         )
-    lines += ["", "top-1/top-5: final-epoch validation accuracy, mean ± std over seeds."]
+    lines += [
+        "",
+        "top-1/top-5: final-epoch validation accuracy, mean ± std over the seeds that finished; "
+        "seeds 'k of n': a setting with seeds missing (the study's tables, "
+        "`python -m senet.ablation.study`, do not average those).",
+    ]
     return "\n".join(lines) + "\n"
 
 
