@@ -1,7 +1,7 @@
 """SE's wall-time overhead beside its FLOPs overhead, senet and timm side by side, same process.
 
     python benchmarks/bench_se_overhead.py [--batch 1 8 32] [--modes fp32 bf16-cl fast]
-        [--compile] [--train] [--threads N] [--rounds 5]
+        [--compile] [--train] [--train-models M ...] [--profile-train] [--threads N] [--rounds 5]
 
 Inference: se_resnet50 vs resnet50 (senet) and seresnet50 vs resnet50 (timm), the four models
 timed in turn over ``--rounds`` rounds (interleaved, so drifts in machine load hit all four);
@@ -14,10 +14,14 @@ each figure is the median over rounds of a ``torch.utils.benchmark`` median. Mod
               timm's models get the same treatment
   fast-compile  ``fast`` plus ``torch.compile`` (with ``--compile``)
 
-``--train`` adds the training step (forward, backward, SGD update) of se_resnet20_cifar vs
-resnet20_cifar on 128 Fashion-MNIST-sized images (1x28x28) in fp32, bf16-cl and, with
+``--train`` adds the training step (forward, backward, SGD update) of se_X vs X for each X of
+``--train-models`` (default resnet20_cifar; the depth study's are resnet20_cifar resnet56_cifar
+resnet110_cifar) on 128 Fashion-MNIST-sized images (1x28x28) in fp32, bf16-cl and, with
 ``--compile``, bf16-cl compiled. The FLOPs overhead printed beside each is senet's profile in the
-paper's convention. Only ratios within one run mean anything on a shared machine.
+paper's convention. ``--profile-train`` adds, per model pair, where SE's extra step time goes in
+bf16-cl: the operators whose self CPU time per step grows most (``torch.profiler``; its own
+overhead inflates small operators, so read the big rows). Only ratios within one run mean
+anything on a shared machine.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ TRAIN_MODES = ("fp32", "bf16-cl", "bf16-cl-compile")
 
 
 def _median_time(fn: Callable[[], object], min_run_time: float) -> float:
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn})
+    # Timer runs on one thread unless told: time with the threads this process was given.
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
@@ -142,30 +147,71 @@ def _train_step_fn(name: str, mode: str, batch: int, device: str) -> Callable[[]
     return step
 
 
+def _median_step_times(fns: dict[str, Callable[[], object]], rounds: int, min_run_time: float):
+    for fn in fns.values():  # warm-up (and compilation) outside inference_mode
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            times[k].append(_median_time(fn, min_run_time))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def bench_train(
-    modes: list[str], rounds: int, min_run_time: float, device: str, batch: int = 128
+    models: list[str],
+    modes: list[str],
+    rounds: int,
+    min_run_time: float,
+    device: str,
+    batch: int = 128,
 ) -> None:
-    macs = _macs_overhead("se_resnet20_cifar", "resnet20_cifar", (1, 28, 28), in_chans=1)
-    print(f"\nTraining step, {batch} x 1x28x28. SE MACs overhead: +{macs:.2%}")
-    print(
-        "| mode | resnet20_cifar step ms | img/s | se_resnet20_cifar overhead |\n|---|---:|---:|---:|"
-    )
-    for mode in modes:
-        names = ("resnet20_cifar", "se_resnet20_cifar")
-        fns = {n: _train_step_fn(n, mode, batch, device) for n in names}
-        for fn in fns.values():  # warm-up (and compilation) outside inference_mode
-            fn()
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        for _ in range(rounds):
-            for k, fn in fns.items():
-                times[k].append(_median_time(fn, min_run_time))
-        t = {k: statistics.median(v) for k, v in times.items()}
+    print(f"\nTraining step, {batch} x 1x28x28; each model against its SE twin se_X")
+    print("| model | mode | step ms | img/s | SE MACs overhead | SE step overhead |")
+    print("|---|---|---:|---:|---:|---:|")
+    for base in models:
+        se = f"se_{base}"
+        macs = _macs_overhead(se, base, (1, 28, 28), in_chans=1)
+        for mode in modes:
+            fns = {n: _train_step_fn(n, mode, batch, device) for n in (base, se)}
+            t = _median_step_times(fns, rounds, min_run_time)
+            print(
+                f"| {base} | {mode} | {t[base] * 1e3:.1f} | {batch / t[base]:.0f} | +{macs:.2%} "
+                f"| {t[se] / t[base] - 1:+.1%} |",
+                flush=True,
+            )
+            torch._dynamo.reset()
+
+
+def _self_ms_per_op(step: Callable[[], object], steps: int) -> dict[str, float]:
+    """Self CPU time per training step of each operator (ms), from ``torch.profiler``."""
+    step()  # warm-up outside the profile
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    return {e.key: e.self_cpu_time_total / 1e3 / steps for e in prof.key_averages()}
+
+
+def profile_train(
+    models: list[str], device: str, batch: int = 128, steps: int = 3, top: int = 10
+) -> None:
+    """Per model pair in bf16-cl: the operators whose self time grows most with SE."""
+    for base in models:
+        se = f"se_{base}"
+        ms = {
+            n: _self_ms_per_op(_train_step_fn(n, "bf16-cl", batch, device), steps)
+            for n in (base, se)
+        }
+        total = {n: sum(v.values()) for n, v in ms.items()}
+        ops = set(ms[base]) | set(ms[se])
+        grown = sorted(ops, key=lambda k: ms[base].get(k, 0.0) - ms[se].get(k, 0.0))
         print(
-            f"| {mode} | {t['resnet20_cifar'] * 1e3:.1f} | {batch / t['resnet20_cifar']:.0f} "
-            f"| {t['se_resnet20_cifar'] / t['resnet20_cifar'] - 1:+.1%} |",
-            flush=True,
+            f"\n{se} vs {base}, bf16-cl, batch {batch}, profiled: {total[base]:.0f} -> "
+            f"{total[se]:.0f} ms self CPU per step ({total[se] / total[base] - 1:+.1%})"
         )
-        torch._dynamo.reset()
+        print("| operator | base ms/step | SE ms/step | SE - base |\n|---|---:|---:|---:|")
+        for k in grown[:top]:
+            a, b = ms[base].get(k, 0.0), ms[se].get(k, 0.0)
+            print(f"| `{k}` | {a:.1f} | {b:.1f} | {b - a:+.1f} |")
 
 
 def main() -> None:
@@ -176,6 +222,12 @@ def main() -> None:
     )
     parser.add_argument("--compile", action="store_true", help="add the compiled modes")
     parser.add_argument("--train", action="store_true", help="add the training-step comparison")
+    parser.add_argument(
+        "--train-models", nargs="+", default=["resnet20_cifar"], help="X of each se_X vs X pair"
+    )
+    parser.add_argument(
+        "--profile-train", action="store_true", help="where SE's training step time goes"
+    )
     parser.add_argument("--no-inference", action="store_true")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=None)
@@ -192,7 +244,9 @@ def main() -> None:
         bench_inference(args.batch, modes, args.rounds, args.min_run_time, args.device)
     if args.train:
         modes = [m for m in TRAIN_MODES if args.compile or not m.endswith("compile")]
-        bench_train(modes, args.rounds, args.min_run_time, args.device)
+        bench_train(args.train_models, modes, args.rounds, args.min_run_time, args.device)
+    if args.profile_train:
+        profile_train(args.train_models, args.device)
     print(f"\n({time.time() - start:.0f} s)")
 
 

@@ -33,7 +33,10 @@ TORCH_LAYOUT = {"stride_in_1x1": False, "stem_pool": "torch"}
 
 
 def time_it(fn, label: str, min_run_time: float) -> float:
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, label=label)
+    # Timer runs on one thread unless told: time with the threads this process was given.
+    timer = benchmark.Timer(
+        stmt="fn()", globals={"fn": fn}, label=label, num_threads=torch.get_num_threads()
+    )
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
 

@@ -52,6 +52,32 @@ def test_bench_se_overhead_train_step_runs(mode):
     assert torch.isfinite(torch.tensor([first, second])).all()
 
 
+@pytest.mark.parametrize(
+    "bench_name, timer, labels",
+    [("bench_se_overhead", "_median_time", ()), ("bench_zoo", "time_it", ("label",))],
+)
+def test_benchmark_timers_keep_the_process_thread_count(bench_name, timer, labels):
+    # torch.utils.benchmark.Timer times on one thread unless given num_threads
+    time_fn = getattr(_load(bench_name), timer)
+    seen = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        time_fn(lambda: seen.append(torch.get_num_threads()), *labels, min_run_time=0.01)
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {2}
+
+
+def test_bench_se_overhead_profile_sees_the_se_operators():
+    bench = _load("bench_se_overhead")
+    base = bench._self_ms_per_op(bench._train_step_fn("resnet20_cifar", "bf16-cl", 4, "cpu"), 1)
+    se = bench._self_ms_per_op(bench._train_step_fn("se_resnet20_cifar", "bf16-cl", 4, "cpu"), 1)
+    assert all(ms >= 0 for ms in base.values()) and sum(base.values()) > 0
+    # SE's gate and scale run operators that the plain net does not run at all
+    assert {"aten::sigmoid", "aten::addcmul"} <= set(se) - set(base)
+
+
 def test_bench_se_overhead_inference_fast_mode_runs():
     bench = _load("bench_se_overhead")
     model = senet.create_model("se_resnet20_cifar", num_classes=10)
