@@ -70,8 +70,11 @@ def _inference_fn(model: torch.nn.Module, mode: str, x: torch.Tensor) -> Callabl
     return run
 
 
-def _interleaved(fns: dict[str, Callable[[], object]], rounds: int, min_run_time: float) -> dict:
-    with torch.inference_mode():
+def _interleaved(
+    fns: dict[str, Callable[[], object]], rounds: int, min_run_time: float, *, inference: bool
+) -> dict[str, float]:
+    """Median time of each fn over ``rounds`` in which they take turns (after one warm-up call)."""
+    with torch.inference_mode() if inference else contextlib.nullcontext():
         for fn in fns.values():  # warm-up (and compilation)
             fn()
         times: dict[str, list[float]] = {k: [] for k in fns}
@@ -109,7 +112,7 @@ def bench_inference(
             torch.manual_seed(0)
             x = torch.randn(batch, 3, 224, 224, device=device)
             fns = {k: _inference_fn(build(), mode, x) for k, build in builders.items()}
-            t = _interleaved(fns, rounds, min_run_time)
+            t = _interleaved(fns, rounds, min_run_time, inference=True)
             ours = t["senet_se50"] / t["senet_r50"] - 1
             theirs = t["timm_se50"] / t["timm_r50"] - 1
             print(
@@ -147,16 +150,6 @@ def _train_step_fn(name: str, mode: str, batch: int, device: str) -> Callable[[]
     return step
 
 
-def _median_step_times(fns: dict[str, Callable[[], object]], rounds: int, min_run_time: float):
-    for fn in fns.values():  # warm-up (and compilation) outside inference_mode
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            times[k].append(_median_time(fn, min_run_time))
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def bench_train(
     models: list[str],
     modes: list[str],
@@ -173,7 +166,7 @@ def bench_train(
         macs = _macs_overhead(se, base, (1, 28, 28), in_chans=1)
         for mode in modes:
             fns = {n: _train_step_fn(n, mode, batch, device) for n in (base, se)}
-            t = _median_step_times(fns, rounds, min_run_time)
+            t = _interleaved(fns, rounds, min_run_time, inference=False)
             print(
                 f"| {base} | {mode} | {t[base] * 1e3:.1f} | {batch / t[base]:.0f} | +{macs:.2%} "
                 f"| {t[se] / t[base] - 1:+.1%} |",
