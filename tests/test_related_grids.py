@@ -60,4 +60,4 @@ def test_the_grid_table_reports_measured_time_per_image(tmp_path):
     assert [round(r.train_ms_per_image, 3) for r in rows] == [1.333, 1.333]
     table = markdown_table(grid, rows)
     assert "| Δ top-1 | train ms/img | seeds |" in table
-    assert "| 1.333 | 2 |" in table
+    assert "| 1.333 | 2 of 3 |" in table  # seeds 0 and 1 of the grid's three
