@@ -69,6 +69,15 @@ def test_benchmark_timers_keep_the_process_thread_count(bench_name, timer, label
     assert seen and set(seen) == {2}
 
 
+def test_bench_squeeze_times_both_squeezes_and_rejects_bad_shapes():
+    bench = _load("bench_squeeze")
+    times = bench.squeeze_times((2, 8, 6, 6), threads=1, min_run_time=0.01)
+    assert times.keys() == {"matmul", "mean"} and all(t > 0 for t in times.values())
+    assert bench.parse_shape("8x256x56x56") == (8, 256, 56, 56)
+    with pytest.raises(argparse.ArgumentTypeError, match="N x C x H x W"):
+        bench.parse_shape("8x256x56")
+
+
 def test_bench_se_overhead_profile_sees_the_se_operators():
     bench = _load("bench_se_overhead")
     base = bench._self_ms_per_op(bench._train_step_fn("resnet20_cifar", "bf16-cl", 4, "cpu"), 1)

@@ -43,9 +43,9 @@ def _matmul_is_faster(x: torch.Tensor) -> bool:
         return False
     if x.shape[2] * x.shape[3] < 16:
         return False
-    # Measured on 2 threads: with few channels and a large batch (CIFAR nets, 16-64 channels,
-    # batch 128) the batched product stays on one core and Tensor.mean is 1.25-2x faster; not
-    # switched yet, since it changes SE's bf16 digits in the middle of the depth study.
+    # benchmarks/bench_squeeze.py: with few channels and a large batch (CIFAR nets, 16-64
+    # channels, batch 128) the batched product stays on one core and on 2 threads Tensor.mean is
+    # 1.3-1.8x faster; not switched yet, since it changes SE's bf16 digits mid depth study.
     return x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
 
 
