@@ -34,19 +34,13 @@ from collections.abc import Callable
 
 import timm
 import torch
-from torch.utils import benchmark
+from _timing import median_seconds
 
 import senet
 from senet.models.precision import describe_cpu
 
 INFER_MODES = ("fp32", "fp32-cl", "bf16-cl", "fast", "fast-compile")
 TRAIN_MODES = ("fp32", "bf16-cl", "bf16-cl-compile")
-
-
-def _median_time(fn: Callable[[], object], min_run_time: float) -> float:
-    # Timer runs on one thread unless told: time with the threads this process was given.
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
 def _inference_fn(model: torch.nn.Module, mode: str, x: torch.Tensor) -> Callable[[], object]:
@@ -80,7 +74,7 @@ def _interleaved(
         times: dict[str, list[float]] = {k: [] for k in fns}
         for _ in range(rounds):
             for k, fn in fns.items():
-                times[k].append(_median_time(fn, min_run_time))
+                times[k].append(median_seconds(fn, min_run_time))
     return {k: statistics.median(v) for k, v in times.items()}
 
 

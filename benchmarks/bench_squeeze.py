@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.utils import benchmark
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from _timing import median_seconds
 
 from senet.layers.pooling import _MeanByMatmul
 
@@ -46,10 +47,7 @@ def squeeze_times(shape: tuple[int, ...], threads: int, min_run_time: float) -> 
         candidates["matmul"]().float(), candidates["mean"]().float(), rtol=2e-2, atol=2e-2
     )
     return {
-        name: benchmark.Timer("f()", globals={"f": f}, num_threads=threads)
-        .blocked_autorange(min_run_time=min_run_time)
-        .median
-        for name, f in candidates.items()
+        name: median_seconds(f, min_run_time, num_threads=threads) for name, f in candidates.items()
     }
 
 

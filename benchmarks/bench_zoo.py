@@ -18,7 +18,7 @@ import statistics
 import timm
 import torch
 import torchvision
-from torch.utils import benchmark
+from _timing import median_seconds
 
 import senet
 
@@ -30,14 +30,6 @@ PAIRS = [
      lambda: timm.create_model("seresnext50_32x4d")),
 ]  # fmt: skip
 TORCH_LAYOUT = {"stride_in_1x1": False, "stem_pool": "torch"}
-
-
-def time_it(fn, label: str, min_run_time: float) -> float:
-    # Timer runs on one thread unless told: time with the threads this process was given.
-    timer = benchmark.Timer(
-        stmt="fn()", globals={"fn": fn}, label=label, num_threads=torch.get_num_threads()
-    )
-    return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
 def main() -> None:
@@ -91,7 +83,7 @@ def main() -> None:
                     model, infer, train = fns[label]
                     model.train(kind == "train")
                     fn = infer if kind == "infer" else train
-                    last[label, kind] = time_it(fn, label, args.min_run_time)
+                    last[label, kind] = median_seconds(fn, args.min_run_time, label=label)
                 ratios[kind].append(last["senet", kind] / last["peer", kind])
         med = {k: statistics.median(v) for k, v in ratios.items()}
         print(
