@@ -1,6 +1,7 @@
 """Attention building blocks: plain nn.Modules, configured only through their constructors."""
 
 from senet.layers.activations import Clamp01, activation_names, create_act
+from senet.layers.branch_scale import BranchScale
 from senet.layers.cbam import CBAM, ChannelGate, SpatialGate
 from senet.layers.create_attn import attention_names, create_attn, get_attn
 from senet.layers.detect import SENET_ATTENTION, is_attention_module, outermost_attention
@@ -24,6 +25,7 @@ __all__ = [
     "ECA",
     "SCSE",
     "SENET_ATTENTION",
+    "BranchScale",
     "ChannelGate",
     "Clamp01",
     "GatedScale",

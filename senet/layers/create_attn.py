@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from senet.layers.branch_scale import BranchScale
 from senet.layers.cbam import CBAM, ChannelGate, SpatialGate
 from senet.layers.eca import ECA
 from senet.layers.gather_excite import GatherExcite
@@ -21,6 +22,7 @@ _ATTENTION: dict[str, Callable[..., nn.Module]] = {
     "eca": ECA,
     "ge": GatherExcite,
     "scse": SCSE,
+    "scale": BranchScale,  # a fixed scale, no attention: the control for constant SE gates
 }
 
 AttnLayer = str | type[nn.Module] | Callable[..., nn.Module] | None
