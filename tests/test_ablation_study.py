@@ -137,6 +137,9 @@ def test_reference_row_pairs_name_both_sides_in_the_table():
     assert "on top of the grid file" not in text
     ran = study_markdown({**study, "command_line": ["model.name=se_resnet56_cifar"]})
     assert "Run with `model.name=se_resnet56_cifar` on top of the grid file." in ran
+    # One setting and no baseline (a control paired with another grid): no empty pair table.
+    alone = study_markdown({**study, "pairs": []})
+    assert "| pair |" not in alone and "senet compare RUNS --reference OTHER_RUNS" in alone
 
 
 def test_pretty_model_names():

@@ -345,13 +345,20 @@ def study_markdown(study: dict[str, Any]) -> str:
         lines.append(f"| {c['name']} | {params} | {macs} | {sec} | {c['shown']} |")
     twins = study["paired_by"] == "model twins"
     against = "its twin without SE" if twins else "the row named after the minus sign"
-    lines += [
-        "",
-        f"Paired by seed: setting - {against}, top-1 points, mean [95% Student t CI].",
-        "",
-        "| pair | per-seed differences | mean [95% CI] | verdict |",
-        "|---|---|---:|---|",
-    ]
+    if not study["pairs"]:  # one setting, no baseline: its runs pair with another grid's
+        lines += [
+            "",
+            "No pairs in this grid (one setting, no baseline); pair its runs by seed with other "
+            "runs: `senet compare RUNS --reference OTHER_RUNS`.",
+        ]
+    else:
+        lines += [
+            "",
+            f"Paired by seed: setting - {against}, top-1 points, mean [95% Student t CI].",
+            "",
+            "| pair | per-seed differences | mean [95% CI] | verdict |",
+            "|---|---|---:|---|",
+        ]
     for p in study["pairs"]:
         diffs = " / ".join(f"{v:+.2f}" for v in p["differences"].values()) or "—"
         name = p["name"] if twins else f"{p['arm']} - {p['reference']}"
