@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from senet.layers.validate import check_feature_map, check_positive_int
+from senet.layers.validate import check_feature_map, check_finite_number, check_positive_int
 
 
 class BranchScale(nn.Module):
@@ -25,13 +23,7 @@ class BranchScale(nn.Module):
     def __init__(self, channels: int, value: float = 0.5) -> None:
         super().__init__()
         self.channels = check_positive_int("BranchScale", "channels", channels)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise ValueError(f"BranchScale: value must be a finite number, got {value!r}")
-        self.value = float(value)
+        self.value = check_finite_number("BranchScale", "value", value)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """``x * value``, or ``residual + x * value`` when the block passes its shortcut."""

@@ -3,6 +3,7 @@ names the argument the user passed and reads the same way."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -13,6 +14,13 @@ def check_positive_int(owner: str, name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{owner}: {name} must be an integer >= 1, got {value!r}")
     return value
+
+
+def check_finite_number(owner: str, name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite int or float, else raise a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def check_choice(owner: str, name: str, value: object, allowed: Iterable[str]) -> str:
