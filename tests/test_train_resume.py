@@ -318,3 +318,28 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint_then_resume_skips(
     assert [r["train_skipped"] for r in _rows(run)] == ["0", "1"]
     weights, _ = read_weights(run / "last.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_a_resumed_epoch_counts_the_time_before_the_stop(tmp_path, monkeypatch):
+    # A run stopped mid-epoch and resumed in a later session reports its whole time: the
+    # stopped epoch's seconds ride in the checkpoint (here made 1000 s to be unmistakable).
+    run = tmp_path / "run"
+    extra = ("train.epochs=2", "train.checkpoint_every_steps=3")
+    _poison_training_forward(monkeypatch, at_call=11)  # epoch 2, step 3: after checkpoint 9
+    with pytest.raises(NonFiniteLossError):
+        train(_config(run, *extra))
+    folder = CheckpointDir(run / "checkpoints")
+    newest = folder.paths()[-1]
+    state = load_checkpoint(newest)
+    assert _step(newest) == 9 and state["totals"]["step"] == 1
+    assert 0 < state["totals"]["seconds"] < 1000
+    state["totals"]["seconds"] = 1000.0
+    newest.unlink()
+    folder.save(state, step=9)
+
+    monkeypatch.undo()
+    summary = train(_config(run, *extra), resume="auto")
+    with open(run / "metrics.csv") as f:
+        seconds = [float(row["epoch_seconds"]) for row in csv.DictReader(f)]
+    assert seconds[0] < 1000 <= seconds[1]
+    assert summary["train_seconds"] == pytest.approx(sum(seconds))

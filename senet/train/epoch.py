@@ -49,6 +49,7 @@ class EpochTotals:
     correct: int = 0  # top-1 hits on the training batches
     images: int = 0  # images trained on
     skipped: int = 0  # batches skipped for a non-finite loss (train.skip_nonfinite)
+    seconds: float = 0.0  # wall time of those steps, so a resumed epoch reports its whole time
 
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
@@ -206,6 +207,7 @@ class EpochMeter:
             self.images_here = start.images
         self.first_bad = torch.full((), _NO_STEP, device=device, dtype=torch.int64)
         self.skipped = start.skipped
+        self.seconds_before = start.seconds
         self.trained_here = 0  # images this rank trained on in this call (throughput)
         self.started = time.perf_counter()
         self.read_totals = EpochTotals()
@@ -236,8 +238,10 @@ class EpochMeter:
                 "train.skip_nonfinite=true",
                 step=bad,
             )
-        self.read_totals = EpochTotals(step, loss_sum, int(correct), int(images), self.skipped)
         elapsed = time.perf_counter() - self.started
+        self.read_totals = EpochTotals(
+            step, loss_sum, int(correct), int(images), self.skipped, self.seconds_before + elapsed
+        )
         return {
             "loss": loss_sum / max(images, 1),
             "top1": 100.0 * correct / max(images, 1),

@@ -136,10 +136,12 @@ def fit(
     checkpointer = Checkpointer(trainer, config, output)
     set_epoch(train_loader, resume.epoch)  # the whole epoch (a loader may have been left mid-way)
     steps_per_epoch = len(train_loader)
-    started = time.perf_counter()
     with StopSignal().installed() as stop:
         for epoch in range(resume.epoch, t.epochs):
-            epoch_start = time.perf_counter()
+            # Resumed mid-epoch, the steps before the stop count toward this epoch's time.
+            epoch_start = time.perf_counter() - (
+                resume.totals.seconds if epoch == resume.epoch else 0
+            )
             row = _train_epoch(
                 trainer, train_loader, epoch, config, progress, output, checkpointer, history,
                 resume, stop,
@@ -161,8 +163,7 @@ def fit(
             progress.log(_epoch_line(row, t.epochs, improved))
             if epoch + 1 < t.epochs and stop.requested(world, trainer.device):
                 raise _stopped((epoch + 1) * steps_per_epoch, checkpointer)
-    seconds = time.perf_counter() - started
-    return fit_result(history.rows, history.best, epochs=t.epochs, seconds=seconds)
+    return fit_result(history.rows, history.best, epochs=t.epochs)
 
 
 def _stopped(step: int, checkpointer: Checkpointer) -> TrainingStopped:
@@ -265,9 +266,12 @@ def _save_weights(trainer: Trainer, output: RunOutput, row: dict[str, Any], *, b
 
 
 def fit_result(
-    rows: list[dict[str, Any]], best: dict[str, float], *, epochs: int, seconds: float
+    rows: list[dict[str, Any]], best: dict[str, float], *, epochs: int
 ) -> dict[str, Any]:
-    """The best and last validation metrics, throughput and the history, from the epoch rows."""
+    """The best and last validation metrics, throughput and the history, from the epoch rows.
+
+    ``train_seconds`` sums the rows' ``epoch_seconds``: a run resumed over several sessions
+    reports the time of all its epochs, not of the last session's."""
     evaluated = [r for r in rows if "val_top1" in r]
     last = evaluated[-1] if evaluated else {}
     return {
@@ -281,7 +285,7 @@ def fit_result(
         "final_ema_top1": last.get("ema_val_top1"),
         "final_flip_top1": last.get("val_flip_top1"),
         "skipped_batches": sum(int(r.get("train_skipped", 0)) for r in rows),
-        "train_seconds": seconds,
+        "train_seconds": sum(float(r.get("epoch_seconds", 0.0)) for r in rows),
         "train_img_s": float(np.mean([r["train_img_s"] for r in rows])) if rows else None,
         "history": rows,
     }
