@@ -12,13 +12,16 @@ from senet.cli import app
 from senet.config import ConfigError
 
 
-def fake_run(folder, model: str, seed: int, top1: float, flip: float | None = None):
+def fake_run(
+    folder, model: str, seed: int, top1: float, flip: float | None = None, attn: str | None = None
+):
     """A finished run's files as `senet train` leaves them, with chosen accuracies."""
     folder.mkdir(parents=True)
+    config = {"train": {"seed": seed}, "model": {"name": model, "attn": attn}}
     summary = {
         "model": model, "data": "fashion_mnist", "params": 1000, "macs": 2_000_000,
         "epochs": 2, "best_epoch": 2, "best_top1": top1, "final_top1": top1,
-        "final_flip_top1": flip, "wall_seconds": 3.0, "config": {"train": {"seed": seed}},
+        "final_flip_top1": flip, "wall_seconds": 3.0, "config": config,
     }  # fmt: skip
     (folder / "summary.json").write_text(json.dumps(summary))
     (folder.parent / f"{folder.name}.log").write_text("a log beside the run, as a shell leaves it")
@@ -87,3 +90,15 @@ def test_bad_runs_are_named(runs, tmp_path):
     no_flip = fake_run(tmp_path / "no_flip", "se_net", 0, 94.0)
     with pytest.raises(ConfigError, match=r"no final_flip_top1 \(train with train.eval_flip"):
         compare_paired([no_flip], ref, metric="final_flip_top1")
+
+
+def test_a_network_with_attention_put_in_by_its_config_is_labelled_so(tmp_path):
+    # The constant-scale control is resnet110_cifar with model.attn=scale: its label must not
+    # read as the plain network it is paired with.
+    arm = [
+        fake_run(tmp_path / f"scaled_{s}", "plain_net", s, 94.0 + s, attn="scale") for s in (0, 1)
+    ]
+    ref = [fake_run(tmp_path / f"plain_{s}", "plain_net", s, 93.0 + s) for s in (0, 1)]
+    paired = compare_paired(arm, ref)
+    assert paired.arm.label == "plain_net (attn=scale)" and paired.reference.label == "plain_net"
+    assert paired.difference.differences == pytest.approx({0: 1.0, 1: 1.0})

@@ -97,7 +97,7 @@ def compare_paired(
 
 
 def _by_seed(folders: list[Path], metric: str) -> tuple[str, dict[int, tuple[float, Path]]]:
-    """(label, seed -> (value, folder)); the label is the runs' model names."""
+    """(label, seed -> (value, folder)); the label is the runs' models (see ``_run_label``)."""
     if not folders:
         raise ConfigError("no run folders given for one side of the comparison")
     runs: dict[int, tuple[float, Path]] = {}
@@ -121,6 +121,14 @@ def _by_seed(folders: list[Path], metric: str) -> tuple[str, dict[int, tuple[flo
                 f"{folder} and {runs[seed][1]} both ran seed {seed}: give one run per seed a side"
             )
         runs[seed] = (float(value), folder)
-        if summary.model not in models:
-            models.append(summary.model)
+        label = _run_label(summary)
+        if label not in models:
+            models.append(label)
     return " + ".join(models), runs
+
+
+def _run_label(summary: RunSummary) -> str:
+    """The model's name, with the attention its config put into it (``model.attn``): a control
+    such as ``resnet110_cifar`` with ``attn=scale`` must not read as the plain network."""
+    attn = (summary.config or {}).get("model", {}).get("attn")
+    return f"{summary.model} (attn={attn})" if attn else summary.model
