@@ -109,9 +109,20 @@ def train(
 
 @app.command()
 def evaluate(
-    model: str = typer.Argument(..., help="Registry name, e.g. se_resnet50"),
-    weights: Path = typer.Option(..., "--weights", help="senet .safetensors, or timm/Cadene file"),
-    data: str = typer.Option(..., "--data", help="fashion_mnist, cifar10, cifar100, imagefolder"),
+    source: str = typer.Argument(
+        ...,
+        help="A `senet train` run folder, or a registry name (e.g. se_resnet50) with --weights.",
+    ),
+    weights: Path = typer.Option(
+        None,
+        "--weights",
+        help="senet .safetensors, or timm/Cadene file (default for a run folder: best, else last).",
+    ),
+    data: str = typer.Option(
+        None,
+        "--data",
+        help="fashion_mnist, cifar10, cifar100, imagefolder (default for a run folder: the run's).",
+    ),
     root: str = typer.Option(None, "--root", help="Dataset folder (imagefolder: holds val/)."),
     size: int = typer.Option(None, "--size", help="Evaluate only the first N images."),
     batch_size: int = typer.Option(256, "--batch-size"),
@@ -122,15 +133,16 @@ def evaluate(
     ),
 ) -> None:
     """Top-1/top-5, per-class accuracy and a confusion-matrix PNG for a weights file."""
+    from dataclasses import replace
+
     from rich.console import Console
 
-    from senet.evaluation import EvalSource, evaluate_weights, per_class_table
+    from senet.evaluation import evaluate_weights, per_class_table, resolve_source
 
-    source = EvalSource(
-        model, weights, data, root=root, size=size, batch_size=batch_size, device=device
-    )
     with _clear_errors():
-        report = evaluate_weights(source, output_dir=output, flip=flip)
+        found = resolve_source(source, weights, data, root)
+        found = replace(found, size=size, batch_size=batch_size, device=device)
+        report = evaluate_weights(found, output_dir=output, flip=flip)
     Console().print(per_class_table(report))
     if report.flip_top1 is not None:
         typer.echo(
@@ -427,7 +439,7 @@ def analyze(
         ..., help="A `senet train` run folder, or a model name with --weights."
     ),
     weights: Path = typer.Option(
-        None, "--weights", help="Weights file (when SOURCE is a model name)."
+        None, "--weights", help="Weights file (default for a run folder: best, else last)."
     ),
     data: str = typer.Option(None, "--data", help="Dataset (default: the run's)."),
     root: str = typer.Option(None, "--root", help="Dataset folder."),
@@ -446,21 +458,11 @@ def analyze(
 
     from rich.console import Console
 
-    from senet.analysis import (
-        analysis_table,
-        analyze_weights,
-        run_folder_source,
-        saturation_summary,
-    )
-    from senet.evaluation import EvalSource
+    from senet.analysis import analysis_table, analyze_weights, saturation_summary
+    from senet.evaluation import resolve_source
 
-    if weights is not None and data is None:
-        typer.echo("error: --data is needed with --weights", err=True)
-        raise typer.Exit(2)
     with _clear_errors():
-        found = run_folder_source(source) if weights is None else EvalSource(source, weights, data)
-        # --data and --root override the run folder's.
-        found = replace(found, data=data or found.data, root=root or found.root)
+        found = resolve_source(source, weights, data, root)
         picked = [int(c) for c in classes.split(",")] if classes else None
         report = analyze_weights(
             replace(found, size=size, device=device),

@@ -295,6 +295,37 @@ def test_cli_train_evaluate_compare(tmp_path, run):
     assert [r["epochs"] for r in rows] == [1, 3]
 
 
+def test_cli_evaluate_takes_a_run_folder(tmp_path, run):
+    """A run folder names its model, data and weights: the same report as spelling them out."""
+    folder, _ = run
+    runner = CliRunner()
+
+    def eval_json(*args: str, out: str) -> dict:
+        report = tmp_path / out
+        result = runner.invoke(app, ["evaluate", *args, "--size", "32", "--output", str(report)])
+        assert result.exit_code == 0, result.output
+        return json.loads((report / "eval.json").read_text())
+
+    named = eval_json(
+        "_test_tinynet", "--weights", str(folder / "best.safetensors"), "--data", "synthetic",
+        out="named",
+    )  # fmt: skip
+    from_folder = eval_json(str(folder), out="folder")
+    assert from_folder["weights"] == str(folder / "best.safetensors")
+    assert (from_folder["model"], from_folder["data"]) == ("_test_tinynet", "synthetic")
+    assert from_folder["top1"] == named["top1"] and from_folder["loss"] == named["loss"]
+    # --weights picks another file of the run; the model and data stay the run's.
+    last = eval_json(str(folder), "--weights", str(folder / "last.safetensors"), out="last")
+    assert last["weights"] == str(folder / "last.safetensors") and last["model"] == "_test_tinynet"
+    # A model name cannot guess its data; a folder that is not a run says what to pass instead.
+    no_data = runner.invoke(
+        app, ["evaluate", "_test_tinynet", "--weights", str(folder / "best.safetensors")]
+    )
+    assert no_data.exit_code == 2 and "--data is needed with --weights" in no_data.output
+    not_run = runner.invoke(app, ["evaluate", str(tmp_path)])
+    assert not_run.exit_code == 2 and "not a senet run folder" in not_run.output
+
+
 @pytest.mark.skipif(not SYSTEM_DIR.is_dir(), reason=f"Fashion-MNIST not installed in {SYSTEM_DIR}")
 def test_short_real_run_on_fashion_mnist(tmp_path):
     cfg = load_config(

@@ -13,7 +13,6 @@ from senet.analysis.run import (
     GateAnalysis,
     analysis_table,
     analyze_weights,
-    run_folder_source,
     saturation_summary,
 )
 from senet.analysis.saturation import (
@@ -23,6 +22,9 @@ from senet.analysis.saturation import (
     saturation_report,
     saturation_table,
 )
+
+# A run folder's evaluation source; analysis re-exports it for `senet analyze`'s users.
+from senet.evaluation.source import run_folder_source
 
 __all__ = [
     "BlockGates",

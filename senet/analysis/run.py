@@ -7,7 +7,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.table import Table
 
 from senet.analysis.gates import GateStatistics, collect_gates
@@ -16,31 +15,6 @@ from senet.analysis.saturation import saturation_digest, saturation_report
 from senet.config import ConfigError
 from senet.evaluation import EvalSource, evaluate
 from senet.plots.stn import find_stn, save_rectified
-
-
-def run_folder_source(run_dir: str | Path) -> EvalSource:
-    """Model name, weights file (best, else last), dataset and data root of a `senet train` run
-    folder; the other fields keep their defaults (``dataclasses.replace`` sets them)."""
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise ConfigError(
-            f"{run_dir} is not a senet run folder (no config.yaml); pass a run folder written by "
-            "`senet train`, or MODEL --weights FILE --data NAME"
-        )
-    config = yaml.safe_load(config_path.read_text())
-    for name in ("best.safetensors", "last.safetensors"):
-        if (run_dir / name).is_file():
-            weights = run_dir / name
-            break
-    else:
-        raise ConfigError(f"{run_dir} holds no best.safetensors or last.safetensors to analyse")
-    return EvalSource(
-        model_name=config["model"]["name"],
-        weights=weights,
-        data=config["data"]["name"],
-        root=config["data"].get("root"),
-    )
 
 
 @dataclass

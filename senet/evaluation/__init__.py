@@ -8,6 +8,8 @@ from senet.evaluation.source import (
     EvaluationSetup,
     PreparedEvaluation,
     prepare_evaluation,
+    resolve_source,
+    run_folder_source,
 )
 from senet.train.distributed import resolve_device
 from senet.train.epoch import evaluate
@@ -24,4 +26,6 @@ __all__ = [
     "per_class_table",
     "prepare_evaluation",
     "resolve_device",
+    "resolve_source",
+    "run_folder_source",
 ]

@@ -7,11 +7,12 @@ the loader. Each then does its own work on what :meth:`EvalSource.prepare` retur
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from senet.builder import build_model
 from senet.config import ConfigError
@@ -59,6 +60,48 @@ class EvalSource:
             workers=self.workers,
         )
         return PreparedEvaluation(**vars(setup), device=device, loader=loader)
+
+
+def run_folder_source(run_dir: str | Path, weights: str | Path | None = None) -> EvalSource:
+    """Model name, weights file (``weights``, else best, else last), dataset and data root of a
+    `senet train` run folder; the other fields keep their defaults (``dataclasses.replace``
+    sets them)."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise ConfigError(
+            f"{run_dir} is not a senet run folder (no config.yaml); pass a run folder written by "
+            "`senet train`, or MODEL --weights FILE --data NAME"
+        )
+    config = yaml.safe_load(config_path.read_text())
+    if weights is None:
+        found = [run_dir / n for n in ("best.safetensors", "last.safetensors")]
+        weights = next((w for w in found if w.is_file()), None)
+        if weights is None:
+            raise ConfigError(f"{run_dir} holds no best.safetensors or last.safetensors")
+    return EvalSource(
+        model_name=config["model"]["name"],
+        weights=weights,
+        data=config["data"]["name"],
+        root=config["data"].get("root"),
+    )
+
+
+def resolve_source(
+    source: str, weights: str | Path | None, data: str | None, root: str | None = None
+) -> EvalSource:
+    """What a command's SOURCE names: a run folder (its model, data and best weights, or
+    ``weights``) or a model name with ``weights`` and ``data``; ``data``/``root`` override a run
+    folder's."""
+    if (Path(source) / "config.yaml").is_file() or weights is None:
+        found = run_folder_source(source, weights)
+    elif data is None:
+        raise ConfigError(
+            f"--data is needed with --weights for model {source!r} (a run folder knows its data)"
+        )
+    else:
+        found = EvalSource(source, weights, data)
+    return replace(found, data=data or found.data, root=root or found.root)
 
 
 @dataclass
