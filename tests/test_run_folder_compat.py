@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from _tiny_models import tiny_models_registered
 
-from senet.evaluation import EvalSource, compare_runs, evaluate_weights
+from senet.config import ConfigError
+from senet.evaluation import EvalSource, compare_runs, evaluate_weights, resolve_source
 from senet.train import load_config, train
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_v010"
@@ -32,6 +33,17 @@ def test_old_weights_evaluate_to_the_same_numbers(tmp_path):
     assert report.images == 512
     assert report.top1 == 25.0
     assert report.loss == pytest.approx(1.3900310397148132, rel=1e-6)
+
+
+def test_old_run_folder_names_its_model_data_and_weights(tmp_path):
+    source = resolve_source(str(FIXTURE), None, None)
+    assert source == EvalSource("_test_tinynet", FIXTURE / "best.safetensors", "synthetic")
+    # Without weights files the folder still names the model, but there is nothing to load.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(FIXTURE / "config.yaml", bare / "config.yaml")
+    with pytest.raises(ConfigError, match=r"holds no best\.safetensors or last\.safetensors"):
+        resolve_source(str(bare), None, None)
 
 
 def test_old_run_folder_compares():
