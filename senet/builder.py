@@ -15,7 +15,7 @@ from torch import nn
 from senet.config import ConfigError, ModelConfig
 from senet.models.specs import is_foreign, load_initial_weights, resolve_model
 from senet.models.stn import with_stn
-from senet.retrofit.api import retrofit as retrofit_model
+from senet.retrofitting.api import retrofit as retrofit_model
 
 
 def model_from_config(

@@ -228,8 +228,8 @@ def profile_command(
 ) -> None:
     """Params and MACs (the SE paper's GFLOPs), attention share, optional timings."""
     from senet.models.specs import resolve_model
-    from senet.profile.counter import compare as compare_models
-    from senet.profile.counter import profile
+    from senet.profiling.counter import compare_costs
+    from senet.profiling.counter import profile
 
     timing_kw = dict(
         device=device, timing=timing, warmup=warmup, repeats=repeats, compile=compile,
@@ -239,7 +239,7 @@ def profile_command(
         if compare:
             # The reference first, as in the paper's tables: MODEL's deltas read as its cost.
             models = {spec: resolve_model(spec) for spec in dict.fromkeys([*compare, model])}
-            result = compare_models(models, input_size, batch_size=batch_size, **timing_kw)
+            result = compare_costs(models, input_size, batch_size=batch_size, **timing_kw)
         else:
             result = profile(
                 resolve_model(model), input_size, batch_size=batch_size, name=model, **timing_kw
@@ -334,7 +334,7 @@ def retrofit(
     dry_run: bool = typer.Option(False, help="print the sites and the cost, change nothing"),
 ) -> None:
     """Put attention into an existing CNN; print the sites and the cost delta."""
-    from senet.retrofit.cli import parse_kwargs, run_retrofit
+    from senet.retrofitting.cli import parse_kwargs, run_retrofit
 
     try:
         run_retrofit(

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from senet.ablation import grid_from_dict, load_grid
-from senet.ablation.paired import (
+from senet.ablation.paired_stats import (
     Cell,
     format_cell,
     format_difference,

@@ -16,7 +16,7 @@ from senet.cli import app
 from senet.config import ConfigError, load_config
 from senet.data import DataError, create_dataset
 from senet.data.fashion_mnist import SYSTEM_DIR, prepare_fashion_mnist
-from senet.retrofit.cli import parse_kwargs
+from senet.retrofitting.cli import parse_kwargs
 from senet.train import RunSummary, train
 
 runner = CliRunner()

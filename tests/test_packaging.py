@@ -104,17 +104,27 @@ def test_built_wheel_works_from_an_empty_folder(tmp_path):
     assert "│ se " in cli("demo", "--tour")
 
 
-def test_profile_and_retrofit_are_modules_that_call_their_function():
-    import senet.profile as profile_package
-    import senet.retrofit as retrofit_package
+def test_top_level_functions_are_plain_functions_beside_their_packages():
+    import senet.profiling
+    import senet.retrofitting
 
-    assert isinstance(profile_package, types.ModuleType) and profile_package is senet.profile
-    assert isinstance(retrofit_package, types.ModuleType) and retrofit_package is senet.retrofit
+    # No package shares its name with a function: senet.profile is the function, always.
+    assert isinstance(senet.profile, types.FunctionType)
+    assert isinstance(senet.retrofit, types.FunctionType)
+    assert senet.profile is senet.profiling.counter.profile
+    assert senet.retrofit is senet.retrofitting.api.retrofit
+    public = set(senet.__all__)
+    packages = {p.name for p in Path(senet.__file__).parent.iterdir() if (p / "__init__.py").is_file()}
+    assert not public & packages, f"a public name is also a package: {public & packages}"
     model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False))
     assert senet.profile(model, (3, 8, 8)).params == 3 * 8 * 9
-    assert senet.retrofit.__call__.__doc__ == senet.retrofit.api.retrofit.__doc__
-    with mock.patch("senet.profile.profile", return_value="patched"):
-        assert senet.profile(model) == "patched"
-    failing = mock.patch("senet.retrofit.api._probe", side_effect=RuntimeError("patched probe"))
+    failing = mock.patch("senet.retrofitting.api._probe", side_effect=RuntimeError("patched probe"))
     with failing, pytest.raises(RuntimeError, match="patched probe"):
         senet.retrofit(model, input_size=8)
+
+
+def test_renamed_names_still_work_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="compare_costs"):
+        assert senet.compare is senet.compare_costs
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        _ = senet.nonexistent

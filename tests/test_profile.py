@@ -12,8 +12,8 @@ import torchvision
 from torch import nn
 
 from senet.layers import CBAM, SCSE, ChannelGate, SpatialGate, SqueezeExcite
-from senet.profile.counter import ProfileError, compare, profile
-from senet.profile.op_costs import ELEMENTWISE_COSTS
+from senet.profiling.counter import ProfileError, compare_costs, profile
+from senet.profiling.op_costs import ELEMENTWISE_COSTS
 from tests.caffe_resnet import CaffeResNet50
 
 aten = torch.ops.aten
@@ -306,7 +306,7 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match=r"expects an nn\.Module, got function"):
         profile(torchvision.models.resnet18, (3, 16, 16))
     with pytest.raises(ValueError, match="non-empty dict"):
-        compare({})
+        compare_costs({})
     with pytest.raises(KeyError, match="no module named 'nope'"):
         profile(small_net(), (3, 16, 16)).module("nope")
 
@@ -350,7 +350,7 @@ def test_channels_last_timing_runs_on_a_copy():
 def test_compare_deltas_and_interleaved_timing():
     wide = nn.Sequential(nn.Conv2d(3, 16, 3), nn.Flatten())
     narrow = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten())
-    c = compare({"wide": wide, "narrow": narrow}, (3, 8, 8), timing=True, warmup=1, repeats=3)
+    c = compare_costs({"wide": wide, "narrow": narrow}, (3, 8, 8), timing=True, warmup=1, repeats=3)
     base, other = c.rows()
     assert (base["params_delta_pct"], base["latency_ratio"]) == (0.0, 1.0)
     assert other["params_delta_pct"] == pytest.approx(100 * (8 * 28 - 16 * 28) / (16 * 28))
@@ -390,7 +390,7 @@ def test_renderings_state_the_convention_and_parse(caffe_pair):
 
 
 def test_comparison_table_is_table2s_row(caffe_pair):
-    c = compare(caffe_pair)
+    c = compare_costs(caffe_pair)
     text = str(c)
     se_line = next(line for line in text.splitlines() if line.strip().startswith("se_resnet50"))
     base_line = next(line for line in text.splitlines() if line.strip().startswith("resnet50"))

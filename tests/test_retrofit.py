@@ -16,7 +16,7 @@ from torch import nn
 
 import senet
 from senet.layers import ECA, SqueezeExcite
-from senet.retrofit.insert import CenteredGate, IdentityBlend
+from senet.retrofitting.insert import CenteredGate, IdentityBlend
 
 
 def se_params(channels: int, reduction: int = 16) -> int:

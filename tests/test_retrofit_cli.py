@@ -13,7 +13,7 @@ from typer.testing import CliRunner, Result
 
 import senet
 from senet.cli import app
-from senet.retrofit.cli import parse_kwargs
+from senet.retrofitting.cli import parse_kwargs
 
 
 def invoke(*args: str) -> Result:

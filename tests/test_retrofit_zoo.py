@@ -4,7 +4,7 @@ import torch
 import torchvision
 
 import senet
-from senet.profile.counter import profile
+from senet.profiling.counter import profile
 
 
 def test_retrofitted_resnet50_is_se_resnet50():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from senet.ablation.paired import (
+from senet.ablation.paired_stats import (
     Cell,
     PairedDifference,
     format_cell,

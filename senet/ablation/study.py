@@ -24,7 +24,7 @@ import yaml
 
 from senet.ablation.gates import gates_markdown, grid_gates
 from senet.ablation.grid import Grid, GridError, GridPoint, grid_from_dict
-from senet.ablation.paired import (
+from senet.ablation.paired_stats import (
     Cell,
     PairedDifference,
     format_cell,

@@ -96,7 +96,7 @@ PAPER: dict[str, dict[str, Any]] = {
 def measure(name: str) -> dict[str, Any]:
     """Input size, params and multiply-adds of the registered model ``name``, by senet.profile."""
     from senet.models import create_model
-    from senet.profile.counter import profile
+    from senet.profiling.counter import profile
 
     with torch.device("meta"):
         model = create_model(name).eval()

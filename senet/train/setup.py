@@ -17,8 +17,8 @@ from senet.config import Config, ConfigError, ModelConfig, TrainConfig
 from senet.data import DatasetInfo, create_dataset, create_loader
 from senet.models.precision import choose_amp
 from senet.models.specs import is_foreign, is_run_weights, load_initial_weights
-from senet.profile import profile
-from senet.profile.timing import eval_mode
+from senet.profiling import profile
+from senet.profiling.timing import eval_mode
 from senet.train.checkpoint import restore_training_state
 from senet.train.distributed import World
 

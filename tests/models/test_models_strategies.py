@@ -8,7 +8,7 @@ from torch import nn
 import senet
 from senet.models.blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
 from senet.models.resnet import ResNet
-from senet.profile.counter import profile
+from senet.profiling.counter import profile
 
 R50 = 25_557_032  # ResNet-50 parameters (torchvision's count; same in the Caffe layout)
 # ResNet-50 blocks as (input, 3x3, output) channels, stage by stage.

@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from senet.layers.validate import check_choice
-from senet.profile.op_costs import CONVENTION
+from senet.profiling.op_costs import CONVENTION
 
-# senet.profile.counter's result types; read by attribute, not imported: the results render
+# senet.profiling.counter's result types; read by attribute, not imported: the results render
 # themselves through this module (result.render()), so importing them here would be a cycle.
 ProfileResult = Any
 Comparison = Any

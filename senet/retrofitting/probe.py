@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from senet.profile.timing import eval_mode
+from senet.profiling.timing import eval_mode
 
 
 @dataclass

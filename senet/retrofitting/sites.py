@@ -24,7 +24,7 @@ its graph, not by its class:
   branches written inline in its forward (Cadene's flat BN-Inception) is a multi-branch module.
 
 A module fx cannot trace is run once instead and read from the recorded data flow (see
-:mod:`senet.retrofit.run_reading`); when that shows a unit but no place retrofit can reach, it is skipped
+:mod:`senet.retrofitting.hook_reading`); when that shows a unit but no place retrofit can reach, it is skipped
 with the reason rather than guessed at from its children.
 
 Stages are resolutions: stage 1 is the network's first feature-map resolution (the stem conv's
@@ -39,24 +39,24 @@ from dataclasses import dataclass, field, replace
 from torch import fx, nn
 
 from senet.layers.detect import is_attention_module, outermost_attention
-from senet.retrofit.graph import (
+from senet.retrofitting.graph import (
     GraphView,
     InlineBranches,
     cat_operands,
     find_cat,
     find_inline_branches,
 )
-from senet.retrofit.insert import is_retrofitted, is_transparent, trace_module
-from senet.retrofit.op_kinds import (
+from senet.retrofitting.insert import is_retrofitted, is_transparent, trace_module
+from senet.retrofitting.op_kinds import (
     CONV_FUNCTION_NAMES,
     POOL_NAMES,
     downsampling_count,
     heavy_count,
     op_name,
 )
-from senet.retrofit.probe import Probe
-from senet.retrofit.residual import find_residual
-from senet.retrofit.run_reading import read_by_running
+from senet.retrofitting.probe import Probe
+from senet.retrofitting.residual import find_residual
+from senet.retrofitting.hook_reading import read_by_running
 
 UNIT_KINDS = ("residual", "multi-branch", "dense-layer", "block", "conv-unit")
 

@@ -12,18 +12,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from senet.retrofit.graph import GraphView, record_shapes
-from senet.retrofit.insert import (
+from senet.retrofitting.graph import GraphView, record_shapes
+from senet.retrofitting.insert import (
     IdentityBlend,
     free_name,
     iterates_children,
     set_identity_point,
     trace_for_rewrite,
 )
-from senet.retrofit.probe import Probe, random_input
-from senet.retrofit.report import Site, Skipped
-from senet.retrofit.residual import SiteError, find_residual, residual_site
-from senet.retrofit.sites import Candidate, classify, join_path
+from senet.retrofitting.probe import Probe, random_input
+from senet.retrofitting.report import Site, Skipped
+from senet.retrofitting.residual import SiteError, find_residual, residual_site
+from senet.retrofitting.sites import Candidate, classify, join_path
 
 SitePredicate = Callable[[str, nn.Module], bool]
 

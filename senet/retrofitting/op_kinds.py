@@ -1,7 +1,7 @@
 """Which modules and functions of a forward count as what, for reading a CNN's structure.
 
 Shared by the two ways retrofit reads a unit: a traced ``torch.fx`` graph (:mod:`.graph`) and a
-recorded run (:mod:`.run_reading`).
+recorded run (:mod:`.hook_reading`).
 """
 
 from __future__ import annotations

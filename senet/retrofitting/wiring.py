@@ -10,12 +10,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from senet.profile.counter import profile
-from senet.retrofit.graph import GraphView
-from senet.retrofit.insert import GraphInsert, patch_output, rewrite_forward, trace_for_rewrite
-from senet.retrofit.plan import Placement
-from senet.retrofit.probe import inference
-from senet.retrofit.residual import find_residual, residual_site
+from senet.profiling.counter import profile
+from senet.retrofitting.graph import GraphView
+from senet.retrofitting.insert import GraphInsert, patch_output, rewrite_forward, trace_for_rewrite
+from senet.retrofitting.plan import Placement
+from senet.retrofitting.probe import inference
+from senet.retrofitting.residual import find_residual, residual_site
 
 
 def _meta_copy(module: nn.Module) -> nn.Module:

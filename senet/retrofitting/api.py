@@ -1,8 +1,8 @@
 """retrofit: put SE (or any attention module) into a CNN that already exists.
 
 ``senet.retrofit(model, "se")`` finds the units of ``model`` by reading its forward graphs (see
-:mod:`senet.retrofit.sites`), builds one attention module per unit and wires it into the forward
-(see :mod:`senet.retrofit.plan` and :mod:`senet.retrofit.wiring`), keeping every original parameter name. It returns a
+:mod:`senet.retrofitting.sites`), builds one attention module per unit and wires it into the forward
+(see :mod:`senet.retrofitting.plan` and :mod:`senet.retrofitting.wiring`), keeping every original parameter name. It returns a
 :class:`RetrofitReport`; ``print(report)`` shows each site and the cost.
 """
 
@@ -22,9 +22,9 @@ from senet.config import attn_kwargs_problem
 from senet.layers.create_attn import AttnLayer, get_attn
 from senet.layers.validate import check_choice
 from senet.models.blocks import STRATEGIES
-from senet.profile.counter import profile
-from senet.retrofit.backbone import backbone_path, sites_within, whole_model_report
-from senet.retrofit.plan import (
+from senet.profiling.counter import profile
+from senet.retrofitting.backbone import backbone_path, sites_within, whole_model_report
+from senet.retrofitting.plan import (
     Plan,
     SitePredicate,
     build_modules,
@@ -33,10 +33,10 @@ from senet.retrofit.plan import (
     plan_replacement,
     plan_residual,
 )
-from senet.retrofit.probe import Probe, inference, probe_model, random_input, reference_tensor
-from senet.retrofit.report import RetrofitReport, Skipped
-from senet.retrofit.sites import Candidate, find_existing, walk
-from senet.retrofit.wiring import check_on_copy, wire_in
+from senet.retrofitting.probe import Probe, inference, probe_model, random_input, reference_tensor
+from senet.retrofitting.report import RetrofitReport, Skipped
+from senet.retrofitting.sites import Candidate, find_existing, walk
+from senet.retrofitting.wiring import check_on_copy, wire_in
 
 INITS = ("default", "identity")
 _SENET_DIR = f"{Path(__file__).parents[1]}{os.sep}"
@@ -222,9 +222,9 @@ def retrofit(
             the original function (for fine-tuning a pretrained network without first breaking
             it). senet's SE, CBAM, ECA and spatial gates are put at an identity point: the layer
             producing the gate logits is zeroed and the sigmoid gate becomes ``2 * sigmoid``
-            (:class:`~senet.retrofit.insert.CenteredGate`), so the gate is exactly 1 and its
+            (:class:`~senet.retrofitting.insert.CenteredGate`), so the gate is exactly 1 and its
             parameters get gradients from the first step; the gate's range is then (0, 2).
-            Other modules are wrapped in :class:`~senet.retrofit.insert.IdentityBlend`,
+            Other modules are wrapped in :class:`~senet.retrofitting.insert.IdentityBlend`,
             ``x + alpha * (attn(x) - x)`` with ``alpha = 0`` (a slower, second-order start).
             The report's ``init`` column says which each site got.
         replace_existing: a model that already has SE-like modules (MobileNetV3, EfficientNet,

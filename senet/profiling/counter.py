@@ -1,7 +1,7 @@
 """What a model costs, counted the way the SE paper counts: params, MACs, attention share, time.
 
 One forward pass under ``torch.utils.flop_counter.FlopCounterMode`` gives everything: torch's
-formulas count convolutions and matrix products, senet's table (:mod:`senet.profile.op_costs`) counts
+formulas count convolutions and matrix products, senet's table (:mod:`senet.profiling.op_costs`) counts
 the pooling, gating and scaling they leave out, and the module tracker attributes each op to
 every module on the call stack. By default that pass runs on the ``meta`` device: shapes only,
 no arithmetic, no memory, and the model's own weights are never touched.
@@ -26,8 +26,8 @@ from torch.utils.flop_counter import FlopCounterMode, flop_registry
 from senet.layers.detect import is_attention_module, outermost_attention
 from senet.layers.residual_attention import SoftMask
 from senet.layers.validate import check_positive_int
-from senet.profile.op_costs import ACTIVATION_OPS, CONVENTION, ELEMENTWISE_COSTS
-from senet.profile.timing import Timing, eval_mode, measure
+from senet.profiling.op_costs import ACTIVATION_OPS, CONVENTION, ELEMENTWISE_COSTS
+from senet.profiling.timing import Timing, eval_mode, measure
 
 aten = torch.ops.aten
 
@@ -97,7 +97,7 @@ class ProfileResult:
 
     def render(self, format: str = "table", *, by_module: bool = False, depth: int = 2) -> str:
         """The result as text: ``"table"`` (Rich), ``"json"``, ``"csv"`` or ``"markdown"``."""
-        from senet.profile.render import render_results
+        from senet.profiling.render import render_results
 
         return render_results([self], format, by_module=by_module, depth=depth)
 
@@ -142,7 +142,7 @@ class Comparison:
         }
 
     def render(self, format: str = "table", *, by_module: bool = False, depth: int = 2) -> str:
-        from senet.profile.render import render_comparison
+        from senet.profiling.render import render_comparison
 
         return render_comparison(self, format, by_module=by_module, depth=depth)
 
@@ -413,7 +413,7 @@ def profile(
     return result
 
 
-def compare(
+def compare_costs(
     models: Mapping[str, nn.Module],
     input_size: Sequence[int] = (3, 224, 224),
     *,
@@ -430,7 +430,7 @@ def compare(
     against the first. With ``timing`` the models' timed runs are interleaved in one loop."""
     if not isinstance(models, Mapping) or not models:
         raise ValueError(
-            "compare expects a non-empty dict of name -> nn.Module, the baseline first, "
+            "compare_costs expects a non-empty dict of name -> nn.Module, the baseline first, "
             f"got {type(models).__name__} {models!r:.80}"
         )
     results = [

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 from torch import nn
 
-from senet.retrofit.plan import SitePredicate
-from senet.retrofit.report import RetrofitReport, Skipped
-from senet.retrofit.sites import join_path
+from senet.retrofitting.plan import SitePredicate
+from senet.retrofitting.report import RetrofitReport, Skipped
+from senet.retrofitting.sites import join_path
 
 
 def backbone_path(model: nn.Module) -> str | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
-from senet.retrofit.op_kinds import (
+from senet.retrofitting.op_kinds import (
     ACT_NAMES,
     ADD_FUNCTIONS,
     CAT_NAMES,

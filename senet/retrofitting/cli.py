@@ -8,7 +8,7 @@ from typing import Any
 from senet.config import parse_value
 from senet.models.specs import resolve_model
 from senet.models.weights import load_state_dict, save_weights
-from senet.retrofit.api import RetrofitReport, retrofit
+from senet.retrofitting.api import RetrofitReport, retrofit
 
 
 def parse_kwargs(pairs: list[str]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import fx
 
-from senet.retrofit.graph import GraphView, cat_operands
+from senet.retrofitting.graph import GraphView, cat_operands
 
 
 @dataclass
