@@ -228,8 +228,7 @@ def profile_command(
 ) -> None:
     """Params and MACs (the SE paper's GFLOPs), attention share, optional timings."""
     from senet.models.specs import resolve_model
-    from senet.profiling.counter import compare_costs
-    from senet.profiling.counter import profile
+    from senet.profiling.counter import compare_costs, profile
 
     timing_kw = dict(
         device=device, timing=timing, warmup=warmup, repeats=repeats, compile=compile,

@@ -114,7 +114,9 @@ def test_top_level_functions_are_plain_functions_beside_their_packages():
     assert senet.profile is senet.profiling.counter.profile
     assert senet.retrofit is senet.retrofitting.api.retrofit
     public = set(senet.__all__)
-    packages = {p.name for p in Path(senet.__file__).parent.iterdir() if (p / "__init__.py").is_file()}
+    packages = {
+        p.name for p in Path(senet.__file__).parent.iterdir() if (p / "__init__.py").is_file()
+    }
     assert not public & packages, f"a public name is also a package: {public & packages}"
     model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False))
     assert senet.profile(model, (3, 8, 8)).params == 3 * 8 * 9

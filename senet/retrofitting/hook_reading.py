@@ -18,7 +18,13 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from senet.retrofitting.op_kinds import ACT_NAMES, CAT_NAMES, CONV_FUNCTION_NAMES, heavy_count, upstream
+from senet.retrofitting.op_kinds import (
+    ACT_NAMES,
+    CAT_NAMES,
+    CONV_FUNCTION_NAMES,
+    heavy_count,
+    upstream,
+)
 from senet.retrofitting.probe import Probe, random_input, reference_tensor, tensors_in
 
 

@@ -46,6 +46,7 @@ from senet.retrofitting.graph import (
     find_cat,
     find_inline_branches,
 )
+from senet.retrofitting.hook_reading import read_by_running
 from senet.retrofitting.insert import is_retrofitted, is_transparent, trace_module
 from senet.retrofitting.op_kinds import (
     CONV_FUNCTION_NAMES,
@@ -56,7 +57,6 @@ from senet.retrofitting.op_kinds import (
 )
 from senet.retrofitting.probe import Probe
 from senet.retrofitting.residual import find_residual
-from senet.retrofitting.hook_reading import read_by_running
 
 UNIT_KINDS = ("residual", "multi-branch", "dense-layer", "block", "conv-unit")
 
