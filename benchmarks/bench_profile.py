@@ -26,7 +26,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from senet.models.specs import resolve_model
+from senet.models import create_model
 from senet.profiling.counter import profile
 
 
@@ -67,7 +67,7 @@ def main() -> None:
                    "fvcore / senet cpu", "senet GMACs", "fvcore GMACs"]:  # fmt: skip
         table.add_column(column, justify="left" if column == "model" else "right")
     for spec in args.models:
-        model, label = resolve_model(spec), spec
+        model, label = create_model(spec), spec
         model.eval()
         x = torch.randn(1, *size)
 

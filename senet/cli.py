@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
@@ -50,15 +52,36 @@ def attention() -> None:
 
 @contextlib.contextmanager
 def _clear_errors() -> Iterator[None]:
-    """Show config and data mistakes as one line and exit 2, without a traceback."""
-    from senet.data import DataError
-    from senet.train import ConfigError
-
+    """Every command's one error handler: a known error is one line and an exit code, with no
+    traceback (2: a usage mistake; 1: a run that failed; 143: stopped by SIGTERM after its
+    checkpoint). Under torchrun every rank raises the same error and rank 0 says it once."""
     try:
         yield
-    except (ConfigError, DataError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    except Exception as e:
+        code = _exit_code(e)
+        if code is None:
+            raise
+        if os.environ.get("RANK", "0") == "0":
+            typer.echo(f"{'stopped' if code == 128 + signal.SIGTERM else 'error'}: {e}", err=True)
+        raise typer.Exit(code) from None
+
+
+def _exit_code(error: Exception) -> int | None:
+    """The exit code of an error senet raises on purpose; None for anything else (a bug)."""
+    from senet.ablation import GridError
+    from senet.config import ConfigError
+    from senet.data import DataError
+    from senet.models import CheckpointError, ModelError
+    from senet.profiling import ProfileError
+    from senet.retrofitting import RetrofitError
+    from senet.train import NonFiniteLossError, TrainingStopped
+
+    if isinstance(error, TrainingStopped):
+        return 128 + signal.SIGTERM
+    if isinstance(error, CheckpointError | NonFiniteLossError):
+        return 1
+    usage = (ConfigError, GridError, DataError, ModelError, ProfileError, RetrofitError)
+    return 2 if isinstance(error, usage) else None
 
 
 @app.command()
@@ -80,31 +103,11 @@ def train(
 
     Several GPUs or machines: torchrun --nproc_per_node=N -m senet train RECIPE ...
     """
-    import os
-    import signal
-
-    from senet.data import DataError
-    from senet.train import (
-        CheckpointError,
-        ConfigError,
-        NonFiniteLossError,
-        TrainingStopped,
-        load_config,
-    )
+    from senet.train import load_config
     from senet.train import train as run_training
 
-    try:
+    with _clear_errors():
         run_training(load_config(config, overrides or []), resume=resume)
-    except TrainingStopped as e:  # SIGTERM: the checkpoint of the last step is written
-        if os.environ.get("RANK", "0") == "0":
-            typer.echo(f"stopped: {e}", err=True)
-        raise typer.Exit(128 + signal.SIGTERM) from None
-    except (ConfigError, DataError, CheckpointError, NonFiniteLossError) as e:
-        # Every DDP rank raises the same error; rank 0 says it once.
-        if os.environ.get("RANK", "0") == "0":
-            typer.echo(f"error: {e}", err=True)
-        usage = isinstance(e, ConfigError | DataError)
-        raise typer.Exit(2 if usage else 1) from None
 
 
 @app.command()
@@ -227,25 +230,26 @@ def profile_command(
     ] = OutputFormat.table,
 ) -> None:
     """Params and MACs (the SE paper's GFLOPs), attention share, optional timings."""
-    from senet.models.specs import resolve_model
+    from senet.models import create_model
     from senet.profiling.counter import compare_costs, profile
 
     timing_kw = dict(
-        device=device, timing=timing, warmup=warmup, repeats=repeats, compile=compile,
+        device=device,
+        timing=timing,
+        warmup=warmup,
+        repeats=repeats,
+        compile=compile,
         channels_last=channels_last,
-    )  # fmt: skip
-    try:
+    )
+    with _clear_errors():
         if compare:
             # The reference first, as in the paper's tables: MODEL's deltas read as its cost.
-            models = {spec: resolve_model(spec) for spec in dict.fromkeys([*compare, model])}
+            models = {spec: create_model(spec) for spec in dict.fromkeys([*compare, model])}
             result = compare_costs(models, input_size, batch_size=batch_size, **timing_kw)
         else:
             result = profile(
-                resolve_model(model), input_size, batch_size=batch_size, name=model, **timing_kw
+                create_model(model), input_size, batch_size=batch_size, name=model, **timing_kw
             )
-    except (ValueError, ImportError, TypeError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(result.render(format.value, by_module=by_module, depth=depth), nl=False)
 
 
@@ -309,8 +313,8 @@ def models(
 
 @app.command()
 def retrofit(
-    model: str = typer.Argument(
-        ..., help='"torchvision:resnet50", "timm:resnet50" or a senet model name'
+    model_name: str = typer.Argument(
+        ..., metavar="MODEL", help='"torchvision:resnet50", "timm:resnet50" or a senet model name'
     ),
     attn: str = typer.Option("se", help="attention module (see `senet attention`)"),
     strategy: str = typer.Option(
@@ -333,24 +337,44 @@ def retrofit(
     dry_run: bool = typer.Option(False, help="print the sites and the cost, change nothing"),
 ) -> None:
     """Put attention into an existing CNN; print the sites and the cost delta."""
-    from senet.retrofitting.cli import parse_kwargs, run_retrofit
+    from rich.console import Console
 
-    try:
-        run_retrofit(
-            model,
-            attn=attn,
-            strategy=strategy,
-            stages=[int(s) for s in stages.split(",") if s.strip()] or None,
-            init=init,
-            attn_kwargs=parse_kwargs(attn_kw),
-            input_size=input_size,
-            weights=weights,
-            save=save,
-            dry_run=dry_run,
-        )
-    except ValueError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
+    from senet.models import create_model, save_weights
+    from senet.retrofitting import retrofit as retrofit_model
+
+    with _clear_errors():
+        if dry_run and save is not None:
+            raise typer.BadParameter("--dry-run changes nothing, so there is nothing to --save")
+        arguments = dict(attn=attn, strategy=strategy, init=init, input_size=input_size)
+        arguments.update(stages=[int(s) for s in stages.split(",") if s.strip()] or None)
+        arguments.update(_key_values(attn_kw, "--attn-kw"))
+        model = create_model(model_name, pretrained=weights or False).eval()
+        report = retrofit_model(model, dry_run=dry_run, **arguments)
+    console = Console() if Console().is_terminal else Console(width=160)  # piped: wide
+    console.print(report)
+    added = 100.0 * report.added_params / report.base_params
+    console.print(f"params: {report.base_params:,} -> {report.params:,} ({added:+.2f}%)")
+    if save is not None:
+        # A run-style record: create_model(MODEL, pretrained=FILE) rebuilds the retrofitted model.
+        recorded = {"model": model_name, "model_kwargs": {"retrofit": arguments}}
+        save_weights(save, model, recorded)
+        console.print(f"saved {save}")
+
+
+def _key_values(pairs: list[str], option: str) -> dict[str, object]:
+    """``["reduction=8", "bias=false"]`` -> ``{"reduction": 8, "bias": False}``: values read by
+    the YAML rules of ``senet train key=value``."""
+    from senet.config import parse_value
+
+    values = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise typer.BadParameter(
+                f"expects key=value (e.g. reduction=8), got {pair!r}", param_hint=option
+            )
+        values[key] = parse_value(text)
+    return values
 
 
 # --- ablation grids and gate analysis (issue 8) ---------------------------------------------

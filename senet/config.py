@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import inspect
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -19,12 +18,17 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from senet.layers.create_attn import attn_kwargs_problem
+
+if typing.TYPE_CHECKING:
+    from torch import nn
+
 
 class ConfigError(ValueError):
     """A config file or override that does not fit the schema."""
 
 
-# Where attention goes in a residual unit (paper Fig. 5, Table 15); senet.models.blocks.STRATEGIES.
+# Where attention goes in a residual unit (paper Fig. 5, Table 15); senet.layers.strategies.
 Strategy = Literal["standard", "pre", "post", "identity", "conv3x3"]
 
 
@@ -176,6 +180,63 @@ class Config:
         return asdict(self)
 
 
+# The config key of each create_model argument: a models-layer error names the argument, the
+# config layer names the key.
+_MODEL_KEYS = {
+    "name": "model.name",
+    "pretrained": "model.weights",
+    "pretrained_head": "model.weights_head",
+    "in_chans": "model.in_chans",
+    "retrofit": "model.retrofit",
+    "stn": "model.stn",
+}
+
+
+def model_kwargs(cfg: ModelConfig, *, num_classes: int, in_chans: int) -> dict[str, Any]:
+    """The ``senet.create_model`` arguments a model section stands for (weights aside): what a
+    run records with its weights, so they rebuild the same model."""
+    kwargs: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans}
+    for key in ("attn", "strategy", "attn_stages", "stride_in_1x1"):
+        value = getattr(cfg, key)
+        if value is not None:
+            kwargs[key] = value
+    if cfg.attn_kwargs:
+        kwargs["attn_kwargs"] = dict(cfg.attn_kwargs)
+    kwargs.update(cfg.kwargs)
+    if cfg.retrofit:
+        kwargs["retrofit"] = cfg.retrofit.as_kwargs()
+    if cfg.stn:
+        kwargs["stn"] = {"kind": cfg.stn, "output_size": cfg.stn_size}
+    return kwargs
+
+
+def create_model_from_config(
+    cfg: ModelConfig, *, num_classes: int, in_chans: int
+) -> tuple[nn.Module, dict[str, Any]]:
+    """``senet.create_model`` for a model section: the model (with ``model.weights`` loaded)
+    and the arguments that rebuild it. Its errors become ConfigErrors naming the config key."""
+    from senet.models import ModelError, create_model
+
+    kwargs = model_kwargs(cfg, num_classes=num_classes, in_chans=in_chans)
+    try:
+        model = create_model(
+            cfg.name, pretrained=cfg.weights or False, pretrained_head=cfg.weights_head, **kwargs
+        )
+    except ModelError as e:
+        key = _MODEL_KEYS.get(e.argument, "model.name")
+        message = str(e).replace("pretrained_head=False", "model.weights_head=false")
+        raise ConfigError(f"{key}={_lookup_model(cfg, key)}: {message}") from e
+    except (TypeError, ValueError) as e:  # the architecture refused one of its arguments
+        shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ConfigError(f"cannot build model {cfg.name!r}({shown}): {e}") from e
+    return model, kwargs
+
+
+def _lookup_model(cfg: ModelConfig, key: str) -> Any:
+    value = getattr(cfg, key.removeprefix("model."))
+    return value.as_kwargs() if isinstance(value, RetrofitConfig) else value
+
+
 def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
     """Every dotted key the schema accepts, e.g. ``optim.lr``."""
     keys = []
@@ -251,35 +312,6 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     config = _build(Config, data, "")
     check_values(config)
     return config
-
-
-def attn_kwargs_problem(attn: Any, kwargs: dict[str, Any]) -> str | None:
-    """Why ``kwargs`` do not fit attention ``attn``'s constructor (an unknown name or argument),
-    naming the valid ones; None when they fit or cannot be told without building it."""
-    from senet.layers.create_attn import attention_names, get_attn
-
-    try:
-        factory = get_attn(attn)
-    except ValueError as e:
-        return str(e)
-    if factory is None:  # no attention: its arguments are unused (a grid's baseline row)
-        return None
-    label = attn if isinstance(attn, str) else getattr(attn, "__name__", repr(attn))
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # a builtin or C-implemented callable: it decides itself
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return None
-    valid = [n for n in list(params)[1:] if params[n].kind is not inspect.Parameter.VAR_POSITIONAL]
-    for key in kwargs:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            return f"attention {label!r} takes no argument {key!r}{hint}; its arguments: " + (
-                ", ".join(valid) or f"none (attentions: {', '.join(attention_names())})"
-            )
-    return None
 
 
 def check_values(config: Config) -> None:

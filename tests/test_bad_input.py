@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -16,23 +17,27 @@ from senet.cli import app
 from senet.config import ConfigError, load_config
 from senet.data import DataError, create_dataset
 from senet.data.fashion_mnist import SYSTEM_DIR, prepare_fashion_mnist
-from senet.retrofitting.cli import parse_kwargs
 from senet.train import RunSummary, train
 
 runner = CliRunner()
 
 
-def test_attn_kw_values_follow_the_yaml_rules_of_train_overrides():
-    assert parse_kwargs(["bias=false", "reduction=8", "gate=tanh", "squeeze=null"]) == {
+def test_attn_kw_values_follow_the_yaml_rules_of_train_overrides(tmp_path: Path):
+    # Each --attn-kw value is read as YAML and recorded in the saved file as it was read.
+    out = tmp_path / "r18.safetensors"
+    pairs = ["bias=false", "reduction=8", "gate=tanh", "squeeze=avg"]
+    args = [a for pair in pairs for a in ("--attn-kw", pair)]
+    result = runner.invoke(
+        app, ["retrofit", "torchvision:resnet18", *args, "--input-size", "32", "--save", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    with safe_open(str(out), framework="pt") as f:
+        recorded = json.loads(f.metadata()["senet"])["model_kwargs"]["retrofit"]
+    assert {k: recorded[k] for k in ("bias", "reduction", "gate", "squeeze")} == {
         "bias": False,
         "reduction": 8,
         "gate": "tanh",
-        "squeeze": None,
-    }
-    assert parse_kwargs(["bias=False", "ratio=0.5", "sizes=[3, 5]"]) == {
-        "bias": False,
-        "ratio": 0.5,
-        "sizes": [3, 5],
+        "squeeze": "avg",
     }
 
 

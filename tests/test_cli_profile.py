@@ -11,8 +11,8 @@ from _tiny_models import tiny_models_registered
 from typer.testing import CliRunner
 
 from senet.cli import app
-from senet.models import specs as hub
-from senet.models.specs import resolve_model
+from senet.models import ModelError, create_model
+from senet.models import foreign as hub
 
 runner = CliRunner()
 SMALL = ["--input-size", "3", "64", "64"]
@@ -85,8 +85,8 @@ def test_timm_models_resolve_and_their_se_counts():
     [
         ("torchvision:resnet5", "unknown torchvision model 'resnet5'; did you mean resnet50"),
         ("no_such_senet_model", "unknown model 'no_such_senet_model'"),
-        ("keras:resnet50", "bad model spec 'keras:resnet50'"),
-        ("torchvision:", "bad model spec 'torchvision:'"),
+        ("keras:resnet50", "bad model name 'keras:resnet50'"),
+        ("torchvision:", "bad model name 'torchvision:'"),
     ],
 )
 def test_bad_specs_exit_with_the_reason(spec, message):
@@ -116,25 +116,15 @@ def test_timm_missing_is_a_clear_error(monkeypatch):
         return real(name, *args)
 
     monkeypatch.setattr(hub.importlib, "import_module", no_timm)
-    with pytest.raises(ImportError, match=r"needs timm.*pip install timm"):
-        resolve_model("timm:seresnet50")
+    with pytest.raises(ModelError, match=r"needs timm.*pip install timm"):
+        create_model("timm:seresnet50")
 
 
-def test_resolve_model_sources():
-    assert type(resolve_model("torchvision:resnet18")).__name__ == "ResNet"
-    assert resolve_model("torchvision:resnet18", num_classes=7).fc.out_features == 7
-    with pytest.raises(ValueError, match="a senet model name, 'torchvision:NAME' or 'timm:NAME'"):
-        resolve_model("  ")
-
-
-def test_senet_names_go_through_create_model():
-    import senet
-
-    model = resolve_model("se_resnet20_cifar", num_classes=7)
-    reference = senet.create_model("se_resnet20_cifar", num_classes=7)
-    assert type(model) is type(reference) and model.get_classifier().out_features == 7
-    shapes = {k: v.shape for k, v in reference.state_dict().items()}
-    assert {k: v.shape for k, v in model.state_dict().items()} == shapes
+def test_create_model_takes_library_names():
+    assert type(create_model("torchvision:resnet18")).__name__ == "ResNet"
+    assert create_model("torchvision:resnet18", num_classes=7).fc.out_features == 7
+    with pytest.raises(ModelError, match="a senet model name, 'torchvision:NAME' or 'timm:NAME'"):
+        create_model("  ")
 
 
 def test_table2_row_from_the_zoo():

@@ -15,8 +15,7 @@ from _tiny_models import QUICK, tiny_models_registered
 from torch import nn
 
 import senet
-from senet.builder import model_from_config as create_model_from_config
-from senet.config import ConfigError
+from senet.config import ConfigError, create_model_from_config
 from senet.data import DataError, create_dataset
 from senet.data.distort import default_canvas, rts_distort
 from senet.layers import SpatialTransformer
@@ -40,10 +39,8 @@ RTS = [*QUICK, "data.channels=1", "data.distort=rts", "model.stn=affine", "log.p
     ],
 )
 def test_with_stn_starts_as_the_identity_on_senet_torchvision_and_timm(spec, in_chans, kwargs):
-    from senet.models.specs import resolve_model
-
     torch.manual_seed(0)
-    model = resolve_model(spec, **kwargs).eval()
+    model = senet.create_model(spec, **kwargs).eval()
     wrapped = senet.with_stn(model).eval()
     assert isinstance(wrapped.stn, SpatialTransformer) and wrapped.model is model
     assert wrapped.in_chans == in_chans  # read from the model's first conv

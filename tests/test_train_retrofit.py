@@ -8,7 +8,7 @@ import torchvision
 from _tiny_models import QUICK
 
 import senet
-from senet.builder import model_from_config
+from senet.config import create_model_from_config
 from senet.data import create_dataset
 from senet.evaluation import EvalSource, evaluate_weights
 from senet.train import ConfigError, load_config, read_weights, train
@@ -77,7 +77,7 @@ def test_retrofit_builds_on_the_meta_device_for_grid_checks(tmp_path):
     # `senet ablate` builds every point's model under torch.device("meta") before any run.
     config = _config(tmp_path, *RESNET18_SE)
     with torch.device("meta"):
-        model, kwargs = model_from_config(config.model, num_classes=4, in_chans=3)
+        model, kwargs = create_model_from_config(config.model, num_classes=4, in_chans=3)
     assert next(model.parameters()).is_meta and kwargs["retrofit"]["attn"] == "se"
     base = sum(p.numel() for p in torchvision.models.resnet18(num_classes=4).parameters())
     se = _se_params([64, 64, 128, 128, 256, 256, 512, 512], reduction=8)

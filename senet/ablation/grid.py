@@ -20,15 +20,14 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
-from senet.builder import model_from_config
-from senet.config import Config, ConfigError, load_config
+from senet.config import Config, ConfigError, create_model_from_config, load_config
 from senet.configs import names, packaged
 from senet.train.optim import create_optimizer
 
@@ -145,8 +144,8 @@ def load_grid(path: str | Path, extra_overrides: list[str] = ()) -> Grid:
             # that cannot be built, or an optimiser setting it cannot take (attn_weight_decay
             # without attention), fails the grid now, not hours into it.
             with torch.device("meta"):
-                model, _ = model_from_config(
-                    config.model,
+                model, _ = create_model_from_config(
+                    replace(config.model, weights=None),  # weights are read when a point runs
                     num_classes=config.model.num_classes or 10,
                     in_chans=config.model.in_chans or 3,
                 )

@@ -14,11 +14,11 @@ from typing import Any
 import torch
 import yaml
 
-from senet.builder import build_model
 from senet.config import ConfigError
 from senet.data import create_dataset, create_loader
-from senet.models.specs import is_foreign, load_initial_weights, load_run_state
-from senet.models.weights import convert_state_dict, detect_layout, load_state_dict, read_weights
+from senet.models import classifier_prefix, create_model
+from senet.models.foreign import split_name
+from senet.models.weights import read_weights_metadata
 from senet.train.distributed import resolve_device
 
 
@@ -169,15 +169,19 @@ def prepare_evaluation(
     weights = Path(weights)
     if not weights.is_file():
         raise ConfigError(f"weights file {weights} does not exist")
-    state, meta = read_weights(weights) if weights.suffix == ".safetensors" else ({}, {})
+    meta = read_weights_metadata(weights) if weights.suffix == ".safetensors" else {}
     if meta and meta.get("model") != model_name:
         raise ConfigError(
             f"{weights} holds weights of {meta.get('model')!r}, not {model_name!r}; "
             f"name the model {meta.get('model')!r} instead"
         )
-    # A first model (default head) only to read its pretrained_cfg before the data is built.
-    probe = None if meta else build_model(model_name)
-    prep = preprocessing_for(meta, probe)
+    # A run's file or a senet model's checkpoint knows its classifier; a torchvision/timm
+    # state dict is loaded once the data says how many classes it has.
+    raw_foreign = not meta and split_name(model_name)[0] is not None
+    model = (
+        None if raw_foreign else create_model(model_name, pretrained=weights, pretrained_head=True)
+    )
+    prep = preprocessing_for(meta, model if model is not None else create_model(model_name))
     image_size = prep.get("image_size")
     eval_resize = None
     if data == "imagefolder" and image_size and prep.get("crop_pct"):
@@ -194,40 +198,21 @@ def prepare_evaluation(
         std=prep.get("std"),
         interpolation=prep.get("interpolation") or "bilinear",
     )
-    if meta:
-        kwargs = dict(meta["model_kwargs"])
-        if kwargs.get("num_classes") != info.num_classes:
-            raise ConfigError(
-                f"{weights} has a {kwargs.get('num_classes')}-class head but {info.name} has "
-                f"{info.num_classes} classes"
-            )
-        model = build_model(model_name, **kwargs)
-        load_run_state(model, state, str(weights))
-    else:
-        model = _foreign_model(model_name, weights, info.num_classes, info.in_chans)
+    if model is None:
+        classes = {"num_classes": info.num_classes, "in_chans": info.in_chans}
+        model = create_model(model_name, pretrained=weights, pretrained_head=True, **classes)
+    head = _head_size(model)
+    if head is not None and head != info.num_classes:
+        raise ConfigError(
+            f"{weights} has a {head}-class head but the data has {info.num_classes} classes; "
+            "evaluate on the data the weights were trained for (ImageNet weights: an "
+            "imagefolder with the 1000 ImageNet class folders)"
+        )
     return EvaluationSetup(model, dataset, info, prep, weights)
 
 
-def _foreign_model(name: str, weights: Path, num_classes: int, in_chans: int) -> torch.nn.Module:
-    """``name`` with a timm / Cadene / torchvision checkpoint whose head fits the data.
-
-    ``create_model(pretrained=...)`` picks the architecture layout the checkpoint needs; it
-    would keep a fresh classifier when the class counts differ, so that is refused first.
-    """
-    if is_foreign(name):  # a torchvision/timm model and its own state dict, loaded as is
-        model = build_model(name, num_classes=num_classes, in_chans=in_chans)
-        load_initial_weights(model, str(weights), foreign=True)
-        return model
-    try:
-        state = load_state_dict(str(weights))
-        head = convert_state_dict(state, detect_layout(state)).get("fc.weight")
-    except (ValueError, RuntimeError, KeyError) as e:
-        raise ConfigError(f"cannot read {weights} as {name} weights: {e}") from e
-    if head is None or head.shape[0] != num_classes:
-        found = "no fc.weight" if head is None else f"a {head.shape[0]}-class head"
-        raise ConfigError(
-            f"{weights} has {found} but the data has {num_classes} classes; evaluate on the "
-            "data the weights were trained for (ImageNet weights: an imagefolder with the 1000 "
-            "ImageNet class folders)"
-        )
-    return build_model(name, pretrained=str(weights), num_classes=num_classes, in_chans=in_chans)
+def _head_size(model: torch.nn.Module) -> int | None:
+    """The number of classes the model's classifier outputs (None if it has no Linear head)."""
+    prefix = classifier_prefix(model)
+    head = model.get_submodule(prefix.rstrip(".")) if prefix else None
+    return getattr(head, "out_features", None)

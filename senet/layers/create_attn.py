@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -57,3 +59,30 @@ def create_attn(attn: AttnLayer, channels: int, **kwargs: Any) -> nn.Module | No
     """
     factory = get_attn(attn)
     return None if factory is None else factory(channels, **kwargs)
+
+
+def attn_kwargs_problem(attn: Any, kwargs: dict[str, Any]) -> str | None:
+    """Why ``kwargs`` do not fit attention ``attn``'s constructor (an unknown name or argument),
+    naming the valid ones; None when they fit or cannot be told without building it."""
+    try:
+        factory = get_attn(attn)
+    except ValueError as e:
+        return str(e)
+    if factory is None:  # no attention: its arguments are unused (a grid's baseline row)
+        return None
+    label = attn if isinstance(attn, str) else getattr(attn, "__name__", repr(attn))
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C-implemented callable: it decides itself
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    valid = [n for n in list(params)[1:] if params[n].kind is not inspect.Parameter.VAR_POSITIONAL]
+    for key in kwargs:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"attention {label!r} takes no argument {key!r}{hint}; its arguments: " + (
+                ", ".join(valid) or f"none (attentions: {', '.join(attention_names())})"
+            )
+    return None

@@ -1,5 +1,6 @@
 """The model zoo: ImageNet and CIFAR ResNets, VGG, BN-Inception, Inception-ResNet-v2, MobileNet,
-ShuffleNet and Shake-Shake with any attention, a registry, checkpoint import."""
+ShuffleNet and Shake-Shake with any attention, a registry, checkpoint import, and
+``create_model``, the one builder (senet, ``torchvision:`` and ``timm:`` names)."""
 
 # Importing the families registers their models.
 from senet.models import (  # noqa: F401
@@ -13,18 +14,22 @@ from senet.models import (  # noqa: F401
     shufflenet,
     vgg,
 )
-from senet.models._registry import get_model_builder, list_models, register_model
-from senet.models.factory import create_model
+from senet.models._registry import list_models, register_model
+from senet.models.errors import CheckpointError, ModelError
+from senet.models.factory import classifier_prefix, create_model
 from senet.models.stn import STNClassifier, with_stn
-from senet.models.weights import CheckpointError, load_weights
+from senet.models.weights import load_weights, read_weights, save_weights
 
 __all__ = [
     "CheckpointError",
+    "ModelError",
     "STNClassifier",
+    "classifier_prefix",
     "create_model",
-    "get_model_builder",
     "list_models",
     "load_weights",
+    "read_weights",
     "register_model",
+    "save_weights",
     "with_stn",
 ]

@@ -34,9 +34,8 @@ from torch import nn
 
 from senet.layers import create_attn
 from senet.layers.create_attn import AttnLayer
+from senet.layers.strategies import STRATEGIES
 from senet.layers.validate import check_choice
-
-STRATEGIES: tuple[str, ...] = ("standard", "pre", "post", "identity", "conv3x3")
 
 
 def check_strategy(owner: str, strategy: str, *, bottleneck: bool) -> str:

@@ -166,4 +166,5 @@ register_twins(
     "bninception",
     "BN-Inception (Ioffe & Szegedy 2015; paper Table 2), the Caffe layout of Cadene's port.",
     "SE-BN-Inception (paper Table 2): SE on the output of each of the 10 Inception modules.",
+    layouts={"senet": {}, "cadene_bninception": {}},
 )

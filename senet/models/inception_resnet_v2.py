@@ -240,4 +240,5 @@ register_twins(
     "Inception-ResNet-v2 (Szegedy et al. 2017; paper Table 2) at 299x299.",
     "SE-Inception-ResNet-v2 (paper Table 2): SE on each residual block's branch, before the "
     "residual scaling and the sum, and on the 3 Mixed/reduction modules' outputs.",
+    layouts={"senet": {}, "inception_resnet_v2": {}},
 )

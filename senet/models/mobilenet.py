@@ -113,4 +113,5 @@ register_twins(
     "mobilenet_v1",
     "MobileNet v1 1.0-224 (Howard et al. 2017; paper Table 3); width_mult scales the widths.",
     "SE-MobileNet (paper Table 3): SE after each of the 13 depthwise-separable blocks.",
+    layouts={"senet": {}, "timm_mobilenetv1": {}},
 )

@@ -11,6 +11,7 @@ module of block j of stage s is ``layer{s-1}.{j}.attn``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -193,6 +194,16 @@ def _resnet(name: str, kwargs: dict[str, Any], **arch: Any) -> ResNet:
     return model
 
 
+# Checkpoint layouts the ResNet family reads, each with the architecture its weights need:
+# torchvision/timm put the stride on the 3x3 conv and pad the stem pool; Cadene's Caffe ports
+# keep the stride where each architecture's default puts it and use Caffe's stem pool.
+RESNET_LAYOUTS = {
+    "senet": {},
+    "torchvision": {"stem_pool": "torch", "stride_in_1x1": False},
+    "cadene": {"stem_pool": "caffe"},
+}
+register_resnet = functools.partial(register_model, layouts=RESNET_LAYOUTS)
+
 _R18 = {"block": "basic", "layers": (2, 2, 2, 2)}
 _R34 = {"block": "basic", "layers": (3, 4, 6, 3)}
 _R50 = {"block": "bottleneck", "layers": (3, 4, 6, 3)}
@@ -201,99 +212,97 @@ _R152 = {"block": "bottleneck", "layers": (3, 8, 36, 3)}
 _X32x4 = {"groups": 32, "base_width": 4, "stride_in_1x1": False}
 
 
-@register_model
+@register_resnet
 def resnet18(**kwargs: Any) -> ResNet:
     """ResNet-18: basic blocks (2, 2, 2, 2)."""
     return _resnet("resnet18", kwargs, **_R18)
 
 
-@register_model
+@register_resnet
 def resnet34(**kwargs: Any) -> ResNet:
     """ResNet-34: basic blocks (3, 4, 6, 3)."""
     return _resnet("resnet34", kwargs, **_R34)
 
 
-@register_model
+@register_resnet
 def resnet50(**kwargs: Any) -> ResNet:
     """ResNet-50: bottlenecks (3, 4, 6, 3), Caffe layout (3.86 GMACs at 224, paper Table 2)."""
     return _resnet("resnet50", kwargs, **_R50)
 
 
-@register_model
+@register_resnet
 def resnet101(**kwargs: Any) -> ResNet:
     """ResNet-101: bottlenecks (3, 4, 23, 3), Caffe layout."""
     return _resnet("resnet101", kwargs, **_R101)
 
 
-@register_model
+@register_resnet
 def resnet152(**kwargs: Any) -> ResNet:
     """ResNet-152: bottlenecks (3, 8, 36, 3), Caffe layout."""
     return _resnet("resnet152", kwargs, **_R152)
 
 
-@register_model
+@register_resnet
 def resnext50_32x4d(**kwargs: Any) -> ResNet:
     """ResNeXt-50 (32x4d): bottlenecks (3, 4, 6, 3), 32 groups of width 4, stride on the 3x3."""
     return _resnet("resnext50_32x4d", kwargs, **_R50, **_X32x4)
 
 
-@register_model
+@register_resnet
 def resnext101_32x4d(**kwargs: Any) -> ResNet:
     """ResNeXt-101 (32x4d): bottlenecks (3, 4, 23, 3), 32 groups of width 4."""
     return _resnet("resnext101_32x4d", kwargs, **_R101, **_X32x4)
 
 
-@register_model
+@register_resnet
 def se_resnet18(**kwargs: Any) -> ResNet:
     """SE-ResNet-18: ResNet-18 with an SE block (r = 16) in every residual branch."""
     return _resnet("se_resnet18", kwargs, **_R18, attn="se")
 
 
-@register_model
+@register_resnet
 def se_resnet34(**kwargs: Any) -> ResNet:
     """SE-ResNet-34."""
     return _resnet("se_resnet34", kwargs, **_R34, attn="se")
 
 
-@register_model
+@register_resnet
 def se_resnet50(**kwargs: Any) -> ResNet:
     """SE-ResNet-50 (paper Table 2): 28,088,024 params, 3.87 GFLOPs at 224."""
     return _resnet("se_resnet50", kwargs, **_R50, attn="se")
 
 
-@register_model
+@register_resnet
 def se_resnet101(**kwargs: Any) -> ResNet:
     """SE-ResNet-101."""
     return _resnet("se_resnet101", kwargs, **_R101, attn="se")
 
 
-@register_model
+@register_resnet
 def se_resnet152(**kwargs: Any) -> ResNet:
     """SE-ResNet-152."""
     return _resnet("se_resnet152", kwargs, **_R152, attn="se")
 
 
-@register_model
+@register_resnet
 def se_resnext50_32x4d(**kwargs: Any) -> ResNet:
     """SE-ResNeXt-50 (32x4d)."""
     return _resnet("se_resnext50_32x4d", kwargs, **_R50, **_X32x4, attn="se")
 
 
-@register_model
+@register_resnet
 def se_resnext101_32x4d(**kwargs: Any) -> ResNet:
     """SE-ResNeXt-101 (32x4d)."""
     return _resnet("se_resnext101_32x4d", kwargs, **_R101, **_X32x4, attn="se")
 
 
-@register_model
+@register_resnet
 def senet154(**kwargs: Any) -> ResNet:
     """SENet-154 (paper appendix): SE-ResNeXt-152 (64x4d) with halved first 1x1 convs, a deep
     3x3 stem (64, 64, 128), 3x3 stride-2 projections and dropout 0.2 before the classifier."""
-    return _resnet(
-        "senet154", kwargs, **_R152, groups=64, base_width=4, stride_in_1x1=False,
-        halve_first_1x1=True, stem="deep", stem_width=128, down_kernel_size=3, drop_rate=0.2,
-        attn="se",
-    )  # fmt: skip
+    arch = dict(_R152, groups=64, base_width=4, stride_in_1x1=False, halve_first_1x1=True)
+    stem = dict(stem="deep", stem_width=128, down_kernel_size=3)
+    return _resnet("senet154", kwargs, **arch, **stem, drop_rate=0.2, attn="se")
 
 
 def _attention_variant(name: str, depth: int, arch: dict[str, Any], attn: str) -> None:
@@ -304,7 +313,7 @@ def _attention_variant(name: str, depth: int, arch: dict[str, Any], attn: str) -
 
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = f"ResNet-{depth} with {attn.upper()} in every residual branch."
-    register_model(builder)
+    register_resnet(builder)
 
 
 def _register_attention_variants(prefix: str, attn: str) -> None:

@@ -65,6 +65,14 @@ class STNClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(self.rectify(x))
 
+    def get_classifier(self) -> nn.Module | None:
+        """The wrapped model's classifier (its ``get_classifier()``, else its last Linear)."""
+        get = getattr(self.model, "get_classifier", None)
+        if callable(get):
+            return get()
+        linears = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
+        return linears[-1] if linears else None
+
     def reset_classifier(self, num_classes: int, *args: Any, **kwargs: Any) -> None:
         """The wrapped model's ``reset_classifier``."""
         self.model.reset_classifier(num_classes, *args, **kwargs)

@@ -90,4 +90,5 @@ register_twins(
     "vgg16_bn",
     "VGG-16 with BN after every conv (Simonyan & Zisserman 2015; paper Table 2).",
     "SE-VGG-16 (paper Table 2): SE after the ReLU that follows each of the 13 conv+BN units.",
+    layouts={"senet": {}, "torchvision_vgg": {}},
 )

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from senet.models._pretrained import LAYOUTS
+from senet.models.errors import CheckpointError
 from senet.models.family_layouts import (
     FAMILY_LAYOUTS,
     LayoutError,
@@ -37,11 +38,6 @@ StateDict = dict[str, torch.Tensor]
 Source = str | os.PathLike | Mapping[str, Any]
 
 _SHOW = 8  # mismatches listed in an error
-
-
-class CheckpointError(ValueError, RuntimeError):
-    """A checkpoint or weights file that cannot be read or written, or whose keys or shapes do
-    not fit the model. (A ValueError and a RuntimeError: both kinds of callers catch it.)"""
 
 
 class WeightsDownloadError(RuntimeError):
@@ -89,7 +85,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     """The object stored in a ``.safetensors``, ``.pth``, ``.pt`` or ``.bin`` file, on the CPU."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist or is not a file")
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a file")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -149,12 +145,9 @@ def _is_tensor_dict(obj: Mapping) -> bool:
 
 
 def load_state_dict(source: Source, *, progress: bool = True) -> StateDict:
-    """A state dict from a file, a URL (cached, hash-checked) or a mapping."""
-    if isinstance(source, Mapping):
-        return unwrap_state_dict(source)
-    if is_url(source):
-        source = download(str(source), progress=progress)
-    return unwrap_state_dict(read_checkpoint(source))
+    """A state dict from a file, a URL (cached, hash-checked) or a mapping (``read_weights``
+    without the metadata)."""
+    return read_weights(source, progress=progress)[0]
 
 
 def detect_layout(state: Mapping[str, Any]) -> str:
@@ -203,20 +196,6 @@ def convert_state_dict(state: Mapping[str, torch.Tensor], layout: str | None = N
         except LayoutError as err:
             raise CheckpointError(f"{layout} checkpoint: {err}") from err
     return {_rename(k, layout): v for k, v in state.items()}
-
-
-def layout_kwargs(layout: str) -> dict[str, Any]:
-    """ResNet arguments that reproduce a checkpoint layout's architecture.
-
-    torchvision/timm: stride on the 3x3 conv, max pool padding 1. Cadene: Caffe max pool; the
-    stride stays where each architecture's default puts it (first 1x1 in SE-ResNet, 3x3 in
-    SE-ResNeXt and SENet-154), which is where the Caffe models have it.
-    """
-    if layout == "torchvision":
-        return {"stem_pool": "torch", "stride_in_1x1": False}
-    if layout == "cadene":
-        return {"stem_pool": "caffe"}
-    return {}
 
 
 def _check_layout(model: nn.Module, layout: str) -> None:
@@ -385,14 +364,35 @@ def read_weights_metadata(path: str | Path) -> dict[str, Any]:
     """The senet metadata of a ``.safetensors`` file (empty if it has none), from its header only."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        raw = (f.metadata() or {}).get("senet")
-    return json.loads(raw) if raw else {}
-
-
-def read_weights(path: str | Path) -> tuple[StateDict, dict[str, Any]]:
-    """The state dict and the senet metadata (empty if the file has none) of a weights file:
-    safetensors, a state dict, or a senet training checkpoint (its model)."""
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {str(path)!r} does not exist or is not a file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("senet")
+        return json.loads(raw) if raw else {}
+    except Exception as err:  # safetensors raises its own SafetensorError, JSON a ValueError
+        raise CheckpointError(
+            f"could not read {path} as safetensors ({err}); the file is truncated or not a "
+            "safetensors file"
+        ) from err
+
+
+def read_weights(source: Source, *, progress: bool = True) -> tuple[StateDict, dict[str, Any]]:
+    """senet's one weights reader: the state dict and the senet metadata (empty where there is
+    none) of a file (safetensors, a state dict, a senet training checkpoint), a URL or a mapping.
+
+    Every failure is a ``CheckpointError`` that names the file.
+    """
+    if isinstance(source, Mapping):
+        return unwrap_state_dict(source), {}
+    if is_url(source):
+        source = download(str(source), progress=progress)
+    path = Path(source)
     meta = read_weights_metadata(path) if path.suffix == ".safetensors" else {}
-    return load_state_dict(path), meta
+    try:
+        return unwrap_state_dict(read_checkpoint(path)), meta
+    except CheckpointError as err:
+        if str(path) in str(err):
+            raise
+        raise CheckpointError(f"{path}: {err}") from err

@@ -10,6 +10,7 @@ traced forward), ``residual`` (a residual unit and its integration strategies), 
 """
 
 from senet.retrofitting.api import retrofit
+from senet.retrofitting.errors import RetrofitError
 from senet.retrofitting.report import RetrofitReport, Site, Skipped
 
-__all__ = ["RetrofitReport", "Site", "Skipped", "retrofit"]
+__all__ = ["RetrofitError", "RetrofitReport", "Site", "Skipped", "retrofit"]

@@ -18,12 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from senet.config import attn_kwargs_problem
-from senet.layers.create_attn import AttnLayer, get_attn
+from senet.layers.create_attn import AttnLayer, attn_kwargs_problem, get_attn
+from senet.layers.strategies import STRATEGIES
 from senet.layers.validate import check_choice
-from senet.models.blocks import STRATEGIES
 from senet.profiling.counter import profile
 from senet.retrofitting.backbone import backbone_path, sites_within, whole_model_report
+from senet.retrofitting.errors import RetrofitError
 from senet.retrofitting.plan import (
     Plan,
     SitePredicate,
@@ -60,7 +60,7 @@ def _input_size(model: nn.Module, input_size: int | Sequence[int]) -> tuple[int,
         first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
         size = (first_conv.in_channels if first_conv is not None else 3, *size)
     if len(size) != 3 or min(size) < 1:
-        raise ValueError(
+        raise RetrofitError(
             f"retrofit: input_size must be H, (H, W) or (C, H, W) with positive sizes, "
             f"got {input_size!r}"
         )
@@ -73,7 +73,7 @@ def _probe(model: nn.Module, sample: torch.Tensor) -> Probe:
         return probe_model(model, sample)
     except (RuntimeError, ValueError, TypeError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(
+        raise RetrofitError(
             f"retrofit: the probe input, a random image of shape {tuple(sample.shape)}, does not "
             f"fit {type(model).__name__} ({first}). retrofit runs the model once on a (1, C, H, W) "
             "image to find where attention can go: pass the image size the model takes, e.g. "
@@ -88,7 +88,7 @@ def _check_stages(stages: Iterable[int] | int | None) -> frozenset[int] | None:
         stages = [stages]
     stages = list(stages)
     if not stages or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in stages):
-        raise ValueError(
+        raise RetrofitError(
             f"retrofit: stages must be stage numbers >= 1 (stage 1 is the network's first "
             f"resolution; ResNet-50's conv2_x..conv5_x are stages 2..5), got {stages!r}"
         )
@@ -103,12 +103,13 @@ def _existing_message(model: nn.Module, existing: list[tuple[str, nn.Module]], l
     )
 
 
-def _no_site_error(model: nn.Module, visited: int, stages: frozenset[int] | None,
-                   skipped: list[Skipped]) -> ValueError:  # fmt: skip
+def _no_site_error(
+    model: nn.Module, visited: int, stages: frozenset[int] | None, skipped: list[Skipped]
+) -> RetrofitError:
     reasons = "".join(f"\n  {s.path or '<model>'}: {s.reason}" for s in skipped[:12])
     more = f"\n  ... and {len(skipped) - 12} more" if len(skipped) > 12 else ""
     where = f" in stages {sorted(stages)}" if stages is not None else ""
-    return ValueError(
+    return RetrofitError(
         f"retrofit found no insertion site{where} in {type(model).__name__}: it read the "
         f"forward of {visited} modules looking for residual units (an add of a conv branch and "
         "its input), multi-branch modules (a channel concat of branches), dense layers, blocks "
@@ -174,7 +175,7 @@ def _place_candidates(
         )
         if isinstance(planned, Skipped):
             if explicit:
-                raise ValueError(f"retrofit: site {planned.path!r}: {planned.reason}")
+                raise RetrofitError(f"retrofit: site {planned.path!r}: {planned.reason}")
             plan.skipped.append(planned)
         elif wanted is not None and planned.site.stage not in wanted:
             plan.skipped.append(
@@ -246,27 +247,23 @@ def retrofit(
     ``<unit>.attn_blend.alpha`` with identity init). A saved retrofitted state dict loads into
     a fresh base model retrofitted with the same arguments.
     """
-    factory = get_attn(attn)
-    if factory is None:
-        raise ValueError("retrofit: attn=None inserts nothing; pass an attention such as 'se'")
-    check_choice("retrofit", "strategy", strategy, STRATEGIES)
-    check_choice("retrofit", "init", init, INITS)
-    wanted = _check_stages(stages)
+    factory, wanted = _checked_arguments(attn, strategy, init, stages, attn_kwargs)
     scope = backbone_path(model)
     if scope is not None and (sub_sites := sites_within(model, sites, scope)) is not False:
-        arguments = dict(strategy=strategy, stages=stages, init=init,
-                         replace_existing=replace_existing, input_size=input_size,
-                         dry_run=dry_run)  # fmt: skip
         sub_report = retrofit(
-            model.get_submodule(scope), attn, sites=sub_sites, **arguments, **attn_kwargs
+            model.get_submodule(scope),
+            attn,
+            **dict(strategy=strategy, stages=stages, init=init, input_size=input_size),
+            sites=sub_sites,
+            replace_existing=replace_existing,
+            dry_run=dry_run,
+            **attn_kwargs,
         )
         return whole_model_report(model, scope, sub_report)
     size = _input_size(model, input_size)
     ref = reference_tensor(model)
     sample = random_input((1, *size), ref)
     attn_label = attn if isinstance(attn, str) else getattr(attn, "__name__", repr(attn))
-    if problem := attn_kwargs_problem(attn, attn_kwargs):
-        raise ValueError(f"retrofit: {problem}")
 
     plan = Plan()
     existing = find_existing(model)
@@ -290,21 +287,8 @@ def retrofit(
     with torch.random.fork_rng(devices=[], enabled=dry_run):
         build_modules(plan, factory, attn_kwargs, init, ref)
 
-    replaced = {p.owner for p in plan.placements if p.mode == "replace"}
-    removed = sum(t.numel() for path, m in existing if path in replaced for t in m.parameters())
-    report = RetrofitReport(
-        model=type(model).__name__,
-        attn=attn_label,
-        strategy=strategy,
-        init=init,
-        input_size=size,
-        sites=[p.site for p in plan.placements],
-        skipped=plan.skipped,
-        existing=[f"{path} ({type(m).__name__})" for path, m in existing],
-        base_params=sum(t.numel() for t in model.parameters()),
-        added_params=sum(p.site.params for p in plan.placements) - removed,
-        applied=not dry_run,
-    )
+    described = dict(attn=attn_label, strategy=strategy, init=init, input_size=size)
+    report = _report(model, plan, existing, dry_run=dry_run, **described)
     # MACs at the sample's size, counted by senet.profile on the model as it is and, on the
     # checking copy, as it will be; only then (and not for a dry run) is the model changed.
     report.base_macs = profile(model, size, name=report.model).macs
@@ -313,3 +297,49 @@ def retrofit(
     if not dry_run and not in_place:
         wire_in(model, plan.placements)
     return report
+
+
+def _checked_arguments(
+    attn: AttnLayer,
+    strategy: str,
+    init: str,
+    stages: Iterable[int] | int | None,
+    attn_kwargs: dict[str, Any],
+) -> tuple[Any, frozenset[int] | None]:
+    """The attention's factory and the stage set, once every argument retrofit takes is
+    checked (a RetrofitError naming the argument otherwise)."""
+    try:
+        factory = get_attn(attn)
+        check_choice("retrofit", "strategy", strategy, STRATEGIES)
+        check_choice("retrofit", "init", init, INITS)
+    except ValueError as e:
+        raise RetrofitError(str(e)) from None
+    if factory is None:
+        raise RetrofitError("retrofit: attn=None inserts nothing; pass an attention such as 'se'")
+    if problem := attn_kwargs_problem(attn, attn_kwargs):
+        raise RetrofitError(f"retrofit: {problem}")
+    return factory, _check_stages(stages)
+
+
+def _report(
+    model: nn.Module,
+    plan: Plan,
+    existing: list[tuple[str, nn.Module]],
+    *,
+    dry_run: bool,
+    **described: Any,
+) -> RetrofitReport:
+    """The report of a planned retrofit, parameters counted (MACs are added by the caller);
+    ``described``: the attention, strategy, init and input size it was asked for."""
+    replaced = {p.owner for p in plan.placements if p.mode == "replace"}
+    removed = sum(t.numel() for path, m in existing if path in replaced for t in m.parameters())
+    return RetrofitReport(
+        model=type(model).__name__,
+        **described,
+        sites=[p.site for p in plan.placements],
+        skipped=plan.skipped,
+        existing=[f"{path} ({type(m).__name__})" for path, m in existing],
+        base_params=sum(t.numel() for t in model.parameters()),
+        added_params=sum(p.site.params for p in plan.placements) - removed,
+        applied=not dry_run,
+    )

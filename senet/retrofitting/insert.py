@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from senet.retrofitting.errors import RetrofitError
+
 
 class CenteredGate(nn.Module):
     """``2 * gate(z)``: exactly 1 where a sigmoid-like gate is 0.5 (z = 0), with slope 2 gate'(0).
@@ -145,7 +147,7 @@ def trace_for_rewrite(module: nn.Module) -> fx.Graph:
         for m, mode in modes.items():
             m.training = mode
     if graph.python_code("self").src != other.python_code("self").src:
-        raise ValueError(
+        raise RetrofitError(
             f"{type(module).__name__}.forward changes with train()/eval() (it reads "
             "self.training), so it cannot be rewritten safely"
         )

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from senet.retrofitting.errors import RetrofitError
 from senet.retrofitting.graph import GraphView, record_shapes
 from senet.retrofitting.insert import (
     IdentityBlend,
@@ -180,7 +181,7 @@ def _select(model: nn.Module, sites: Sequence[str] | SitePredicate) -> list[tupl
     if callable(sites):
         chosen = [(path, m) for path, m in named.items() if sites(path, m)]
         if not chosen:
-            raise ValueError("retrofit: the sites predicate selected no module of the model")
+            raise RetrofitError("retrofit: the sites predicate selected no module of the model")
         return chosen
     if isinstance(sites, str):
         sites = [sites]
@@ -189,13 +190,13 @@ def _select(model: nn.Module, sites: Sequence[str] | SitePredicate) -> list[tupl
         if path not in named:
             close = difflib.get_close_matches(path, [p for p in named if p], n=5)
             hint = f"; close matches: {', '.join(close)}" if close else ""
-            raise ValueError(
+            raise RetrofitError(
                 f"retrofit: sites names {path!r}, which is not a module of "
                 f"{type(model).__name__}{hint} (paths as in model.named_modules())"
             )
         chosen.append((path, named[path]))
     if not chosen:
-        raise ValueError("retrofit: sites is empty; pass None to let retrofit find the units")
+        raise RetrofitError("retrofit: sites is empty; pass None to let retrofit find the units")
     return chosen
 
 
@@ -208,17 +209,17 @@ def explicit_candidates(
         shape = probe.out_shape(module)
         calls = probe.call_count(module)
         if calls == 0:
-            raise ValueError(
+            raise RetrofitError(
                 f"retrofit: site {path!r} ({type(module).__name__}) is never called by the "
                 "model's forward, so attention there would do nothing; name a module that runs"
             )
         if kind != "residual" and (problem := probe.not_a_feature_map(shape)):
-            raise ValueError(
+            raise RetrofitError(
                 f"retrofit: site {path!r} ({type(module).__name__}) output: {problem}; name a module "
                 "that outputs an (N, C, H, W) feature map"
             )
         if kind != "residual" and calls != 1:
-            raise ValueError(
+            raise RetrofitError(
                 f"retrofit: site {path!r} ({type(module).__name__}) is called {calls} times per "
                 "forward (a shared module), so its output is not one place; name a module that "
                 "runs once"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from torch import fx
 
+from senet.retrofitting.errors import RetrofitError
 from senet.retrofitting.graph import GraphView, cat_operands
 
 
@@ -85,7 +86,7 @@ class ResidualSite:
     location: str
 
 
-class SiteError(ValueError):
+class SiteError(RetrofitError):
     """A unit has no place for the requested strategy (the message says why)."""
 
 
@@ -143,4 +144,4 @@ def residual_site(res: Residual, strategy: str) -> ResidualSite:
                 where = f"after {view.describe(node)} ({k}) + norm/act"
                 return ResidualSite(end, None, where)
         raise SiteError("no spatial (k > 1) convolution on the residual branch")
-    raise ValueError(f"residual_site: unknown strategy {strategy!r}")
+    raise RetrofitError(f"residual_site: unknown strategy {strategy!r}")

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from senet.profiling.counter import profile
+from senet.retrofitting.errors import RetrofitError
 from senet.retrofitting.graph import GraphView
 from senet.retrofitting.insert import GraphInsert, patch_output, rewrite_forward, trace_for_rewrite
 from senet.retrofitting.plan import Placement
@@ -68,7 +69,7 @@ def check_on_copy(
         trial = copy.deepcopy(model)
     except Exception as err:  # a model holding locks, files, ...: check in place instead
         if dry_run:
-            raise ValueError(
+            raise RetrofitError(
                 f"retrofit: dry_run wires the plan into a copy, and {name} cannot be copied "
                 f"({type(err).__name__}: {err}); run without dry_run"
             ) from err

@@ -12,11 +12,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from senet.builder import model_from_config
-from senet.config import Config, ConfigError, ModelConfig, TrainConfig
+from senet.config import Config, ConfigError, ModelConfig, TrainConfig, create_model_from_config
 from senet.data import DatasetInfo, create_dataset, create_loader
 from senet.models.precision import choose_amp
-from senet.models.specs import is_foreign, is_run_weights, load_initial_weights
 from senet.profiling import profile
 from senet.profiling.timing import eval_mode
 from senet.train.checkpoint import restore_training_state
@@ -127,16 +125,9 @@ def model_for_data(
             f"model.in_chans={m.in_chans} but {info.name} images have {info.in_chans} channels; "
             f"set model.in_chans={info.in_chans} or null"
         )
-    # Base weights (not a senet run's file, which holds the attention too) load before retrofit.
-    weights_first = bool(m.weights and (m.retrofit or m.stn) and not is_run_weights(m.weights))
-    model, model_kwargs = model_from_config(
-        m,
-        num_classes=info.num_classes,
-        in_chans=info.in_chans,
-        base_weights=m.weights if weights_first else None,
+    model, model_kwargs = create_model_from_config(
+        m, num_classes=info.num_classes, in_chans=info.in_chans
     )
-    if m.weights and not weights_first:
-        load_initial_weights(model, m.weights, foreign=is_foreign(m.name), head=m.weights_head)
     sample = torch.stack([val_set[i][0] for i in range(min(2, len(val_set)))])
     check_model_fits_data(model, sample, info, m.name)
     input_size = (info.in_chans, *sample.shape[-2:])

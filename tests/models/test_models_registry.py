@@ -6,7 +6,8 @@ from torch import nn
 
 import senet
 from senet.layers import is_attention_module
-from senet.models import _registry, get_model_builder
+from senet.models import _registry
+from senet.models._registry import get_model_builder
 
 ALL = senet.list_models()
 CFG_KEYS = {"input_size", "mean", "std", "crop_pct", "interpolation", "url"}
