@@ -409,47 +409,30 @@ def ablate(
     """Run a grid of training runs (resumable) and write its paper-style table and plot."""
     from rich.console import Console
 
-    from senet.ablation import load_grid, point_state, run_grid, selected_points, write_report
+    from senet.ablation import describe_points, load_grid, run_grid, write_report
+    from senet.ablation.study import study_markdown, write_study
 
-    extra = list(overrides or [])
     with _clear_errors():
-        spec = load_grid(grid, extra)
-    out = out or Path("runs") / "ablations" / spec.name
-    if dry_run:
-        try:
-            points = selected_points(spec, only or None)
-        except ValueError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
-        states = {p.run_id: point_state(spec, p, out / "runs" / p.run_id) for p in points}
-        for point in points:
-            kind, words = states[point.run_id]
-            shown = "" if kind == "not started" else f"  [{words}]"
-            typer.echo(f"{point.run_id}: {' '.join(point.overrides())}{shown}")
-        chosen = f"{len(points)} of {len(spec.points)} runs selected (--only)" if only else ""
-        kinds = [kind for kind, _ in states.values()]
-        standing = ", ".join(
-            f"{kinds.count(k)} {k}"
-            for k in ("finished", "training", "unfinished", "started", "not started")
-            if k in kinds
-        )  # fmt: skip
-        where = f"results go to {out}" + (f" ({standing})" if out.exists() else "")
-        typer.echo(f"{chosen or f'{len(spec.points)} runs'}; {where}")
-        return
-    try:
+        spec = load_grid(grid, list(overrides or []))
+        out = out or Path("runs") / "ablations" / spec.name
+        if dry_run:
+            typer.echo(describe_points(spec, out, only or None))
+            return
+        resources = {"num_cpus": cpus, "num_gpus": gpus}
         results = run_grid(
-            spec, out, jobs=jobs, backend=backend, retries=retries,
-            ray_resources={"num_cpus": cpus, "num_gpus": gpus}, only=only or None, threads=threads,
-        )  # fmt: skip
-    except (ValueError, RuntimeError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+            spec,
+            out,
+            jobs=jobs,
+            backend=backend,
+            retries=retries,
+            ray_resources=resources,
+            only=only or None,
+            threads=threads,
+        )
     paths = write_report(spec, results, out)
     Console().print(paths["md"].read_text())
     typer.echo(f"table: {paths['md']} (also .csv, .json); plot: {paths['png']}")
-    from senet.ablation.study import study_markdown, write_study  # seed-paired 95% CIs
-
-    Console().print(study_markdown(write_study(out)))
+    Console().print(study_markdown(write_study(out)))  # seed-paired 95% CIs
     failed = [r.point.run_id for r in results if r.status == "failed"]
     if failed:
         typer.echo(f"{len(failed)} run(s) failed: {', '.join(failed)}; rerun to retry", err=True)

@@ -16,7 +16,7 @@ from senet.train import (
     config_from_dict,
     create_optimizer,
     create_scheduler,
-    evaluate,
+    evaluate_loader,
     fit,
     restore_training_state,
     topk_correct,
@@ -53,7 +53,7 @@ def test_evaluate_gives_exact_numbers():
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(images, torch.tensor(targets)), batch_size=3
     )
-    result = evaluate(Lookup(table), loader, device=CPU, num_classes=6)
+    result = evaluate_loader(Lookup(table), loader, device=CPU, num_classes=6)
     assert result["top1"] == 50.0 and result["top5"] == 87.5 and result["images"] == 8
     # Cross-entropy_i = log(sum_k e^-k) + r_i.
     log_s = math.log(sum(math.exp(-k) for k in range(6)))
@@ -80,7 +80,7 @@ def test_flip_tta_scores_the_mean_logits_of_each_image_and_its_mirror():
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(pixels.view(4, 1, 1, 2), targets), batch_size=3
     )
-    result = evaluate(LeftRight(), loader, device=CPU, num_classes=3, flip=True)
+    result = evaluate_loader(LeftRight(), loader, device=CPU, num_classes=3, flip=True)
     # Single view predicts 0, 2, 1, 0: two hits. Mean of the two views: (l+r)/2, (l+r)/4, 0.6,
     # i.e. 0, 2, 0, 0: three hits. The confusion matrix stays single-view.
     assert result["top1"] == 50.0 and result["flip_top1"] == 75.0
@@ -88,7 +88,7 @@ def test_flip_tta_scores_the_mean_logits_of_each_image_and_its_mirror():
     mean = torch.tensor([[1.0, 0.5, 0.6], [0.5, 0.25, 0.6], [1.0, 0.5, 0.6], [1.0, 0.5, 0.6]])
     assert result["flip_loss"] == pytest.approx(float(nn.functional.cross_entropy(mean, targets)))
     assert result["confusion"].diagonal().sum() == 2
-    assert "flip_top1" not in evaluate(LeftRight(), loader, device=CPU)
+    assert "flip_top1" not in evaluate_loader(LeftRight(), loader, device=CPU)
 
 
 def test_topk_with_fewer_classes_than_k():
@@ -108,11 +108,11 @@ def test_few_steps_on_synthetic_data_reduce_the_loss():
     train_set = _synthetic("train", 256)
     loader = create_loader(train_set, batch_size=32, train=True, seed=0)
     model = TinyNet(num_classes=4)
-    before = evaluate(model, loader, device=CPU)["loss"]
+    before = evaluate_loader(model, loader, device=CPU)["loss"]
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     for _ in range(3):  # 24 steps
         train_one_epoch(Trainer(model, opt, nn.CrossEntropyLoss(), CPU), loader)
-    after = evaluate(model, loader, device=CPU)
+    after = evaluate_loader(model, loader, device=CPU)
     assert before > 1.3  # about ln 4 = 1.386 at random initialisation
     assert after["loss"] < 0.5 * before and after["top1"] > 80.0
 

@@ -144,9 +144,21 @@ def write_report(grid: Grid, results: list[PointResult], out_dir: str | Path) ->
     with paths["csv"].open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(
-            ["setting", "reference", "params", "macs", "top1_mean", "top1_std", "top5_mean",
-             "top5_std", "delta_top1", "seeds", "failed_seeds", "train_ms_per_image"]
-        )  # fmt: skip
+            [
+                "setting",
+                "reference",
+                "params",
+                "macs",
+                "top1_mean",
+                "top1_std",
+                "top5_mean",
+                "top5_std",
+                "delta_top1",
+                "seeds",
+                "failed_seeds",
+                "train_ms_per_image",
+            ]
+        )
         for r in rows:
             delta = (
                 None
@@ -154,9 +166,21 @@ def write_report(grid: Grid, results: list[PointResult], out_dir: str | Path) ->
                 else r.top1_mean - ref.top1_mean
             )
             writer.writerow(
-                [r.label, r.is_reference, r.params, r.macs, r.top1_mean, r.top1_std, r.top5_mean,
-                 r.top5_std, delta, len(r.seeds), len(r.failed_seeds), r.train_ms_per_image]
-            )  # fmt: skip
+                [
+                    r.label,
+                    r.is_reference,
+                    r.params,
+                    r.macs,
+                    r.top1_mean,
+                    r.top1_std,
+                    r.top5_mean,
+                    r.top5_std,
+                    delta,
+                    len(r.seeds),
+                    len(r.failed_seeds),
+                    r.train_ms_per_image,
+                ]
+            )
     payload = {
         "grid": grid.to_dict(),
         "rows": [

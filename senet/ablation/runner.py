@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from senet.ablation.grid import Grid, GridPoint
+from senet.ablation.grid import Grid, GridError, GridPoint
 from senet.train.checkpoint import CheckpointDir
 from senet.train.distributed import resolve_device
 from senet.train.resume import checkpoint_folder, computation_differences
@@ -117,7 +117,7 @@ def _check_still_fits(grid: Grid, point: GridPoint, run_dir: Path, summary: RunS
     resolve_precision(config.train, resolve_device(config.train.device))
     changed = computation_differences(summary.config, config)
     if changed:
-        raise ValueError(
+        raise GridError(
             f"{run_dir} finished with a different config from the one this grid gives it "
             f"({'; '.join(changed)}), so its result would be mixed into this grid's table. "
             "Write the changed grid to another --out, or delete that run folder to rerun it"
@@ -192,7 +192,7 @@ def selected_points(grid: Grid, only: list[str] | None) -> list[GridPoint]:
         return list(grid.points)
     unmatched = [pat for pat in only if not any(fnmatch(p.run_id, pat) for p in grid.points)]
     if unmatched:
-        raise ValueError(
+        raise GridError(
             f"--only {', '.join(unmatched)} matches no point of grid {grid.name}; its run ids "
             f"are {', '.join(p.run_id for p in grid.points)}"
         )
@@ -224,9 +224,9 @@ def run_grid(
     (the order of floating-point sums, and so a run's exact numbers, depend on it).
     """
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        raise GridError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if jobs < 1 or retries < 0 or (threads is not None and threads < 1):
-        raise ValueError(
+        raise GridError(
             f"jobs and threads must be >= 1 and retries >= 0, got jobs={jobs}, "
             f"threads={threads}, retries={retries}"
         )
@@ -309,7 +309,7 @@ def _ray_executor(resources: dict[str, float] | None) -> Executor:
     try:
         import ray
     except ImportError:
-        raise RuntimeError(
+        raise GridError(
             "backend='ray' needs Ray: pip install 'senet[ray]' (or run with backend='local')"
         ) from None
     resources = {"num_cpus": 1, **(resources or {})}

@@ -13,8 +13,9 @@ from senet.analysis.gates import GateStatistics, collect_gates
 from senet.analysis.plots import plot_class_gates, plot_specificity
 from senet.analysis.saturation import saturation_digest, saturation_report
 from senet.config import ConfigError
-from senet.evaluation import EvalSource, evaluate
+from senet.evaluation import EvalSource
 from senet.plots.stn import find_stn, save_rectified
+from senet.train import evaluate_loader
 
 
 @dataclass
@@ -48,9 +49,15 @@ class GateAnalysis:
 
 
 _BLOCK_SUMMARY = (
-    "name", "depth", "channels", "specificity", "mean_gate", "gate_std", "hidden_units",
+    "name",
+    "depth",
+    "channels",
+    "specificity",
+    "mean_gate",
+    "gate_std",
+    "hidden_units",
     "dead_units",
-)  # fmt: skip
+)
 
 
 def analyze_weights(
@@ -97,7 +104,7 @@ def analyze_weights(
     plot_specificity(stats, out / "specificity.png")
 
     def top1(m: Any) -> float:
-        return evaluate(m.to(dev), loader, device=dev)["top1"]
+        return evaluate_loader(m.to(dev), loader, device=dev)["top1"]
 
     saturation = saturation_report(model, stats, top1, threshold=threshold)
     (out / "saturation.json").write_text(json.dumps(saturation, indent=2) + "\n")
@@ -136,9 +143,14 @@ def analysis_table(report: GateAnalysis) -> Table:
     for b in report.blocks:
         dead = "" if b["hidden_units"] is None else f"{b['dead_units']} of {b['hidden_units']}"
         table.add_row(
-            b["name"], str(b["channels"]), f"{b['specificity']:.3f}", f"{b['mean_gate']:.3f}",
-            f"{b['gate_std']:.3f}", "yes" if saturated[b["name"]] else "", dead,
-        )  # fmt: skip
+            b["name"],
+            str(b["channels"]),
+            f"{b['specificity']:.3f}",
+            f"{b['mean_gate']:.3f}",
+            f"{b['gate_std']:.3f}",
+            "yes" if saturated[b["name"]] else "",
+            dead,
+        )
     return table
 
 

@@ -1,6 +1,11 @@
 """Evaluate a model's weights (top-1/top-5, per class, confusion) and compare finished runs."""
 
-# The eval loop and device choice are train's; evaluation re-exports them for its users.
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+# The device choice is train's; evaluation re-exports it for its users.
 from senet.evaluation.compare import compare_runs, comparison_table
 from senet.evaluation.report import EvaluationReport, evaluate_weights, per_class_table
 from senet.evaluation.source import (
@@ -12,7 +17,6 @@ from senet.evaluation.source import (
     run_folder_source,
 )
 from senet.train.distributed import resolve_device
-from senet.train.epoch import evaluate
 
 __all__ = [
     "EvalSource",
@@ -21,7 +25,6 @@ __all__ = [
     "PreparedEvaluation",
     "compare_runs",
     "comparison_table",
-    "evaluate",
     "evaluate_weights",
     "per_class_table",
     "prepare_evaluation",
@@ -29,3 +32,18 @@ __all__ = [
     "resolve_source",
     "run_folder_source",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Renamed in 0.2.0 (CHANGELOG.md): the loop over a loader is senet.train.evaluate_loader.
+    if name == "evaluate":
+        from senet.train import evaluate_loader
+
+        warnings.warn(
+            "senet.evaluation.evaluate is renamed senet.train.evaluate_loader (`senet evaluate` "
+            "is senet.evaluation.evaluate_weights); the old name goes in 0.3.0",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return evaluate_loader
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

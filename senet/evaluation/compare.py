@@ -15,9 +15,19 @@ from senet.train.run_log import read_metrics
 from senet.train.summary import RunSummary
 
 _COMPARED = (
-    "model", "data", "final_top1", "best_top1", "best_epoch", "params", "macs", "epochs",
-    "val_images", "train_seconds", "wall_seconds", "train_img_s",
-)  # fmt: skip
+    "model",
+    "data",
+    "final_top1",
+    "best_top1",
+    "best_epoch",
+    "params",
+    "macs",
+    "epochs",
+    "val_images",
+    "train_seconds",
+    "wall_seconds",
+    "train_img_s",
+)
 
 
 def compare_runs(

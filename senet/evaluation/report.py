@@ -14,7 +14,7 @@ from rich.table import Table
 
 from senet.evaluation.source import EvalSource
 from senet.plots.confusion import plot_confusion
-from senet.train.epoch import evaluate
+from senet.train.epoch import evaluate_loader
 
 
 @dataclass
@@ -68,7 +68,7 @@ def evaluate_weights(
     folder ``eval-<data>`` beside the weights).
     """
     run = source.prepare()
-    result = evaluate(
+    result = evaluate_loader(
         run.model,
         run.loader,
         device=run.device,

@@ -95,9 +95,13 @@ class CBAM(nn.Module):
         super().__init__()
         self.channels = channels
         self.channel_gate = ChannelGate(
-            channels, reduction, act_layer=act_layer, gate=gate, bias=bias,
+            channels,
+            reduction,
+            act_layer=act_layer,
+            gate=gate,
+            bias=bias,
             min_channels=min_channels,
-        )  # fmt: skip
+        )
         self.spatial_gate = SpatialGate(kernel_size, norm=norm, gate=gate)
 
     fuses_residual = True  # the spatial gate's scale takes the block's residual add

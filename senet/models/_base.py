@@ -50,8 +50,10 @@ def build(cls: type[nn.Module], arch: dict[str, Any], kwargs: dict[str, Any]) ->
             example = ", ".join(f"{k!r}: {kwargs[k]!r}" for k in unknown)
             hint = f"; attention options go in attn_kwargs, e.g. attn_kwargs={{{example}}}"
         valid = ", ".join(p for p in params if p != "self")
-        raise TypeError(f"{cls.__name__}: unknown argument(s) {', '.join(unknown)}{hint}; "
-                        f"valid arguments: {valid}")  # fmt: skip
+        raise TypeError(
+            f"{cls.__name__}: unknown argument(s) {', '.join(unknown)}{hint}; "
+            f"valid arguments: {valid}"
+        )
     return cls(**{**arch, **kwargs})
 
 

@@ -19,8 +19,15 @@ CIFAR10_MEAN, CIFAR10_STD = _CIFAR_STATS["cifar10"]
 #                 authors' Caffe models, stem max pool with ceil_mode and no padding.
 #   and the other families' public layouts (family_layouts.py): "torchvision_vgg",
 #   "cadene_bninception", "inception_resnet_v2" (Cadene and timm), "timm_mobilenetv1".
-LAYOUTS = ("senet", "torchvision", "cadene", "torchvision_vgg", "cadene_bninception",
-           "inception_resnet_v2", "timm_mobilenetv1")  # fmt: skip
+LAYOUTS = (
+    "senet",
+    "torchvision",
+    "cadene",
+    "torchvision_vgg",
+    "cadene_bninception",
+    "inception_resnet_v2",
+    "timm_mobilenetv1",
+)
 
 _TIMM = "https://github.com/rwightman/pytorch-image-models/releases/download"
 _TORCHVISION = "https://download.pytorch.org/models"

@@ -145,9 +145,14 @@ class BasicBlock(_AttnBlock):
         self.act2 = nn.ReLU(inplace=True)
         self.downsample = downsample
         self._init_attn(
-            attn, attn_kwargs, strategy, bottleneck=False, in_chs=in_chs, mid_chs=planes,
+            attn,
+            attn_kwargs,
+            strategy,
+            bottleneck=False,
+            in_chs=in_chs,
+            mid_chs=planes,
             out_chs=planes,
-        )  # fmt: skip
+        )
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.bn2.weight)
@@ -207,9 +212,14 @@ class Bottleneck(_AttnBlock):
         self.act3 = nn.ReLU(inplace=True)
         self.downsample = downsample
         self._init_attn(
-            attn, attn_kwargs, strategy, bottleneck=True, in_chs=in_chs, mid_chs=width,
+            attn,
+            attn_kwargs,
+            strategy,
+            bottleneck=True,
+            in_chs=in_chs,
+            mid_chs=width,
             out_chs=out_chs,
-        )  # fmt: skip
+        )
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.bn3.weight)
@@ -261,9 +271,14 @@ class PreActBasicBlock(_AttnBlock):
         self.conv2 = conv3x3(planes, planes)
         self.downsample = downsample
         self._init_attn(
-            attn, attn_kwargs, strategy, bottleneck=False, in_chs=in_chs, mid_chs=planes,
+            attn,
+            attn_kwargs,
+            strategy,
+            bottleneck=False,
+            in_chs=in_chs,
+            mid_chs=planes,
             out_chs=planes,
-        )  # fmt: skip
+        )
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.conv2.weight)
@@ -315,9 +330,14 @@ class PreActBottleneck(_AttnBlock):
         self.conv3 = conv1x1(planes, out_chs)
         self.downsample = downsample
         self._init_attn(
-            attn, attn_kwargs, strategy, bottleneck=True, in_chs=in_chs, mid_chs=planes,
+            attn,
+            attn_kwargs,
+            strategy,
+            bottleneck=True,
+            in_chs=in_chs,
+            mid_chs=planes,
             out_chs=out_chs,
-        )  # fmt: skip
+        )
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.conv3.weight)

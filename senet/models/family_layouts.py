@@ -57,8 +57,11 @@ def _fold_bias(out: StateDict, bias: torch.Tensor, bn: str, source_bn: str) -> N
 def _torchvision_vgg(state: Mapping[str, torch.Tensor]) -> StateDict:
     # Conv indices in features: consecutive convs of a stage are 3 apart (conv, BN, ReLU); a
     # max pool between stages adds one.
-    convs = sorted(int(k.split(".")[1]) for k in state if re.fullmatch(r"features\.\d+\.weight", k)
-                   and state[k].dim() == 4)  # fmt: skip
+    convs = sorted(
+        int(k.split(".")[1])
+        for k in state
+        if re.fullmatch(r"features\.\d+\.weight", k) and state[k].dim() == 4
+    )
     names, stage, j = {}, 1, 0
     for prev, index in zip([None, *convs], convs, strict=False):
         if prev is not None and index - prev != 3:

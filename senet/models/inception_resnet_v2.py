@@ -220,9 +220,14 @@ class InceptionResNetV2(ClassifierNet):
     def make_cfg(self, name: str) -> dict[str, Any]:
         # The Google weights (and every port of them) expect inputs scaled to [-1, 1].
         return family_cfg(
-            name, self.in_chans, size=299, mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=0.8975,
+            name,
+            self.in_chans,
+            size=299,
+            mean=(0.5,) * 3,
+            std=(0.5,) * 3,
+            crop_pct=0.8975,
             first_conv="conv2d_1a.conv",
-        )  # fmt: skip
+        )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in_chans, 299, 299) -> (N, 1536, 8, 8)."""

@@ -120,8 +120,12 @@ class ResNet(ClassifierNet):
             for j in range(depth):
                 kw: dict[str, Any] = {}
                 if block == "bottleneck":
-                    kw = {"groups": groups, "base_width": base_width,
-                          "halve_first_1x1": halve_first_1x1, "stride_in_1x1": stride_in_1x1}  # fmt: skip
+                    kw = {
+                        "groups": groups,
+                        "base_width": base_width,
+                        "halve_first_1x1": halve_first_1x1,
+                        "stride_in_1x1": stride_in_1x1,
+                    }
                 s = stride if j == 0 else 1
                 blocks.append(
                     block_cls(

@@ -23,8 +23,13 @@ from senet.models._twins import register_twins
 from senet.models.conv_unit import ConvBnAct, check_attn_kwargs
 
 # ShuffleNet paper Table 1: stage output widths at width 1x for g = 1, 2, 3, 4, 8.
-STAGE_WIDTHS = {1: (144, 288, 576), 2: (200, 400, 800), 3: (240, 480, 960),
-                4: (272, 544, 1088), 8: (384, 768, 1536)}  # fmt: skip
+STAGE_WIDTHS = {
+    1: (144, 288, 576),
+    2: (200, 400, 800),
+    3: (240, 480, 960),
+    4: (272, 544, 1088),
+    8: (384, 768, 1536),
+}
 STAGE_UNITS = (4, 8, 4)
 
 

@@ -105,8 +105,7 @@ def run_graph(module: nn.Module, sample: torch.Tensor) -> tuple[RunNode, RunNode
                 light = m_name == "torch.nn.modules.activation" or isinstance(
                     child, (nn.Identity, nn.modules.dropout._DropoutNd)
                 )
-                node = RunNode("module", name, recording.node_of(args), heavy_count(child),
-                               light)  # fmt: skip
+                node = RunNode("module", name, recording.node_of(args), heavy_count(child), light)
                 recording.produce(node, output)
 
         return hook

@@ -13,6 +13,13 @@ parameters are ``<module path>.<attn name>.*``:
 Either way the instance gets a one-off subclass of its own class carrying the new ``forward``;
 the subclass pickles and deep-copies through :func:`_rebuild_retrofitted`, which re-creates it
 from a plain description (base class, generated source, output patches).
+
+Why a subclass and generated code, when a wrapper module or an ``fx.GraphModule`` would be plain:
+the user's model must stay the user's model. A retrofitted unit (1) is still an instance of the
+user's class (``isinstance`` checks in their code keep working), (2) keeps the class's methods
+and attributes, (3) keeps every parameter name (a base state dict and the user's optimiser
+groups still fit), and (4) pickles and deep-copies. A wrapper breaks (1)-(3); a GraphModule
+breaks (1)-(2). ``tests/test_retrofit_subclass.py`` checks each of the four.
 """
 
 from __future__ import annotations

@@ -78,9 +78,15 @@ def plan_residual(
             return Skipped(c.unit, _ITERATES_CHILDREN)
         name = plan.name_for(c.unit, module, "attn")
         site = Site(
-            c.unit, c.kind, "post", "after the add + act", join_path(c.unit, name),
-            channels, stage, 0,
-        )  # fmt: skip
+            unit=c.unit,
+            kind=c.kind,
+            strategy="post",
+            location="after the add + act",
+            attn_path=join_path(c.unit, name),
+            channels=channels,
+            stage=stage,
+            params=0,
+        )
         return Placement(site, "output", c.unit, name, strategy)
     if c.branch_end is not None:
         return _plan_run_residual(plan, c, strategy, probe)
@@ -130,8 +136,16 @@ def _plan_run_residual(
     if iterates_children(child):
         return Skipped(c.unit, f"branch end {c.branch_end} is {_ITERATES_CHILDREN}")
     name = plan.name_for(owner, child, "attn")
-    site = Site(c.unit, c.kind, strategy, c.location or f"after {c.branch_end}",
-                join_path(owner, name), shape[1], probe.stage(shape), 0)  # fmt: skip
+    site = Site(
+        unit=c.unit,
+        kind=c.kind,
+        strategy=strategy,
+        location=c.location or f"after {c.branch_end}",
+        attn_path=join_path(owner, name),
+        channels=shape[1],
+        stage=probe.stage(shape),
+        params=0,
+    )
     return Placement(site, "output", owner, name, strategy)
 
 
@@ -147,14 +161,30 @@ def plan_output(plan: Plan, c: Candidate, probe: Probe, model: nn.Module) -> Pla
         if iterates_children(c.module):
             return Skipped(c.unit, _ITERATES_CHILDREN)
         name = plan.name_for(c.unit, c.module, "attn")
-        site = Site(c.unit, c.kind, "output", c.location or "module output", join_path(c.unit, name),
-                    channels, stage, 0)  # fmt: skip
+        site = Site(
+            unit=c.unit,
+            kind=c.kind,
+            strategy="output",
+            location=c.location or "module output",
+            attn_path=join_path(c.unit, name),
+            channels=channels,
+            stage=stage,
+            params=0,
+        )
         return Placement(site, "output", c.unit, name, "output")
     if c.end_module is not None and probe.call_count(c.end_module) == 1:
         owner = join_path(c.container, c.end_target)
         name = plan.name_for(owner, c.end_module, "attn")
-        site = Site(c.unit, c.kind, "output", f"after {c.end_target}", join_path(owner, name),
-                    channels, stage, 0)  # fmt: skip
+        site = Site(
+            unit=c.unit,
+            kind=c.kind,
+            strategy="output",
+            location=f"after {c.end_target}",
+            attn_path=join_path(owner, name),
+            channels=channels,
+            stage=stage,
+            params=0,
+        )
         return Placement(site, "output", owner, name, "output")
     # The unit ends in a function (F.relu) or a shared module: rewrite the container's forward.
     container = model.get_submodule(c.container)
@@ -166,13 +196,29 @@ def plan_output(plan: Plan, c: Candidate, probe: Probe, model: nn.Module) -> Pla
         local = c.unit[len(c.container) :].strip(".").replace(".", "_")
         stem = f"{local}_attn" if local else "attn"
         name = plan.name_for(c.container, container, stem)
-        site = Site(c.unit, c.kind, "output", c.location or "after the concat",
-                    join_path(c.container, name), channels, stage, 0)  # fmt: skip
+        site = Site(
+            unit=c.unit,
+            kind=c.kind,
+            strategy="output",
+            location=c.location or "after the concat",
+            attn_path=join_path(c.container, name),
+            channels=channels,
+            stage=stage,
+            params=0,
+        )
         return Placement(site, "graph", c.container, name, "output", node_name=c.cat_node)
     stem = f"{c.conv_target.replace('.', '_')}_attn"
     name = plan.name_for(c.container, container, stem)
-    site = Site(c.unit, c.kind, "output", f"after {c.conv_target} + norm/act",
-                join_path(c.container, name), channels, stage, 0)  # fmt: skip
+    site = Site(
+        unit=c.unit,
+        kind=c.kind,
+        strategy="output",
+        location=f"after {c.conv_target} + norm/act",
+        attn_path=join_path(c.container, name),
+        channels=channels,
+        stage=stage,
+        params=0,
+    )
     return Placement(site, "graph", c.container, name, "output", conv_target=c.conv_target)
 
 
@@ -259,6 +305,14 @@ def plan_replacement(
     elif wanted is not None and stage not in wanted:
         plan.skipped.append(Skipped(path, f"stage {stage} not in stages={sorted(wanted)}"))
     else:
-        site = Site(path, "existing", "replace", f"replaces {type(module).__name__}", path,
-                    in_shapes[0][1], stage, 0)  # fmt: skip
+        site = Site(
+            unit=path,
+            kind="existing",
+            strategy="replace",
+            location=f"replaces {type(module).__name__}",
+            attn_path=path,
+            channels=in_shapes[0][1],
+            stage=stage,
+            params=0,
+        )
         plan.placements.append(Placement(site, "replace", path, path.rsplit(".", 1)[-1], ""))

@@ -3,6 +3,11 @@
 (``setup``), the job (``job.train``), checkpoints and resuming, distributed, logs, ``RunSummary``.
 The config dataclasses live in ``senet.config``."""
 
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
 from senet.config import (
     Config,
     ConfigError,
@@ -33,7 +38,7 @@ from senet.train.epoch import (
     EpochTotals,
     NonFiniteLossError,
     Trainer,
-    evaluate,
+    evaluate_loader,
     topk_correct,
     train_one_epoch,
     train_step,
@@ -84,7 +89,7 @@ __all__ = [
     "create_optimizer",
     "create_scheduler",
     "drop_batchnorm_grads",
-    "evaluate",
+    "evaluate_loader",
     "find_resume_state",
     "fit",
     "freeze_batchnorm",
@@ -108,3 +113,15 @@ __all__ = [
     "training_state",
     "valid_keys",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Renamed in 0.2.0 (CHANGELOG.md); the old name works, with a warning, until 0.3.0.
+    if name == "evaluate":
+        warnings.warn(
+            "senet.train.evaluate is renamed senet.train.evaluate_loader; the old name goes in 0.3.0",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return evaluate_loader
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -344,7 +344,7 @@ def _batch_sums(logits: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module) -> to
 
 
 @torch.no_grad()
-def evaluate(
+def evaluate_loader(
     model: nn.Module,
     loader: Iterable,
     *,

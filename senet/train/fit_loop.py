@@ -21,7 +21,13 @@ from senet.data.loader import set_epoch
 from senet.models.weights import save_weights
 from senet.train.checkpoint import CheckpointDir, training_state
 from senet.train.distributed import broadcast_buffers, unwrap
-from senet.train.epoch import EpochTotals, NonFiniteLossError, Trainer, evaluate, train_one_epoch
+from senet.train.epoch import (
+    EpochTotals,
+    NonFiniteLossError,
+    Trainer,
+    evaluate_loader,
+    train_one_epoch,
+)
 from senet.train.progress import PlainProgress
 from senet.train.resume import ResumePoint
 from senet.train.run_log import RunLog
@@ -142,10 +148,8 @@ def fit(
             epoch_start = time.perf_counter() - (
                 resume.totals.seconds if epoch == resume.epoch else 0
             )
-            row = _train_epoch(
-                trainer, train_loader, epoch, config, progress, output, checkpointer, history,
-                resume, stop,
-            )  # fmt: skip
+            run = _Run(trainer, config, progress, output, checkpointer, history, resume, stop)
+            row = _train_epoch(run, train_loader, epoch)
             # Every rank evaluates and saves rank 0's running statistics (see broadcast_buffers).
             for net in (unwrap(trainer.model), trainer.ema):
                 if net is not None:
@@ -175,20 +179,38 @@ def _stopped(step: int, checkpointer: Checkpointer) -> TrainingStopped:
     return TrainingStopped(step, kept)
 
 
-def _train_epoch(
-    trainer: Trainer,
-    loader: DataLoader,
-    epoch: int,
-    config: Config,
-    progress: Any,
-    output: RunOutput,
-    checkpointer: Checkpointer,
-    history: History,
-    resume: ResumePoint,
-    stop: StopSignal,
-) -> dict[str, Any]:
-    """Epoch ``epoch``'s training pass (continued from ``resume`` mid-epoch); its row so far."""
-    t, log_every = config.train, config.log.log_every
+@dataclass
+class _Run:
+    """What every epoch of ``fit`` works with."""
+
+    trainer: Trainer
+    config: Config
+    progress: Any
+    output: RunOutput
+    checkpointer: Checkpointer
+    history: History
+    resume: ResumePoint
+    stop: StopSignal
+
+
+def _non_finite(error: NonFiniteLossError, checkpointer: Checkpointer) -> NonFiniteLossError:
+    kept = (
+        f"the last good checkpoint, {checkpointer.last}, is left as it was"
+        if checkpointer.last is not None
+        else "no checkpoint was written"
+    )
+    return NonFiniteLossError(f"{error}. Stopped; {kept}", step=error.step)
+
+
+def _train_epoch(run: _Run, loader: DataLoader, epoch: int) -> dict[str, Any]:
+    """Epoch ``epoch``'s training pass (continued from ``run.resume`` mid-epoch); its row so far."""
+    trainer, progress, output, checkpointer = (
+        run.trainer,
+        run.progress,
+        run.output,
+        run.checkpointer,
+    )
+    resume, t, log_every = run.resume, run.config.train, run.config.log.log_every
     start = resume.totals if epoch == resume.epoch else EpochTotals()
     set_epoch(loader, epoch, skip_batches=start.step)
     reseed(epoch_seed(t.seed, epoch, trainer.world.rank))  # the epoch depends on these alone
@@ -204,10 +226,10 @@ def _train_epoch(
             output.run_log.add_step(base + i, metrics)
 
     def on_checkpoint(totals: EpochTotals) -> None:
-        checkpointer.save(epoch, base + totals.step, totals, history)
+        checkpointer.save(epoch, base + totals.step, totals, run.history)
 
     def stop_requested() -> bool:
-        return stop.requested(trainer.world, trainer.device)
+        return run.stop.requested(trainer.world, trainer.device)
 
     progress.start(f"epoch {epoch + 1}/{t.epochs}", steps)
     try:
@@ -226,12 +248,7 @@ def _train_epoch(
     except TrainingStopped as e:
         raise _stopped(e.step, checkpointer) from None
     except NonFiniteLossError as e:
-        kept = (
-            f"the last good checkpoint, {checkpointer.last}, is left as it was"
-            if checkpointer.last is not None
-            else "no checkpoint was written"
-        )
-        raise NonFiniteLossError(f"{e}. Stopped; {kept}", step=e.step) from None
+        raise _non_finite(e, checkpointer) from None
     finally:
         progress.stop()
     return {
@@ -305,7 +322,7 @@ def _validate(
             continue
         progress.start(desc, len(loader))
         try:
-            val = evaluate(
+            val = evaluate_loader(
                 net,
                 loader,
                 device=trainer.device,
