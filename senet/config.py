@@ -224,8 +224,8 @@ def create_model_from_config(
         )
     except ModelError as e:
         key = _MODEL_KEYS.get(e.argument, "model.name")
-        message = str(e).replace("pretrained_head=False", "model.weights_head=false")
-        raise ConfigError(f"{key}={_lookup_model(cfg, key)}: {message}") from e
+        reason = e.reason.replace("pretrained_head=False", "model.weights_head=false")
+        raise ConfigError(f"{key}={_lookup_model(cfg, key)}: {reason}") from e
     except (TypeError, ValueError) as e:  # the architecture refused one of its arguments
         shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         raise ConfigError(f"cannot build model {cfg.name!r}({shown}): {e}") from e

@@ -126,3 +126,16 @@ def test_a_model_that_cannot_be_built_writes_no_run_folder(tmp_path: Path):
     with pytest.raises(ConfigError, match="reductio"):
         train(cfg)
     assert not run.exists()
+
+
+def test_evaluate_with_a_truncated_weights_file_names_the_file(tmp_path: Path):
+    from _tiny_models import tiny_models_registered
+
+    fixture = Path(__file__).parent / "fixtures" / "run_pre020"
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes((fixture / "best.safetensors").read_bytes()[:200])
+    with tiny_models_registered():
+        result = runner.invoke(app, ["evaluate", str(fixture), "--weights", str(broken)])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "SafetensorError" not in result.output
+    assert f"could not read {broken} as safetensors" in result.output

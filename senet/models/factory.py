@@ -107,8 +107,9 @@ class _Plan:
         recorded = checkpoint.meta.get("model")
         if recorded is not None and recorded != self.name:
             raise CheckpointError(
-                f"pretrained={checkpoint.source}: holds weights of {recorded!r}, not "
-                f"{self.name!r}; name the model {recorded!r} instead"
+                f"holds weights of {recorded!r}, not {self.name!r}; name the model "
+                f"{recorded!r} instead",
+                value=checkpoint.source,
             )
         saved = dict(checkpoint.meta.get("model_kwargs") or {})
         self.retrofit = self.retrofit if self.retrofit is not None else saved.pop("retrofit", None)
@@ -138,10 +139,11 @@ def _read_pretrained(plan: _Plan, pretrained: Any) -> _Checkpoint | None:
             return None
         if plan.arch not in KNOWN_WEIGHTS:
             raise ModelError(
-                f"pretrained=True: no public weights are known for {plan.arch!r}; models with "
-                f"weights: {', '.join(sorted(KNOWN_WEIGHTS))}. Pass a checkpoint instead: "
+                f"no public weights are known for {plan.arch!r}; models with weights: "
+                f"{', '.join(sorted(KNOWN_WEIGHTS))}. Pass a checkpoint instead: "
                 f"create_model({plan.arch!r}, pretrained='path/to/weights.pth')",
                 argument="pretrained",
+                value=True,
             )
         pretrained = KNOWN_WEIGHTS[plan.arch].url
     if not isinstance(pretrained, str | os.PathLike | Mapping):
@@ -166,8 +168,9 @@ def _build_base(plan: _Plan, checkpoint: _Checkpoint | None, *, library_weights:
         checkpoint.layout = detect_layout(checkpoint.state)
         if checkpoint.layout not in layouts:
             raise CheckpointError(
-                f"pretrained={checkpoint.source}: a checkpoint in the {checkpoint.layout} layout; "
-                f"{plan.arch} reads the layouts {', '.join(layouts)}"
+                f"a checkpoint in the {checkpoint.layout} layout; {plan.arch} reads the layouts "
+                f"{', '.join(layouts)}",
+                value=checkpoint.source,
             )
         checkpoint.state = convert_state_dict(checkpoint.state, checkpoint.layout)
         for key, value in layouts[checkpoint.layout].items():
@@ -201,14 +204,14 @@ def _load(model: nn.Module, checkpoint: _Checkpoint, head: bool | None) -> None:
         layout = checkpoint.layout or "senet"
         load_converted(model, state, layout=layout, check_layout=checkpoint.layout is not None)
     except CheckpointError as err:
-        message = f"pretrained={checkpoint.source}: {err}"
-        if prefix is not None and f"{prefix}weight" in str(err):
-            message += (
-                f"\n  if the classifier ({prefix.rstrip('.')}) is all that differs, "
-                "pretrained_head=False keeps a fresh one (fine-tuning on other classes)"
-            )
-            raise CheckpointError(message, argument="pretrained_head") from None
-        raise CheckpointError(message) from None
+        if prefix is None or f"{prefix}weight" not in str(err):
+            raise CheckpointError(str(err), value=checkpoint.source) from None
+        message = (
+            f"{checkpoint.source}: {err}\n  if the classifier ({prefix.rstrip('.')}) is all "
+            "that differs, "
+            "pretrained_head=False keeps a fresh one (fine-tuning on other classes)"
+        )
+        raise CheckpointError(message, argument="pretrained_head", value=head) from None
 
 
 def classifier_prefix(model: nn.Module) -> str | None:
@@ -226,13 +229,12 @@ def _retrofit(model: nn.Module, plan: _Plan) -> None:
     try:
         retrofit_model(model, **plan.retrofit)
     except (RetrofitError, TypeError) as err:
-        raise ModelError(
-            f"retrofit={dict(plan.retrofit)!r} on {plan.name}: {err}", argument="retrofit"
-        ) from err
+        reason = f"{err} (on {plan.name})"
+        raise ModelError(reason, argument="retrofit", value=dict(plan.retrofit)) from err
 
 
 def _add_stn(model: nn.Module, plan: _Plan) -> nn.Module:
     try:
         return with_stn(model, **plan.stn)
     except (ValueError, TypeError) as err:
-        raise ModelError(f"stn={dict(plan.stn)!r} on {plan.name}: {err}", argument="stn") from err
+        raise ModelError(f"{err} (on {plan.name})", argument="stn", value=dict(plan.stn)) from err

@@ -52,9 +52,10 @@ def _torchvision_model(name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
     in_chans = kwargs.pop("in_chans", 3)
     if in_chans != 3:  # torchvision builders take no in_chans
         raise ModelError(
-            f"in_chans={in_chans}: torchvision:{name} reads 3-channel images; use timm:{name} "
-            "(timm models take in_chans) or 3-channel data",
+            f"torchvision:{name} reads 3-channel images; use timm:{name} (timm models take "
+            "in_chans) or 3-channel data",
             argument="in_chans",
+            value=in_chans,
         )
     _check_listed("torchvision", name, models.list_models(), "torchvision.models.list_models()")
     return models.get_model(name, weights="DEFAULT" if pretrained else None, **kwargs)
