@@ -20,6 +20,39 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from senet import __version__
+
+        typer.echo(f"senet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print senet's version."
+    ),
+) -> None:
+    """Squeeze-and-Excitation networks: layers, models, profiling, training, ablations."""
+
+
+@app.command()
+def info(
+    as_json: bool = typer.Option(False, "--json", help="Print it as JSON."),
+) -> None:
+    """What a bug report needs: versions, the CPU and its features, threads, GPUs.
+
+    Example: senet info --json > env.json
+    """
+    import json
+
+    from senet.environment import environment, format_environment
+
+    found = environment()
+    typer.echo(json.dumps(found, indent=1) if as_json else format_environment(found))
+
+
 @app.command()
 def demo(
     tour: bool = typer.Option(False, "--tour", help="Only the attention-module tour (seconds)."),
@@ -244,7 +277,7 @@ def profile_command(
     with _clear_errors():
         if compare:
             # The reference first, as in the paper's tables: MODEL's deltas read as its cost.
-            models = {spec: create_model(spec) for spec in dict.fromkeys([*compare, model])}
+            models = {name: create_model(name) for name in dict.fromkeys([*compare, model])}
             result = compare_costs(models, input_size, batch_size=batch_size, **timing_kw)
         else:
             result = profile(
@@ -413,14 +446,14 @@ def ablate(
     from senet.ablation.study import study_markdown, write_study
 
     with _clear_errors():
-        spec = load_grid(grid, list(overrides or []))
-        out = out or Path("runs") / "ablations" / spec.name
+        grid_spec = load_grid(grid, list(overrides or []))
+        out = out or Path("runs") / "ablations" / grid_spec.name
         if dry_run:
-            typer.echo(describe_points(spec, out, only or None))
+            typer.echo(describe_points(grid_spec, out, only or None))
             return
         resources = {"num_cpus": cpus, "num_gpus": gpus}
         results = run_grid(
-            spec,
+            grid_spec,
             out,
             jobs=jobs,
             backend=backend,
@@ -429,7 +462,7 @@ def ablate(
             only=only or None,
             threads=threads,
         )
-    paths = write_report(spec, results, out)
+    paths = write_report(grid_spec, results, out)
     Console().print(paths["md"].read_text())
     typer.echo(f"table: {paths['md']} (also .csv, .json); plot: {paths['png']}")
     Console().print(study_markdown(write_study(out)))  # seed-paired 95% CIs

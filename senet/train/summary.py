@@ -14,7 +14,7 @@ class RunSummary:
     """One finished run. Accuracies are percentages on the validation split; ``macs`` are
     multiply-adds per image at ``input_size`` in senet.profile's convention."""
 
-    model: str  # the model spec (senet name, torchvision:NAME, timm:NAME)
+    model: str  # the model name (senet name, torchvision:NAME, timm:NAME)
     model_kwargs: dict[str, Any]  # the builder's keyword arguments (rebuilds the model)
     data: str
     train_images: int
