@@ -16,7 +16,7 @@ import yaml
 
 from senet.builder import build_model
 from senet.config import ConfigError
-from senet.data import create_dataset, create_loader
+from senet.data import create_dataset, create_loader, dataset_options
 from senet.models.specs import is_foreign, load_initial_weights, load_run_state
 from senet.models.weights import convert_state_dict, detect_layout, load_state_dict, read_weights
 from senet.train.distributed import resolve_device
@@ -183,9 +183,8 @@ def prepare_evaluation(
     if data == "imagefolder" and image_size and prep.get("crop_pct"):
         eval_resize = round(image_size / prep["crop_pct"])
     same_data = meta.get("data_args", {}) if meta.get("data") == data else {}
-    dataset, info = create_dataset(
+    options = _taken_by(
         data,
-        "val",
         root=root,
         download=download,
         size=size,
@@ -194,6 +193,7 @@ def prepare_evaluation(
         std=prep.get("std"),
         interpolation=prep.get("interpolation") or "bilinear",
     )
+    dataset, info = create_dataset(data, "val", **options)
     if meta:
         kwargs = dict(meta["model_kwargs"])
         if kwargs.get("num_classes") != info.num_classes:
@@ -206,6 +206,13 @@ def prepare_evaluation(
     else:
         model = _foreign_model(model_name, weights, info.num_classes, info.in_chans)
     return EvaluationSetup(model, dataset, info, prep, weights)
+
+
+def _taken_by(data: str, **options: Any) -> dict[str, Any]:
+    """The ``options`` dataset ``data`` takes: a weights file records every data key."""
+    if options.get("distort") != "rts":  # the canvas is recorded even when nothing was distorted
+        options.pop("distort_canvas", None)
+    return {key: value for key, value in options.items() if key in dataset_options(data)}
 
 
 def _foreign_model(name: str, weights: Path, num_classes: int, in_chans: int) -> torch.nn.Module:
