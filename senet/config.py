@@ -75,7 +75,9 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     name: str = "fashion_mnist"  # a senet.data.list_datasets() name
-    root: str | None = None  # dataset folder; None: the dataset's usual place (see senet.data)
+    # dataset folder (Fashion-MNIST: its four IDX files at the top are read in place);
+    # None: the dataset's usual place (see senet.data)
+    root: str | None = None
     download: bool = False  # allow torchvision to download a missing dataset
     train_size: int | None = None  # use only the first N training images (quick runs)
     val_size: int | None = None  # use only the first N validation images

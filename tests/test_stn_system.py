@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _idx_files import write_fashion_mnist
 from _tiny_models import QUICK, tiny_models_registered
 from torch import nn
 
@@ -139,13 +140,17 @@ def test_rts_canvas_smaller_than_the_images_is_a_clear_error():
         rts_distort(_square(), canvas=20)
 
 
-def test_dataset_distort_option_and_its_errors():
+def test_dataset_distort_option_and_its_errors(tmp_path):
     train_set, info = create_dataset("synthetic", "train", size=16, channels=1, distort="rts")
     val_set, _ = create_dataset("synthetic", "val", size=16, channels=1, distort="rts")
     assert val_set.images.shape == (16, 1, 48, 48)
     assert info.image_size == 48 and train_set.images.shape == (16, 1, 48, 48)
     # Fashion-MNIST on a 42 canvas: the same distorted images every time (it takes no seed).
-    fmnist = [create_dataset("fashion_mnist", "train", size=8, distort="rts") for _ in range(2)]
+    write_fashion_mnist(tmp_path)  # synthetic IDX files: no need for the real set
+    fmnist = [
+        create_dataset("fashion_mnist", "train", root=tmp_path, size=8, distort="rts")
+        for _ in range(2)
+    ]
     assert fmnist[0][1].image_size == 42
     assert torch.equal(fmnist[0][0].images, fmnist[1][0].images)
     plain, _ = create_dataset("synthetic", "train", size=16, channels=1, distort="none")
