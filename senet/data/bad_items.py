@@ -80,7 +80,11 @@ def collate_reporting(items: list[Any]) -> Any:
 class ReportingLoader(DataLoader):
     """A DataLoader over ``ItemsWithErrors`` with ``collate_reporting``: it raises an item's
     DataError as it was raised, and logs each image it skipped (once per file);
-    ``skipped_images`` maps each skipped file to the reason."""
+    ``skipped_images`` maps each skipped file to the reason.
+
+    A batch of nothing but unreadable images is left out: under DDP that rank then takes one
+    step fewer than the others, so keep batches larger than any run of broken files.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
