@@ -78,10 +78,10 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: Literal["fashion_mnist", "cifar10", "cifar100", "imagefolder", "synthetic"] = (
-        "fashion_mnist"
-    )
-    root: str | None = None  # dataset folder; None: the dataset's usual place (see senet.data)
+    name: str = "fashion_mnist"  # a senet.data.list_datasets() name
+    # dataset folder (Fashion-MNIST: its four IDX files at the top are read in place);
+    # None: the dataset's usual place (see senet.data)
+    root: str | None = None
     download: bool = False  # allow torchvision to download a missing dataset
     train_size: int | None = None  # use only the first N training images (quick runs)
     val_size: int | None = None  # use only the first N validation images
@@ -100,6 +100,8 @@ class DataConfig:
     synthetic_val: int = 256  # synthetic only: validation images
     distort: Literal["none", "rts"] | None = None  # rts: rotate/scale/translate on a canvas
     distort_canvas: int | None = None  # rts canvas side; None: 1.5 x the image side (28 -> 42)
+    # an image file that cannot be decoded: stop with its name, or skip it (each one logged)
+    on_bad_image: Literal["stop", "skip"] = "stop"
 
 
 @dataclass
@@ -370,6 +372,16 @@ def check_values(config: Config) -> None:
         stats = _lookup(config, key)
         if stats is not None and len(stats) not in (1, 3):
             raise ConfigError(f"config key {key!r} needs 1 or 3 values, got {stats!r}")
+    _check_dataset_name(d.name)
+
+
+def _check_dataset_name(name: str) -> None:
+    from senet.data import DataOptionError, dataset_options
+
+    try:
+        dataset_options(name)
+    except DataOptionError as e:
+        raise ConfigError(f"data.name={name!r}: {e.reason}") from None
 
 
 def _lookup(config: Config, key: str) -> Any:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import senet
 from senet.analysis import GateAnalysis, analysis_table, analyze_weights, run_folder_source
 from senet.cli import app
-from senet.data import create_dataset
+from senet.data import create_dataset, dataset_options
 from senet.train import load_config, read_weights, train
 
 RECIPE = (
@@ -39,8 +39,9 @@ def gate_specificity_by_hand(run_dir: Path, size: int | None = None) -> tuple[li
     model.load_state_dict(state)
     model.eval()
     # The weights' own record of their data: the analysis reads the same validation images.
+    taken = {k: v for k, v in meta["data_args"].items() if k in dataset_options("synthetic")}
     val, _ = create_dataset("synthetic", "val", size=size, mean=meta["mean"], std=meta["std"],
-                            **meta["data_args"])  # fmt: skip
+                            **taken)  # fmt: skip
     x = torch.stack([val[i][0] for i in range(len(val))])
     y = torch.tensor([int(val[i][1]) for i in range(len(val))])
     gates = []

@@ -6,17 +6,19 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from _idx_files import write_fashion_mnist
 from safetensors import safe_open
 from torch import nn
 from typer.testing import CliRunner
 
 import senet
+import senet.data.fashion_mnist as fashion_mnist
 from senet.ablation import grid_from_dict, write_report
 from senet.ablation.runner import PointResult
 from senet.cli import app
 from senet.config import ConfigError, load_config
-from senet.data import DataError, create_dataset
-from senet.data.fashion_mnist import SYSTEM_DIR, prepare_fashion_mnist
+from senet.data import DataError, create_dataset, prepare_fashion_mnist
 from senet.train import RunSummary, train
 
 runner = CliRunner()
@@ -74,20 +76,22 @@ def test_retrofit_probe_input_that_does_not_fit_says_how_to_pass_input_size():
     assert not hasattr(model[0], "attn")  # untouched
 
 
-@pytest.mark.skipif(not SYSTEM_DIR.is_dir(), reason="needs Debian's dataset-fashion-mnist")
-def test_truncated_fashion_mnist_file_is_named_with_the_fix(tmp_path: Path):
-    prepare_fashion_mnist(tmp_path)
+def test_truncated_fashion_mnist_file_is_named_with_the_fix(tmp_path: Path, monkeypatch):
+    system = tmp_path / "system"  # stands in for Debian's copy: synthetic IDX files, no skip
+    files = write_fashion_mnist(system, seed=1)
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", system)
+    prepare_fashion_mnist(tmp_path)  # torchvision's layout under the root, from that copy
     damaged = tmp_path / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte"
-    damaged.write_bytes(damaged.read_bytes()[:100_000])
+    damaged.write_bytes(damaged.read_bytes()[:1000])
     with pytest.raises(DataError) as err:
         create_dataset("fashion_mnist", "val", root=str(tmp_path))
     message = str(err.value)
     assert str(damaged) in message and "damaged" in message
-    assert "100,000 bytes" in message and "7,840,016" in message  # 16 + 10,000 x 28 x 28
-    assert "Delete it and run again" in message
-    damaged.unlink()  # the advice works: the file comes back whole from the system copy
+    assert "1,000 bytes" in message and "7,856" in message  # 16 + 10 x 28 x 28
+    assert f"Delete it and run again: senet then reads {system}" in message
+    damaged.unlink()  # the advice works: the system copy is read instead
     dataset, _ = create_dataset("fashion_mnist", "val", root=str(tmp_path))
-    assert len(dataset) == 10_000
+    assert torch.equal(dataset.images[:, 0], files["val"][0])
 
 
 def test_ablation_title_states_the_budget_that_ran(tmp_path: Path):

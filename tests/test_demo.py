@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import senet
-from senet.data import create_dataset
+from senet.data import create_dataset, dataset_options
 from senet.data.fashion_mnist import SYSTEM_DIR
 from senet.demo import MODELS, run_demo
 from senet.train import read_weights
@@ -16,8 +16,10 @@ def top1_of(run_dir: Path) -> float:
     state, meta = read_weights(run_dir / "last.safetensors")
     model = senet.create_model(meta["model"], **meta["model_kwargs"])
     model.load_state_dict(state)
+    # The weights record every data key; Fashion-MNIST takes only its own options.
+    taken = {k: v for k, v in meta["data_args"].items() if k in dataset_options("fashion_mnist")}
     data, _ = create_dataset("fashion_mnist", "val", size=500, mean=meta["mean"], std=meta["std"],
-                             **meta["data_args"])  # fmt: skip
+                             **taken)  # fmt: skip
     x = torch.stack([data[i][0] for i in range(len(data))])
     y = torch.tensor([int(data[i][1]) for i in range(len(data))])
     with torch.no_grad():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _idx_files import write_fashion_mnist
 from _tiny_models import QUICK, tiny_models_registered
 from torch import nn
 
@@ -132,24 +133,26 @@ def test_rts_scales_rotates_and_translates_within_the_protocol():
 
 
 def test_rts_canvas_smaller_than_the_images_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"data.distort_canvas=20 is smaller than the 28x28"):
+    with pytest.raises(ValueError, match=r"^canvas=20: smaller than the 28x28"):
         rts_distort(_square(), canvas=20)
 
 
-def test_dataset_distort_option_and_its_errors():
+def test_dataset_distort_option_and_its_errors(tmp_path):
     train_set, info = create_dataset("synthetic", "train", size=16, channels=1, distort="rts")
     val_set, _ = create_dataset("synthetic", "val", size=16, channels=1, distort="rts")
     assert val_set.images.shape == (16, 1, 48, 48)
     assert info.image_size == 48 and train_set.images.shape == (16, 1, 48, 48)
-    # Fashion-MNIST on a 42 canvas: the same distorted images for every training seed.
+    # Fashion-MNIST on a 42 canvas: the same distorted images every time (it takes no seed).
+    write_fashion_mnist(tmp_path)  # synthetic IDX files: no need for the real set
     fmnist = [
-        create_dataset("fashion_mnist", "train", size=8, distort="rts", seed=s) for s in (0, 5)
+        create_dataset("fashion_mnist", "train", root=tmp_path, size=8, distort="rts")
+        for _ in range(2)
     ]
     assert fmnist[0][1].image_size == 42
     assert torch.equal(fmnist[0][0].images, fmnist[1][0].images)
     plain, _ = create_dataset("synthetic", "train", size=16, channels=1, distort="none")
     assert plain.images.shape[-1] == 32
-    with pytest.raises(DataError, match=r"unknown data.distort 'rotate'; expected one of none"):
+    with pytest.raises(DataError, match=r"distort='rotate': unknown distortion; expected one of"):
         create_dataset("synthetic", "train", size=16, distort="rotate")
     with pytest.raises(DataError, match="not on imagefolder"):
         create_dataset("imagefolder", "train", root="/nonexistent", distort="rts")

@@ -3,6 +3,7 @@
 Each image is rotated by U(-45, 45) degrees, scaled by U(0.7, 1.2) and placed at a random
 position on a larger black canvas (42x42 for 28x28 images), once, with a fixed generator: the
 distorted set is the same in every run, so runs with and without an STN see the same data.
+``RTSDistorted`` wraps an in-memory dataset that way.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from senet.data.base import DataOptionError
+from senet.data.memory import InMemoryImages
 
 DISTORTIONS = ("none", "rts")
 
@@ -43,9 +47,11 @@ def rts_distort(
     side = max(height, width)
     canvas = default_canvas(side) if canvas is None else canvas
     if canvas < side:
-        raise ValueError(
-            f"data.distort_canvas={canvas} is smaller than the {height}x{width} images; the "
-            f"RTS canvas must be at least {side} (default: {default_canvas(side)})"
+        raise DataOptionError(
+            "canvas",
+            canvas,
+            f"smaller than the {height}x{width} images; the RTS canvas must be at least {side} "
+            f"(default: {default_canvas(side)})",
         )
     gen = torch.Generator().manual_seed(seed)
     angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(degrees)
@@ -71,3 +77,22 @@ def rts_distort(
         warped = F.grid_sample(part, grid, mode="bilinear", align_corners=False)
         out[start : start + chunk] = warped.round_().clamp_(0, 255).to(torch.uint8)
     return out
+
+
+class RTSDistorted(InMemoryImages):
+    """The images of ``base`` RTS-distorted onto a ``canvas``-sided canvas (default 1.5 x the
+    image side), once, drawn from ``seed``; labels, normalisation and augmentation as ``base``'s.
+    ``base`` is left as it is."""
+
+    def __init__(self, base: InMemoryImages, *, canvas: int | None = None, seed: int = 0) -> None:
+        super().__init__(
+            rts_distort(base.images, canvas=canvas, seed=seed),
+            base.targets,
+            mean=base.mean,
+            std=base.std,
+            augment=base.augment,
+            pad=base.pad,
+            flip=base.flip,
+            cutout=base.cutout,
+            classes=base.classes,
+        )

@@ -1,158 +1,73 @@
-"""One entry point from a dataset name to its train/val datasets and their DatasetInfo."""
+"""One entry point from a dataset name and its options to a split and its DatasetInfo."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
+from typing import Any
 
-import torch
-import torch.nn.functional as F
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
-from senet.data.base import DataError, DatasetInfo
-from senet.data.cifar import cifar_dataset, cifar_info
-from senet.data.distort import DISTORTIONS, rts_distort
-from senet.data.fashion_mnist import fashion_mnist_dataset, fashion_mnist_info
-from senet.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD, image_folder_dataset
-from senet.data.memory import InMemoryImages
-from senet.data.synthetic import synthetic_dataset
-from senet.data.transforms import (
-    check_cutout,
-    imagenet_eval_transform,
-    imagenet_train_transform,
-)
+# The built-in datasets register themselves when their modules load.
+from senet.data import cifar, fashion_mnist, imagefolder, synthetic  # noqa: F401
+from senet.data._registry import check_option_names, dataset_class, list_datasets, option_names
+from senet.data.base import DataOptionError, DatasetInfo, check_count
+from senet.data.distort import DISTORTIONS, RTSDistorted
+from senet.data.memory import InMemoryImages, InMemoryOptions
 
-DATASETS = ("fashion_mnist", "cifar10", "cifar100", "imagefolder", "synthetic")
+SPLITS = ("train", "val")
+# Options create_dataset takes for any dataset: the RTS distortion wrapped around it.
+WRAPPER_OPTIONS = ("distort", "distort_canvas")
+DATASETS = tuple(list_datasets())  # the built-in names; list_datasets() also lists added ones
 
 
-def create_dataset(
-    name: str,
-    split: str,
-    *,
-    root: str | Path | None = None,
-    download: bool = False,
-    size: int | None = None,
-    augment: bool = False,
-    cutout: int = 0,
-    image_size: int | None = None,
-    eval_resize: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    interpolation: str = "bilinear",
-    synthetic_size: int = 512,
-    num_classes: int = 10,
-    channels: int = 3,
-    seed: int = 0,
-    distort: str | None = None,
-    distort_canvas: int | None = None,
-) -> tuple[Dataset, DatasetInfo]:
-    """The ``split`` ("train" or "val") of dataset ``name``, first ``size`` images, and its info.
+def create_dataset(name: str, split: str, **options: Any) -> tuple[Dataset, DatasetInfo]:
+    """The ``split`` ("train" or "val") of the registered dataset ``name``, and its info.
 
-    ``augment`` applies the paper's training augmentation for the dataset: CIFAR-style flip +
-    pad + crop for the small in-memory datasets; RandomResizedCrop + flip for image folders.
-    Evaluation of image folders resizes to ``eval_resize`` (default size/0.875) and centre-crops.
-    ``mean``/``std`` default to the dataset's statistics. ``distort="rts"`` rotates, scales and
-    translates every image once onto a ``distort_canvas``-sized canvas (senet.data.distort).
-    ``cutout`` > 0 adds Cutout of that side to the in-memory datasets' augmentation.
+    ``options`` go to the dataset's options class (``dataset_options(name)`` lists them; an
+    unknown one or a bad value raises a DataOptionError naming it). Every in-memory dataset
+    takes ``size`` (first N images), ``augment`` (the paper's flip + pad + crop), ``cutout``,
+    ``image_size``, ``mean`` and ``std``. Any dataset takes ``distort="rts"``, which rotates,
+    scales and translates every in-memory image once onto a ``distort_canvas``-sided canvas
+    (senet.data.distort), the same draw for every run.
     """
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    if split not in SPLITS:
+        raise DataOptionError("split", split, "must be 'train' or 'val'")
+    options_class = dataset_class(name)
+    distort = options.pop("distort", None)
+    canvas = options.pop("distort_canvas", None)
+    _check_distortion(name, distort, canvas)
+    check_option_names(name, options, also=WRAPPER_OPTIONS)
+    dataset, info = options_class(**options).build(split)
+    if distort != "rts":
+        return dataset, info
+    assert isinstance(dataset, InMemoryImages)  # _check_distortion refused the others
+    try:  # one fixed draw per split, the same for every training seed (fair comparisons)
+        distorted = RTSDistorted(dataset, canvas=canvas, seed=int(split == "val"))
+    except DataOptionError as e:
+        raise DataOptionError("distort_canvas", canvas, e.reason) from None
+    side = distorted.images.shape[-1]
+    source = f"{info.source}, RTS-distorted onto a {side}x{side} canvas"
+    return distorted, replace(info, image_size=side, source=source)
+
+
+def dataset_options(name: str) -> tuple[str, ...]:
+    """The options ``create_dataset(name, ...)`` takes."""
+    return (*option_names(dataset_class(name)), *WRAPPER_OPTIONS)
+
+
+def _check_distortion(name: str, distort: object, canvas: object) -> None:
     if distort not in (None, *DISTORTIONS):
-        raise DataError(
-            f"unknown data.distort {distort!r}; expected one of {', '.join(DISTORTIONS)} or null"
+        raise DataOptionError(
+            "distort", distort, f"unknown distortion; expected one of {', '.join(DISTORTIONS)}"
         )
-    distort = None if distort == "none" else distort
-    if distort and name == "imagefolder":
-        raise DataError(
-            "data.distort=rts works on the in-memory datasets (fashion_mnist, cifar10, cifar100, "
-            "synthetic), not on imagefolder"
+    if canvas is not None and distort != "rts":
+        raise DataOptionError("distort_canvas", canvas, "applies only with distort='rts'")
+    check_count("distort_canvas", canvas)
+    if distort == "rts" and not issubclass(dataset_class(name), InMemoryOptions):
+        in_memory = [n for n in list_datasets() if issubclass(dataset_class(n), InMemoryOptions)]
+        raise DataOptionError(
+            "distort",
+            distort,
+            f"the RTS distortion works on the in-memory datasets ({', '.join(in_memory)}), "
+            f"not on {name}",
         )
-    if check_cutout(cutout) and (name == "imagefolder" or not augment):
-        raise ValueError(
-            f"cutout={cutout} needs augment=True and an in-memory dataset (CIFAR, Fashion-MNIST, "
-            f"synthetic); got {name!r} with augment={augment}. Set data.cutout=0 or "
-            "data.augment=true."
-        )
-    if name == "imagefolder":
-        size_px = image_size or 224
-        mean_, std_ = tuple(mean or IMAGENET_MEAN), tuple(std or IMAGENET_STD)
-        if split == "train":
-            tf = imagenet_train_transform(size_px, mean_, std_, augment=augment)
-        else:
-            tf = imagenet_eval_transform(
-                size_px, mean_, std_, resize=eval_resize, interpolation=interpolation
-            )
-        folder = image_folder_dataset(root, split, tf)
-        info = DatasetInfo(
-            "imagefolder", len(folder.classes), 3, size_px, mean_, std_, list(folder.classes)
-        )
-        return _first(folder, size), info
-
-    if name == "synthetic":
-        ds = synthetic_dataset(
-            split,
-            size=size or synthetic_size,
-            num_classes=num_classes,
-            channels=channels,
-            image_size=image_size or 32,
-            seed=seed,
-            augment=augment,
-        )
-        info = DatasetInfo(
-            "synthetic",
-            num_classes,
-            channels,
-            image_size or 32,
-            (0.5,) * channels,
-            (0.25,) * channels,
-            ds.classes,
-        )
-    elif name == "fashion_mnist":
-        info = fashion_mnist_info()
-        ds = fashion_mnist_dataset(split, root=root, download=download, augment=augment)
-    else:
-        info = cifar_info(name)
-        ds = cifar_dataset(name, split, root=root, download=download, augment=augment)
-    ds = ds.subset(size)
-    if mean is not None or std is not None:
-        mean_, std_ = tuple(mean or info.mean), tuple(std or info.std)
-        ds = InMemoryImages(
-            ds.images,
-            ds.targets,
-            mean=mean_,
-            std=std_,
-            augment=ds.augment,
-            pad=ds.pad,
-            flip=ds.flip,
-            classes=ds.classes,
-        )
-        info = replace(info, mean=mean_, std=std_)
-    if image_size is not None and image_size != ds.images.shape[-1]:
-        ds.images = (
-            F.interpolate(
-                ds.images.float(), size=(image_size, image_size), mode="bilinear", antialias=True
-            )
-            .round_()
-            .clamp_(0, 255)
-            .to(torch.uint8)
-        )
-        info = replace(info, image_size=image_size)
-    if distort:
-        # One fixed draw per split, the same for every training seed (fair comparisons).
-        ds.images = rts_distort(ds.images, canvas=distort_canvas, seed=int(split == "val"))
-        info = replace(info, image_size=ds.images.shape[-1])
-    info = replace(info, classes=ds.classes or info.classes)
-    ds.cutout = check_cutout(cutout)
-    return ds, info
-
-
-def _first(ds: Dataset, size: int | None) -> Dataset:
-    n = len(ds)  # type: ignore[arg-type]
-    if size is None or size >= n:
-        return ds
-    # ImageFolder sorts by class: the first N would hold few classes. A fixed stride keeps all.
-    step = n / size
-    return Subset(ds, [int(i * step) for i in range(size)])

@@ -1,18 +1,26 @@
-"""Fashion-MNIST: Debian's dataset-fashion-mnist files when present, else torchvision's download."""
+"""Fashion-MNIST from its IDX files: where the user put them, Debian's copy, or a download."""
 
 from __future__ import annotations
 
 import gzip
 import shutil
 import tempfile
-from math import prod
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torchvision.datasets import FashionMNIST
 
-from senet.data.base import DataError, DatasetInfo, default_data_root
-from senet.data.memory import InMemoryImages
+from senet.data._registry import register_dataset
+from senet.data.base import (
+    DataError,
+    DataOptionError,
+    DatasetInfo,
+    check_flag,
+    default_data_root,
+)
+from senet.data.idx import read_idx
+from senet.data.memory import InMemoryImages, InMemoryOptions
 
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 FILES = (
@@ -31,7 +39,7 @@ def fashion_mnist_info() -> DatasetInfo:
 
 
 def prepare_fashion_mnist(
-    root: str | Path | None = None, *, download: bool = False, system_dir: Path = SYSTEM_DIR
+    root: str | Path | None = None, *, download: bool = False, system_dir: Path | None = None
 ) -> Path:
     """Make ``<root>/FashionMNIST/raw`` hold the four IDX files torchvision reads; return root.
 
@@ -40,6 +48,7 @@ def prepare_fashion_mnist(
     ``download``; else a DataError that names both ways to get the data.
     """
     root = Path(root) if root is not None else default_data_root()
+    system_dir = SYSTEM_DIR if system_dir is None else Path(system_dir)
     raw = root / "FashionMNIST" / "raw"
     if all((raw / name).is_file() for name in FILES):
         return root
@@ -82,40 +91,88 @@ _HOW = (
 )
 
 
-def check_idx_file(path: Path) -> None:
-    """Raise a DataError naming ``path`` when its size differs from what its IDX header promises
-    (a truncated or damaged copy, which torchvision's reader fails on with a reshape error)."""
-    with open(path, "rb") as f:
-        header = f.read(4)
-        ndim = header[3] if len(header) == 4 else 0
-        dims = f.read(4 * ndim)
-    expected = None
-    if len(header) == 4 and header[:2] == b"\0\0" and len(dims) == 4 * ndim:
-        expected = (
-            4
-            + 4 * ndim
-            + prod(int.from_bytes(dims[i : i + 4], "big") for i in range(0, 4 * ndim, 4))
+def find_fashion_mnist(
+    root: str | Path | None = None, *, download: bool = False, system_dir: Path | None = None
+) -> dict[str, Path]:
+    """The four IDX files to read, by name (see FILES), each plain or ``.gz``.
+
+    Order: the top of ``root`` (where the original download and Debian's package put them),
+    then ``<root>/FashionMNIST/raw`` (torchvision's layout), then Debian's ``system_dir``, then
+    torchvision's download when ``download``; else a DataError naming both ways to get them.
+    Some but not all four files at the top of ``root`` is a DataOptionError: senet does not
+    quietly read other files than the ones the user put there.
+    """
+    root = Path(root) if root is not None else default_data_root()
+    system_dir = SYSTEM_DIR if system_dir is None else Path(system_dir)
+    raw = root / "FashionMNIST" / "raw"
+    top = _files_in(root)
+    if top and len(top) < len(FILES):
+        missing = ", ".join(name for name in FILES if name not in top)
+        raise DataOptionError(
+            "root",
+            str(root),
+            f"holds {', '.join(p.name for p in top.values())} but not {missing}: put all four "
+            f"Fashion-MNIST IDX files there (.gz or unpacked), or move them away to read "
+            f"{raw} or {system_dir}",
         )
-    size = path.stat().st_size
-    if expected != size:
-        promised = f"its header promises {expected:,}" if expected else "it has no IDX header"
-        raise DataError(
-            f"{path} is damaged: {size:,} bytes, but {promised} (a truncated or partial copy). "
-            f"Delete it and run again: senet restores it from {SYSTEM_DIR} (or, with "
+    for folder in (root, raw, system_dir):
+        if len(found := _files_in(folder)) == len(FILES):
+            return found
+    if download:
+        try:
+            FashionMNIST(str(root), train=True, download=True)
+            FashionMNIST(str(root), train=False, download=True)
+        except Exception as e:  # network errors come in many types
+            raise DataError(f"downloading Fashion-MNIST into {raw} failed: {e}. {_HOW}") from e
+        return _files_in(raw)
+    raise DataError(f"Fashion-MNIST not found in {root}, {raw} nor {system_dir}. {_HOW}")
+
+
+def _files_in(folder: Path) -> dict[str, Path]:
+    found = {}
+    for name in FILES:
+        for path in (folder / name, folder / f"{name}.gz"):
+            if path.is_file():
+                found[name] = path
+                break
+    return found
+
+
+def _fix(path: Path, system_dir: Path) -> str:
+    """What to do about a damaged file, by where it lies."""
+    if path.parent == system_dir:
+        return "Reinstall it: apt-get install --reinstall dataset-fashion-mnist (as root)"
+    if path.parent.parts[-2:] == ("FashionMNIST", "raw"):  # a copy senet or torchvision made
+        return (
+            f"Delete it and run again: senet then reads {system_dir} (or, with "
             "data.download=true, downloads it)"
         )
+    return "Replace it with a whole copy of the file"
 
 
 def load_fashion_mnist(
-    split: str, *, root: str | Path | None = None, download: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images (N, 1, 28, 28) and labels of the ``train`` or ``val`` (test) split."""
-    root = prepare_fashion_mnist(root, download=download)
+    split: str,
+    *,
+    root: str | Path | None = None,
+    download: bool = False,
+    system_dir: Path | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """uint8 images (N, 1, 28, 28) and labels of the ``train`` or ``val`` (test) split, and
+    the files they came from."""
+    system_dir = SYSTEM_DIR if system_dir is None else Path(system_dir)
+    files = find_fashion_mnist(root, download=download, system_dir=system_dir)
     prefix = "train" if split == "train" else "t10k"
-    for kind in ("images-idx3", "labels-idx1"):
-        check_idx_file(root / "FashionMNIST" / "raw" / f"{prefix}-{kind}-ubyte")
-    ds = FashionMNIST(str(root), train=split == "train", download=False)
-    return ds.data.unsqueeze(1), ds.targets
+    images_path = files[f"{prefix}-images-idx3-ubyte"]
+    labels_path = files[f"{prefix}-labels-idx1-ubyte"]
+    images = read_idx(images_path, fix=_fix(images_path, system_dir))
+    labels = read_idx(labels_path, fix=_fix(labels_path, system_dir))
+    if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
+        raise DataError(
+            f"{images_path} and {labels_path} do not pair up: images {tuple(images.shape)}, "
+            f"labels {tuple(labels.shape)} (expected (N, 28, 28) and (N,))"
+        )
+    source = f"{images_path}, {labels_path.name}"
+    return images.unsqueeze(1), labels.long(), source
 
 
 def fashion_mnist_dataset(
@@ -129,10 +186,31 @@ def fashion_mnist_dataset(
     pad: int = 2,
 ) -> InMemoryImages:
     """The split as an in-memory dataset; training augmentation: flip, ``pad``-px shift crop."""
-    images, targets = load_fashion_mnist(split, root=root, download=download)
+    images, targets, _ = load_fashion_mnist(split, root=root, download=download)
     return InMemoryImages(
         images, targets, mean=mean, std=std, augment=augment, pad=pad, classes=CLASSES
     )
+
+
+@register_dataset("fashion_mnist")
+@dataclass(frozen=True, kw_only=True)
+class FashionMNISTOptions(InMemoryOptions):
+    """Fashion-MNIST (Xiao et al. 2017): 28x28 grey images of 10 garment classes, 60,000 to
+    train and 10,000 to validate. ``root``: a folder holding the four IDX files (or
+    torchvision's ``FashionMNIST/raw``); else Debian's copy; else, with ``download``,
+    torchvision's download."""
+
+    root: str | Path | None = None
+    download: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_flag("download", self.download)
+
+    def build(self, split: str) -> tuple[InMemoryImages, DatasetInfo]:
+        images, targets, source = load_fashion_mnist(split, root=self.root, download=self.download)
+        info = replace(fashion_mnist_info(), source=f"Fashion-MNIST {split}: {source}")
+        return self.make(images, targets, info, pad=2)
 
 
 def _make_dir(path: Path) -> None:

@@ -7,6 +7,13 @@ import os
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from senet.data.bad_items import (
+    ON_BAD_IMAGE,
+    ItemsWithErrors,
+    ReportingLoader,
+    collate_reporting,
+)
+from senet.data.base import DataOptionError
 from senet.data.memory import InMemoryImages
 from senet.data.sampler import EpochSampler, SeededItems, ShardSampler
 
@@ -29,7 +36,8 @@ def create_loader(
     seed: int = 0,
     num_replicas: int = 1,
     rank: int = 0,
-) -> DataLoader:
+    on_bad_image: str = "stop",
+) -> ReportingLoader:
     """Shuffled, last-partial-batch-dropped loader for training; ordered full loader for eval.
 
     Training uses an ``EpochSampler`` (a DistributedSampler, with one replica when not
@@ -37,7 +45,13 @@ def create_loader(
     augmentation a function of ``(seed, e)`` only, which is what resuming and DDP need.
     Evaluation splits the set over ``num_replicas`` ranks without padding (each image counted
     once). Pinned memory on CUDA; persistent workers when there are workers.
+
+    A DataError raised for an item, in a worker process too, is raised as it was (not wrapped
+    in torch's "Caught DataError in DataLoader worker ..."). ``on_bad_image="skip"`` leaves out
+    images that cannot be decoded instead, and logs each one (``loader.skipped_images``).
     """
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise DataOptionError("on_bad_image", on_bad_image, "expected 'stop' or 'skip'")
     workers = default_workers(dataset) if workers is None else workers
     n = len(dataset)  # type: ignore[arg-type]
     sampler: EpochSampler | ShardSampler
@@ -52,12 +66,13 @@ def create_loader(
     # unless that would leave no batch at all.
     per_rank = n // num_replicas
     drop_last = train and per_rank >= batch_size
-    return DataLoader(
-        dataset,
+    return ReportingLoader(
+        ItemsWithErrors(dataset, skip_bad_images=on_bad_image == "skip"),
         batch_size=batch_size,
         sampler=sampler,
         shuffle=False,
         num_workers=workers,
+        collate_fn=collate_reporting,
         pin_memory=torch.device(device).type == "cuda",
         drop_last=drop_last,
         persistent_workers=workers > 0,

@@ -7,11 +7,14 @@ from collections.abc import Sequence
 import torch
 import torchvision.transforms.v2 as T
 
+from senet.data.base import DataOptionError
+
 _INTERPOLATION = {
     "bilinear": T.InterpolationMode.BILINEAR,
     "bicubic": T.InterpolationMode.BICUBIC,
     "nearest": T.InterpolationMode.NEAREST,
 }
+INTERPOLATIONS = tuple(_INTERPOLATION)
 
 
 def imagenet_train_transform(
@@ -42,7 +45,9 @@ def imagenet_eval_transform(
     if resize is None:
         resize = round(size / (crop_pct or 0.875))
     if interpolation not in _INTERPOLATION:
-        raise ValueError(f"interpolation {interpolation!r}; expected one of {list(_INTERPOLATION)}")
+        raise DataOptionError(
+            "interpolation", interpolation, f"expected one of {', '.join(INTERPOLATIONS)}"
+        )
     return T.Compose(
         [
             T.Resize(resize, interpolation=_INTERPOLATION[interpolation], antialias=True),
@@ -59,7 +64,9 @@ def _to_tensor(mean: Sequence[float], std: Sequence[float]) -> list:
 def check_cutout(size: object) -> int:
     """A Cutout square side: an int >= 0 (0: no Cutout)."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise ValueError(f"cutout must be a square side in pixels >= 0 (0: off), got {size!r}")
+        raise DataOptionError(
+            "cutout", size, "cutout must be a square side in pixels >= 0 (0: off)"
+        )
     return size
 
 

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from senet.config import ConfigError
-from senet.data import create_dataset, create_loader
+from senet.data import create_dataset, create_loader, dataset_options
 from senet.models import classifier_prefix, create_model
 from senet.models.foreign import split_name
 from senet.models.weights import read_weights_metadata
@@ -187,9 +187,8 @@ def prepare_evaluation(
     if data == "imagefolder" and image_size and prep.get("crop_pct"):
         eval_resize = round(image_size / prep["crop_pct"])
     same_data = meta.get("data_args", {}) if meta.get("data") == data else {}
-    dataset, info = create_dataset(
+    options = _taken_by(
         data,
-        "val",
         root=root,
         download=download,
         size=size,
@@ -198,6 +197,7 @@ def prepare_evaluation(
         std=prep.get("std"),
         interpolation=prep.get("interpolation") or "bilinear",
     )
+    dataset, info = create_dataset(data, "val", **options)
     if model is None:
         classes = {"num_classes": info.num_classes, "in_chans": info.in_chans}
         model = create_model(model_name, pretrained=weights, pretrained_head=True, **classes)
@@ -216,3 +216,10 @@ def _head_size(model: torch.nn.Module) -> int | None:
     prefix = classifier_prefix(model)
     head = model.get_submodule(prefix.rstrip(".")) if prefix else None
     return getattr(head, "out_features", None)
+
+
+def _taken_by(data: str, **options: Any) -> dict[str, Any]:
+    """The ``options`` dataset ``data`` takes: a weights file records every data key."""
+    if options.get("distort") != "rts":  # the canvas is recorded even when nothing was distorted
+        options.pop("distort_canvas", None)
+    return {key: value for key, value in options.items() if key in dataset_options(data)}

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from senet.config import Config, ConfigError, save_config
+from senet.data import skipped_note
 from senet.train.checkpoint import CheckpointDir
 from senet.train.distributed import World, init_world, wrap_ddp
 from senet.train.ema import create_ema
@@ -132,6 +133,7 @@ def _train(
         lr=lr,
     )
     progress.log(_start_line(config, facts, steps, world, run_dir))
+    progress.log(f"data from {info.source}")
     output.weights_meta = weights_metadata(config, info, model_kwargs, input_size)
     output.extra_state = {"world_size": world.world_size, "global_batch": global_batch}
     try:
@@ -148,6 +150,8 @@ def _train(
         if output.run_log is not None:
             output.run_log.close()
     history = result.pop("history")
+    if note := skipped_note(train_loader, val_loader):
+        progress.log(note)
     summary = RunSummary(
         **facts,
         **result,

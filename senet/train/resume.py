@@ -28,6 +28,7 @@ RESUMABLE_CHANGES = (
     "data.download",
     "data.workers",
     "data.eval_batch_size",
+    "data.on_bad_image",
     "train.device",
     "train.compile",
     "train.eval_flip",

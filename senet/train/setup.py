@@ -5,6 +5,7 @@ cost), the weights' metadata, and a checkpoint's state restored into the parts."
 from __future__ import annotations
 
 import datetime
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,21 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from senet.config import Config, ConfigError, ModelConfig, TrainConfig, create_model_from_config
-from senet.data import DatasetInfo, create_dataset, create_loader
+from senet.config import (
+    Config,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    create_model_from_config,
+)
+from senet.data import (
+    DataOptionError,
+    DatasetInfo,
+    create_dataset,
+    create_loader,
+    dataset_options,
+)
 from senet.models.precision import choose_amp
 from senet.profiling import profile
 from senet.profiling.timing import eval_mode
@@ -54,46 +68,22 @@ def resolve_precision(t: TrainConfig, device: torch.device) -> str:
 def build_data(
     config: Config, world: World
 ) -> tuple[Dataset, Dataset, DatasetInfo, DataLoader, DataLoader]:
-    """Train and val datasets of ``config.data`` and their loaders, sharded over ``world``."""
-    t, d, device = config.train, config.data, world.device
-    common = dict(
-        root=d.root,
-        download=d.download,
-        image_size=d.image_size,
-        mean=d.mean,
-        std=d.std,
-        num_classes=d.num_classes,
-        channels=d.channels,
-        seed=t.seed,
-        distort=d.distort,
-        distort_canvas=d.distort_canvas,
-    )
+    """Train and val datasets of ``config.data`` and their loaders, sharded over ``world``.
+    The info's ``source`` says where both splits came from (the run log prints it)."""
+    d, device = config.data, world.device
     with world.main_first():  # rank 0 unpacks or downloads; the others then read
-        train_set, info = create_dataset(
-            d.name,
-            "train",
-            size=d.train_size,
-            synthetic_size=d.synthetic_train,
-            augment=d.augment,
-            cutout=d.cutout,
-            **common,
-        )
-        val_set, _ = create_dataset(
-            d.name,
-            "val",
-            size=d.val_size,
-            synthetic_size=d.synthetic_val,
-            eval_resize=d.eval_resize,
-            **common,
-        )
-    shard = dict(num_replicas=world.world_size, rank=world.rank)
+        train_set, info = _create_split(config, "train")
+        val_set, val_info = _create_split(config, "val")
+    if val_info.source != info.source:
+        info = replace(info, source=f"{info.source}; {val_info.source}")
+    shard = dict(num_replicas=world.world_size, rank=world.rank, on_bad_image=d.on_bad_image)
     train_loader = create_loader(
         train_set,
         batch_size=d.batch_size,
         train=True,
         device=device,
         workers=d.workers,
-        seed=t.seed,
+        seed=config.train.seed,
         **shard,
     )
     val_loader = create_loader(
@@ -105,6 +95,70 @@ def build_data(
         **shard,
     )
     return train_set, val_set, info, train_loader, val_loader
+
+
+def _create_split(config: Config, split: str) -> tuple[Dataset, DatasetInfo]:
+    """``create_dataset`` of ``split`` with the options ``config.data`` sets for it; an option the
+    data layer refuses comes back as a ConfigError naming the config key."""
+    options = _split_options(config, split)
+    try:
+        return create_dataset(config.data.name, split, **{k: v for k, (_, v) in options.items()})
+    except DataOptionError as e:
+        key = options[e.option][0] if e.option in options else f"data.{e.option}"
+        raise ConfigError(f"{key}={e.value!r}: {e.reason}") from None
+
+
+# Where data lives, and the synthetic data's own keys: a dataset that takes none of them ignores
+# them (a recipe or grid may share them across datasets). Any other data key a dataset does not
+# take, set away from its default, goes to the dataset, which refuses it by name.
+_IGNORED_WHEN_UNUSED = (
+    "data.root",
+    "data.download",
+    "data.num_classes",
+    "data.channels",
+    "data.synthetic_train",
+    "data.synthetic_val",
+)
+
+
+def _split_options(config: Config, split: str) -> dict[str, tuple[str, Any]]:
+    """Dataset option -> (config key, value) for ``split``."""
+    d, train = config.data, split == "train"
+    options = {
+        "root": ("data.root", d.root),
+        "download": ("data.download", d.download),
+        "size": ("data.train_size", d.train_size) if train else ("data.val_size", d.val_size),
+        "synthetic_size": (
+            ("data.synthetic_train", d.synthetic_train)
+            if train
+            else ("data.synthetic_val", d.synthetic_val)
+        ),
+        "image_size": ("data.image_size", d.image_size),
+        "mean": ("data.mean", d.mean),
+        "std": ("data.std", d.std),
+        "num_classes": ("data.num_classes", d.num_classes),
+        "channels": ("data.channels", d.channels),
+        "seed": ("train.seed", config.train.seed),
+        "distort": ("data.distort", None if d.distort == "none" else d.distort),
+    }
+    if d.distort == "rts":
+        options["distort_canvas"] = ("data.distort_canvas", d.distort_canvas)
+    if train:
+        options["augment"] = ("data.augment", d.augment)
+        options["cutout"] = ("data.cutout", d.cutout)
+    else:
+        options["eval_resize"] = ("data.eval_resize", d.eval_resize)
+    taken, default = dataset_options(d.name), DataConfig()
+    return {
+        option: (key, value)
+        for option, (key, value) in options.items()
+        if option in taken
+        or (
+            key.startswith("data.")
+            and key not in _IGNORED_WHEN_UNUSED
+            and value != getattr(default, key.removeprefix("data."))
+        )
+    }
 
 
 def model_for_data(

@@ -131,7 +131,9 @@ def test_the_config_layer_names_the_key(tmp_path):
         build("model.name=se_resnet5")
     imagenet_head = senet.create_model("resnet20_cifar", num_classes=1000, in_chans=1)
     torch.save(imagenet_head.state_dict(), tmp_path / "w.pth")
-    with pytest.raises(ConfigError, match=r"(?s)^model\.weights_head=True: .*w\.pth: .*weights_head=false"):
+    with pytest.raises(
+        ConfigError, match=r"(?s)^model\.weights_head=True: .*w\.pth: .*weights_head=false"
+    ):
         build("model.name=resnet20_cifar", f"model.weights={tmp_path / 'w.pth'}")
 
 
