@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "senet"
 
 # Each stage may import its own and earlier stages only (same rank: neither imports the other).
 STAGES = [
-    ("senet.configs", "senet.data", "senet.layers"),
+    ("senet.configs", "senet.data", "senet.environment", "senet.layers"),
     ("senet.profiling",),
     ("senet.retrofitting",),
     ("senet.models",),  # create_model retrofits and profiles
