@@ -235,7 +235,7 @@ def test_model_head_mismatch_found_by_the_forward_check(tmp_path):
 
 
 def test_unknown_model_and_bad_model_argument(tmp_path):
-    with pytest.raises(ConfigError, match=r"cannot build model '_test_tinynt'.*did you mean"):
+    with pytest.raises(ConfigError, match=r"model\.name=_test_tinynt: unknown model.*did you mean"):
         train(_config(tmp_path, "model.name=_test_tinynt"))
     with pytest.raises(ConfigError, match=r"cannot build model '_test_tinynet'\(.*depth=3"):
         train(_config(tmp_path, "model.kwargs={depth: 3}"))
@@ -419,7 +419,8 @@ def test_initial_weights_of_another_model_are_refused_whole(run, tmp_path):
     )
     with pytest.raises(
         ConfigError,
-        match=r"best.safetensors: the checkpoint does not fit CifarResNet:\n  95 missing",
+        match=r"model\.weights=.*best\.safetensors: holds weights of '_test_tinynet', not "
+        r"'resnet20_cifar'; name the model '_test_tinynet' instead",
     ):
         train(config)
     assert not list(tmp_path.glob("**/summary.json"))
