@@ -306,9 +306,14 @@ def _control_folder(out: Path, top1: dict[int, float], overrides=()) -> Path:
     fixed = {"model.name": "resnet20_cifar", "model.attn": "scale"}
     fixed |= dict(o.split("=") for o in overrides)
     grid = grid_from_dict(
-        {"name": out.name, "base": str(RECIPE), "overrides": fixed,
-         "axes": {"model.attn_kwargs.value": [0.5]}, "seeds": [0, 1, 2]}
-    )  # fmt: skip
+        {
+            "name": out.name,
+            "base": str(RECIPE),
+            "overrides": fixed,
+            "axes": {"model.attn_kwargs.value": [0.5]},
+            "seeds": [0, 1, 2],
+        }
+    )
     (out / "runs").mkdir(parents=True)
     (out / "grid.yaml").write_text(yaml.safe_dump(grid.to_dict(), sort_keys=False))
     for point in grid.points:

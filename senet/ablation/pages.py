@@ -11,7 +11,8 @@ A source is a results folder or record (a path relative to the page), with optio
 ``earlier=STUDY.json`` (cells whose runs were not kept, marked as such), ``twins=FOLDER`` or
 ``against=FOLDER`` (as ``senet study``'s options). Kinds: ``pairs`` (one row per seed-paired
 difference: the page's headline), ``cells`` (cost and top-1 of each setting), ``gates`` (the
-gate analyses) and ``study`` (all three). Everything between the markers is rewritten, so a
+gate analyses), ``loss`` (each run's training loss over its epochs) and ``study`` (cells and
+pairs). Everything between the markers is rewritten, so a
 table edited by hand does not survive, and ``check=True`` reports it instead.
 """
 
@@ -26,7 +27,6 @@ from senet.ablation.gates import gates_markdown
 from senet.ablation.grid import GridError
 from senet.ablation.study import (
     NOT_KEPT,
-    NOT_KEPT_NOTE,
     build_study,
     cells_markdown,
     load_study_grid,
@@ -34,9 +34,10 @@ from senet.ablation.study import (
     read_earlier,
     shown_name,
 )
+from senet.train.run_log import read_metrics
 
 MARKED = re.compile(r"(<!-- senet:table (.*?) -->\n)(.*?)(<!-- /senet:table -->)", re.S)
-KINDS = ("pairs", "cells", "gates", "study")
+KINDS = ("pairs", "cells", "gates", "loss", "study")
 OPTIONS = ("earlier", "twins", "against")
 
 
@@ -71,8 +72,8 @@ def parse_spec(spec: str) -> tuple[str, list[Source]]:
         if unknown or any(len(p) != 2 for p in pairs):
             raise GridError(f"table options are {', '.join(OPTIONS)}=PATH; got {options}: {spec!r}")
         sources.append(Source(folder, dict(pairs)))
-    if kind != "pairs" and len(sources) > 1:
-        raise GridError(f"only a pairs table joins several sources with '+': {spec!r}")
+    if kind not in ("pairs", "cells", "loss") and len(sources) > 1:
+        raise GridError(f"{kind} tables take one source, not several joined by '+': {spec!r}")
     return kind, sources
 
 
@@ -82,37 +83,77 @@ def render_table(spec: str, page_dir: Path) -> str:
     studies = [source.study(page_dir) for source in sources]
     if kind == "pairs":
         lines = headline_pairs(studies)
+    elif kind == "loss":
+        lines = loss_table(studies, [page_dir / source.folder for source in sources])
     elif kind == "cells":
-        lines = cells_markdown(studies[0])
+        lines = cells_markdown(joined_cells(studies))
     elif kind == "gates":
         study = studies[0]
         names = {c["label"]: shown_name(study, c["label"]) for c in study["cells"]}
         lines = gates_markdown(study["gates"], names)
     else:
         lines = [*cells_markdown(studies[0]), "", *pairs_markdown(studies[0])]
-    return "\n".join(lines) + "\n"
+    return "\n" + "\n".join(lines) + "\n\n"  # blank lines: a markdown block of its own
+
+
+def joined_cells(studies: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first study with the cells of the others appended, each setting once (a control's
+    study repeats the cells it pairs with)."""
+    first, *others = studies
+    cells = list(first["cells"])
+    for study in others:
+        cells += [c for c in study["cells"] if c["label"] not in {c["label"] for c in cells}]
+    return first | {"cells": cells}
 
 
 def headline_pairs(studies: list[dict[str, Any]]) -> list[str]:
     """One table of every pair of the studies: both sides' top-1, the per-seed differences,
-    mean [95% CI] and verdict; pairs with a side whose runs were not kept are marked."""
-    lines = [
-        "| pair | top-1 (%), mean ± std | per-seed difference | difference, mean [95% CI] "
-        "| verdict |",
-        "|---|---|---|---:|---|",
-    ]
-    marked = False
+    mean [95% CI] and verdict. A pair with a side whose runs were not kept is marked, and the
+    header says what the mark means (the table stays one block: a page's first lines)."""
+    rows, marked = [], False
     for study in studies:
         shown = {c["label"]: c["shown"] for c in study["cells"]}
         for p in study["pairs"]:
             arm, reference = shown_name(study, p["arm"]), shown_name(study, p["reference"])
             marked |= NOT_KEPT in arm + reference
             diffs = " / ".join(f"{v:+.2f}" for v in p["differences"].values()) or "—"
-            lines.append(
+            rows.append(
                 f"| {arm} - {reference} | {shown[p['arm']]} vs {shown[p['reference']]} | {diffs} "
                 f"| {p['shown']} | {p['verdict']} |"
             )
-    return [*lines, *(["", NOT_KEPT_NOTE] if marked else [])]
+    pair = f"pair ({NOT_KEPT} runs not kept: not recomputable)" if marked else "pair"
+    header = (
+        f"| {pair} | top-1 (%), mean ± std | per-seed difference | difference, mean [95% CI] "
+        "| verdict |"
+    )
+    return [header, "|---|---|---|---:|---|", *rows]
+
+
+def loss_table(studies: list[dict[str, Any]], folders: list[Path]) -> list[str]:
+    """How each finished run trained, read from its metrics.csv: training loss after the first,
+    middle and last epoch, and test top-1 after the first (where the seeds of a cell part)."""
+    lines = []
+    for study, folder in zip(studies, folders, strict=True):
+        for point in load_study_grid(folder).points:
+            run = folder / "runs" / point.run_id
+            try:
+                rows = read_metrics(run)
+            except FileNotFoundError:
+                continue
+            if not lines:
+                last = len(rows)
+                lines = [
+                    f"| run | seed | train loss, epoch 1 / {(last + 1) // 2} / {last} "
+                    "| test top-1 after epoch 1 |",
+                    "|---|---:|---|---:|",
+                ]
+            loss = " / ".join(
+                f"{float(rows[i - 1]['train_loss']):.3f}" for i in (1, (len(rows) + 1) // 2)
+            )
+            loss += f" / {float(rows[-1]['train_loss']):.3f}"
+            name = shown_name(study, point.label)
+            lines.append(f"| {name} | {point.seed} | {loss} | {float(rows[0]['val_top1']):.2f} |")
+    return lines
 
 
 def update_page(path: str | Path, *, check: bool = False) -> bool:
