@@ -532,3 +532,10 @@ def test_adopted_cells_bring_their_gate_analyses(tmp_path):
     assert study["gates"] == earlier["gates"] and len(study["gates"]) == 1
     assert study["pairs"] == earlier["pairs"] and study["status"] == "partial"
     assert study["recipe"] == earlier["recipe"]
+
+
+def test_an_output_that_cannot_be_written_is_one_clear_error(tmp_path):
+    out = _fake_grid_folder(tmp_path, {("resnet20_cifar", 0): 93.0})
+    result = study_cli(out, "--json", tmp_path / "absent" / "study.json")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "cannot write the study's outputs" in result.stderr and "absent" in result.stderr

@@ -1,9 +1,11 @@
 """The demo's fast-path choice and its reading of the study summary it ships with."""
 
 import json
+from pathlib import Path
 
 import pytest
 
+import senet
 import senet.models.precision as precision
 from senet.demo import (
     FAST_BUDGET,
@@ -39,6 +41,15 @@ def test_the_shipped_summary_is_a_study_and_the_demo_reads_it():
     assert len(lines) == len(study["pairs"]) == 3
     # Depths 20 and 56 come from an earlier study whose run folders are gone: the demo says so.
     assert [line.endswith("(runs not kept)") for line in lines] == [True, True, False]
+
+
+def test_the_summary_is_package_data_not_a_file_of_the_repository():
+    # An installed wheel has no docs/ folder: the demo reads only what ships inside senet/.
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    assert STUDY_SUMMARY.parent == Path(senet.__file__).parent
+    pyproject = tomllib.loads((Path(senet.__file__).parents[1] / "pyproject.toml").read_text())
+    assert STUDY_SUMMARY.name in pyproject["tool"]["setuptools"]["package-data"]["senet"]
 
 
 def test_demo_says_plainly_when_there_are_no_results(tmp_path):

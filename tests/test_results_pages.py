@@ -67,7 +67,9 @@ def test_a_record_edited_by_hand_changes_the_table(tmp_path):
 
 def test_bad_markers_say_what_is_wrong(tmp_path):
     page = _page(tmp_path, RECORDS, body="<!-- senet:table cells x -->\n")
-    with pytest.raises(GridError, match=r"2 `<!-- senet:table \.\.\. -->` marker\(s\) but 1 closing"):
+    with pytest.raises(
+        GridError, match=r"2 `<!-- senet:table \.\.\. -->` marker\(s\) but 1 closing"
+    ):
         update_page(page)
     with pytest.raises(GridError, match="table kind 'means' is not one of pairs, cells"):
         parse_spec("means folder")

@@ -180,7 +180,10 @@ def update_page(path: str | Path, *, check: bool = False) -> bool:
 
     new = MARKED.sub(regenerate, text)
     if new != text and not check:
-        path.write_text(new)
+        try:
+            path.write_text(new)
+        except OSError as e:
+            raise GridError(f"cannot write the results page {path}: {e}") from None
     return new != text
 
 

@@ -548,16 +548,21 @@ def run_study(
     earlier_path: str | Path | None = None,
 ) -> tuple[dict[str, Any], list[str] | None]:
     """``senet study FOLDER``: write the study (and the outputs asked for); return it and the
-    run ids recorded (None when no record was asked for)."""
-    study = write_study(
-        folder,
-        json_path=outputs.json_path,
-        plot_path=outputs.plot_path,
-        twins_dir=twins_dir,
-        earlier=read_earlier(earlier_path) if earlier_path is not None else None,
-        against_dir=against_dir,
-    )
-    recorded = record_runs(folder, outputs.record_dir) if outputs.record_dir else None
-    if outputs.summary_path is not None:
-        write_summary(study, outputs.summary_path)
+    run ids recorded (None when no record was asked for). A file that cannot be written is a
+    GridError naming it."""
+    earlier = read_earlier(earlier_path) if earlier_path is not None else None
+    try:
+        study = write_study(
+            folder,
+            json_path=outputs.json_path,
+            plot_path=outputs.plot_path,
+            twins_dir=twins_dir,
+            earlier=earlier,
+            against_dir=against_dir,
+        )
+        recorded = record_runs(folder, outputs.record_dir) if outputs.record_dir else None
+        if outputs.summary_path is not None:
+            write_summary(study, outputs.summary_path)
+    except OSError as e:
+        raise GridError(f"cannot write the study's outputs: {e}") from None
     return study, recorded
