@@ -252,7 +252,7 @@ def profile_command(
 # --- end profile ---------------------------------------------------------------------------------
 
 
-# --- model zoo (issue 3) ---
+# --- model zoo ---
 @app.command()
 def models(
     pattern: str = typer.Argument("*", help="fnmatch pattern over model names, e.g. 'se_*'."),
@@ -379,7 +379,7 @@ def retrofit(
         raise typer.Exit(2) from err
 
 
-# --- ablation grids and gate analysis (issue 8) ---------------------------------------------
+# --- ablation grids, studies and gate analysis ---------------------------------------------
 
 
 @app.command()

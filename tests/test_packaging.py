@@ -131,7 +131,9 @@ def test_built_wheel_works_from_an_empty_folder(tmp_path):
     assert "ResNet-110: baseline 93.51 ± 0.78%, SE 94.35 ± 0.14%" in tour
     shipped = zipfile.ZipFile(wheel).namelist()
     assert "senet/demo_summary.json" in shipped
-    assert not [name for name in shipped if "fashion_mnist_depth" in name or "records" in name]
+    grids = sorted(Path(n).stem for n in shipped if n.startswith("senet/configs/ablations/"))
+    assert grids == names("ablations")  # the paper's Tables 10-16 and the demo grid
+    assert not [n for n in shipped if "experiments/" in n or "/runs/" in n]  # no study, no record
 
 
 def test_top_level_functions_are_plain_functions_beside_their_packages():
