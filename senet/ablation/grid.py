@@ -164,6 +164,8 @@ def resolve_base(base: str | Path, source: Path | None) -> Path:
     A grid read back from a results folder (``source`` None) keeps ``base`` as it was saved: the
     study never loads it, and it may name a file on the machine that ran the grid.
     """
+    if not isinstance(base, str | Path) or not str(base):
+        raise GridError(f"{source or 'grid'}: 'base' must be a recipe name or a path, got {base!r}")
     if source is None or Path(base).is_absolute():
         return Path(base)
     beside = source.parent / base
@@ -189,8 +191,6 @@ def grid_from_dict(data: Any, *, source: Path | None = None) -> Grid:
         raise GridError(f"{where}: unknown key(s) {unknown}; valid keys: {', '.join(GRID_KEYS)}")
     if "base" not in data or "axes" not in data:
         raise GridError(f"{where}: needs 'base' (a training config) and 'axes' (keys to vary)")
-    if not isinstance(data["base"], str) or not data["base"]:
-        raise GridError(f"{where}: 'base' must be a recipe name or a path, got {data['base']!r}")
     base = resolve_base(data["base"], source)
     axes = data["axes"]
     if not isinstance(axes, dict) or not axes:

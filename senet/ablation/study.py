@@ -285,13 +285,12 @@ def build_study(
         raise GridError("give the twins' folder or a folder to pair against, not both")
     cells, info = collect_cells(grid, out_dir)
     adopted = adopt_earlier_cells(grid, cells, earlier) if earlier is not None else {}
-    twins, against = None, None
+    twins = twin_pairs(grid) if twins_dir is None and against_dir is None else None
+    against = None
     if twins_dir is not None:
         twins, cells = borrow_twins(grid, cells, info, twins_dir)
     elif against_dir is not None:
         against, cells = borrow_references(grid, cells, info, against_dir)
-    else:
-        twins = twin_pairs(grid)
     total = len(cells) * len(grid.seeds)
     by_label = {c.label: c for c in cells}
     arm_pairs = twins or against or reference_pairs(grid)
