@@ -369,7 +369,7 @@ def _pair_dict(pair: PairedDifference) -> dict[str, Any]:
 NOT_KEPT = "†"
 NOT_KEPT_NOTE = (
     f"{NOT_KEPT} runs not kept: taken from an earlier study's summary (`--earlier`), "
-    "not recomputable from this folder."
+    "not recomputable."
 )
 
 
