@@ -289,11 +289,17 @@ def profile_command(
 # --- end profile ---------------------------------------------------------------------------------
 
 
-# --- model zoo (issue 3) ---
+# --- model zoo ---
 @app.command()
 def models(
     pattern: str = typer.Argument("*", help="fnmatch pattern over model names, e.g. 'se_*'."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+    write: bool = typer.Option(
+        False, "--write", help="Measure every model and rewrite the stored table (after a change)."
+    ),
+    check: bool = typer.Option(
+        False, "--check", help="Measure every model again; exit 1 where the stored table differs."
+    ),
 ) -> None:
     """List the model zoo with parameters and multiply-adds (from the golden table: no building)."""
     import json
@@ -303,6 +309,9 @@ def models(
 
     from senet.models.complexity import model_table
 
+    if write or check:
+        _measure_models(write=write)
+        return
     rows = model_table(pattern)
     if not rows:
         typer.echo(f"no model matches {pattern!r}; `senet models` lists them all", err=True)
@@ -336,6 +345,23 @@ def models(
             cells.append(f"{figure['gflops']}{params}" if figure else "")
         table.add_row(*cells)
     Console(width=120).print(table)
+
+
+def _measure_models(*, write: bool) -> None:
+    """`senet models --write` / `--check`: the stored table against what the models count now."""
+    from senet.models import complexity
+
+    if write:
+        typer.echo(f"wrote {len(complexity.write_golden())} models to {complexity.GOLDEN_PATH}")
+        return
+    changed = complexity.check_golden()
+    for line in changed:
+        typer.echo(f"changed: {line}", err=True)
+    if changed:
+        where = complexity.GOLDEN_PATH
+        typer.echo(f"{len(changed)} model(s) differ from {where}: `senet models --write`")
+        raise typer.Exit(1)
+    typer.echo(f"every model counts as stored in {complexity.GOLDEN_PATH}")
 
 
 # --- end model zoo ---
@@ -410,7 +436,7 @@ def _key_values(pairs: list[str], option: str) -> dict[str, object]:
     return values
 
 
-# --- ablation grids and gate analysis (issue 8) ---------------------------------------------
+# --- ablation grids, studies and gate analysis ---------------------------------------------
 
 
 @app.command()
@@ -515,6 +541,59 @@ def analyze(
     typer.echo(
         f"report: {report.output_dir}/(gates.json, saturation.json, class_gates.png, specificity.png)"
     )
+
+
+@app.command()
+def study(
+    paths: list[Path] = typer.Argument(
+        ..., help="A `senet ablate` results folder or a record of one; with --pages, pages."
+    ),
+    json_path: Path = typer.Option(None, "--json", help="Also write study.json here."),
+    plot: Path = typer.Option(None, "--plot", help="The depth plot's path (default: in FOLDER)."),
+    twins: Path = typer.Option(
+        None, "--twins", help="Another grid's folder holding the models without SE (se_X vs X)."
+    ),
+    against: Path = typer.Option(
+        None, "--against", help="Another grid's folder: pair every setting with each of its own."
+    ),
+    earlier: Path = typer.Option(
+        None, "--earlier", help="A study.json of this grid written elsewhere: fills empty cells."
+    ),
+    record: Path = typer.Option(
+        None, "--record", help="Also copy the finished runs' record (no weights) into this folder."
+    ),
+    summary: Path = typer.Option(
+        None, "--summary", help="Also write the small summary `senet demo` prints (JSON)."
+    ),
+    pages: bool = typer.Option(
+        False, "--pages", help="PATHS are results pages: regenerate their tables from records."
+    ),
+    check: bool = typer.Option(
+        False, "--check", help="With --pages: change nothing; exit 1 if a table is out of date."
+    ),
+) -> None:
+    """Seed-paired 95% CIs of a grid's runs (nothing is trained); or regenerate results pages.
+
+    senet study runs/ablations/fashion_mnist_depth
+    senet study --pages docs/results/*.md --check
+    """
+    from senet.ablation.pages import update_pages
+    from senet.ablation.study import StudyOutputs, run_study, study_markdown
+
+    if pages:
+        with _clear_errors():
+            stale = update_pages(paths, check=check)
+        for page in stale:
+            typer.echo(f"{'out of date' if check else 'regenerated'}: {page}")
+        raise typer.Exit(1 if check and stale else 0)
+    if len(paths) != 1:
+        raise typer.BadParameter(f"give one results folder (or --pages PAGES), got {len(paths)}")
+    folder, outputs = paths[0], StudyOutputs(json_path, plot, record, summary)
+    with _clear_errors():
+        found, recorded = run_study(folder, outputs, twins, against, earlier)
+    typer.echo(study_markdown(found))
+    if recorded is not None:
+        typer.echo(f"recorded {len(recorded)} finished run(s) in {record}")
 
 
 # --- end of ablation grids and gate analysis ---------------------------------------------------

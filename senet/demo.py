@@ -1,6 +1,7 @@
 """What `make demo` runs: SE-ResNet-20 against ResNet-20 on real Fashion-MNIST, same budget.
 
-`senet demo --tour` keeps the older, seconds-long tour of the attention modules.
+`senet demo --tour` keeps the older, seconds-long tour of the attention modules, and ends with
+what the full study found (the summary shipped with senet; no training).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+from importlib.resources import files
 from pathlib import Path
 
 import torch
@@ -17,16 +19,19 @@ from rich.table import Table
 
 from senet.layers import attention_names, create_attn
 
-ROOT = Path(__file__).resolve().parents[1]
 RECIPE = "fashion_mnist_se_resnet20"  # shipped in senet/configs, found by name
 MODELS = ("se_resnet20_cifar", "resnet20_cifar")
-# The committed full-budget study (docs/results/fashion_mnist.md), as `senet.ablation.study`
-# writes it; the demo prints it beside its own short run.
-STUDY_RESULTS = ROOT / "docs" / "results" / "fashion_mnist.json"
+# What the full-budget depth study found (docs/results/fashion_mnist.md), shipped with senet and
+# generated from the study's records in the repository by
+#   senet study experiments/fashion_mnist/records/fashion_mnist_depth \
+#       --earlier experiments/fashion_mnist/not_kept/fashion_mnist_depth.json \
+#       --summary senet/demo_summary.json
+STUDY_SUMMARY = Path(str(files("senet").joinpath("demo_summary.json")))
+STUDY_PAGE = "docs/results/fashion_mnist.md"
 # Budgets that keep `make demo` within 10 minutes on 2 idle cores, both models plus eval and the
 # gate analysis. Estimated, not timed end to end: fp32 trains ResNet-20 at 599 img/s and
-# SE-ResNet-20 at 521 (README demo log); bf16 + channels_last at 850-900 img/s for ResNet-20
-# (issue #13), SE ~15% slower. bf16: 2 x 3 x 50,000 images ~ 170 + 195 s training, + ~30 s eval
+# SE-ResNet-20 at 521 (README demo log); bf16 + channels_last at 850-900 img/s for ResNet-20,
+# SE ~15% slower. bf16: 2 x 3 x 50,000 images ~ 170 + 195 s training, + ~30 s eval
 # and ~40 s set-up and analysis ~ 7.3 min. fp32: 2 x 3 x 30,000 ~ 150 + 173 + 70 s ~ 6.6 min.
 FAST_BUDGET = ("data.train_size=50000", "train.epochs=3")
 FP32_BUDGET = ("data.train_size=30000", "train.epochs=3")
@@ -55,7 +60,10 @@ def attention_tour(channels: int = 256, size: int = 56, seed: int = 0) -> Table:
 
 
 def run_tour() -> None:
-    Console().print(attention_tour())
+    """The attention modules on one feature map, then what the full study found."""
+    console = Console()
+    console.print(attention_tour())
+    console.print(study_summary_text(load_study_summary()))
 
 
 def ensure_fashion_mnist(console: Console) -> None:
@@ -113,7 +121,7 @@ def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None) 
         f"(median epoch). One seed each. Curves: {out / 'compare.png'}"
     )
     console.rule("[bold]the full study")
-    console.print(committed_study_text(load_committed_study()))
+    console.print(study_summary_text(load_study_summary()))
     # The paper's Sec. 7 on the SE model just trained: what its gates learned, block by block.
     from senet.analysis import analysis_table, analyze_weights, saturation_summary
     from senet.evaluation import EvalSource
@@ -163,25 +171,25 @@ def fast_path() -> tuple[list[str], str]:
     return overrides, "fp32 (this CPU has no bf16 hardware, where bf16 would be slower)"
 
 
-def load_committed_study(path: str | Path = STUDY_RESULTS) -> dict | None:
-    """The committed study's results (``study.json`` format), or None when the file is absent."""
+def load_study_summary(path: str | Path = STUDY_SUMMARY) -> dict | None:
+    """The full study's summary (``senet.ablation.study.demo_summary``), or None when absent."""
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         return None
 
 
-def committed_study_text(study: dict | None) -> str:
+def study_summary_text(study: dict | None) -> str:
     """What the full study found, SE - baseline per depth, or plainly that it has not run."""
-    where = "docs/results/fashion_mnist.md"
     if study is None or study.get("status") == "not yet run" or not study.get("pairs"):
         return (
-            f"The full-budget study ({where}) has no results yet: nothing to compare this short "
-            "run with. Its commands are in that file."
+            f"The full-budget study ({STUDY_PAGE}) has no results yet: nothing to compare this "
+            "short run with. Its commands are in that file."
         )
     recipe = study.get("recipe") or {}
+    not_kept = set(study.get("from_earlier") or [])
     lines = [
-        f"The committed study ({where}; {study['status']}, "
+        f"The full study ({STUDY_PAGE} in the senet repository; {study['status']}, "
         f"{study['finished_runs']}/{study['total_runs']} runs, seeds "
         f"{', '.join(map(str, study['seeds']))}, {recipe.get('train_images') or '?'} images x "
         f"{recipe.get('epochs') or '?'} epochs):"
@@ -197,7 +205,10 @@ def committed_study_text(study: dict | None) -> str:
             if p["verdict"] == "incomplete"
             else f"SE - baseline {p['shown']} points (95% CI): {p['verdict']}"
         )
-        lines.append(f"  {p['name']}: baseline {_percent(ref)}, SE {_percent(arm)}, {difference}")
+        gone = " (runs not kept)" if {p["arm"], p["reference"]} & not_kept else ""
+        lines.append(
+            f"  {p['name']}: baseline {_percent(ref)}, SE {_percent(arm)}, {difference}{gone}"
+        )
     return "\n".join(lines)
 
 

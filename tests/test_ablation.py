@@ -138,7 +138,9 @@ def test_missing_grid_and_base(tmp_path):
         load_grid(tmp_path / "nope.yaml")
     path = tmp_path / "g.yaml"
     path.write_text(yaml.safe_dump({"base": "missing.yaml", "axes": {"optim.lr": [0.1]}}))
-    with pytest.raises(GridError, match=r"config file .*missing.yaml.* does not exist"):
+    with pytest.raises(
+        GridError, match=r"base 'missing.yaml' is neither .*missing.yaml does not exist"
+    ):
         load_grid(path)
 
 
@@ -262,7 +264,7 @@ def test_a_grid_continues_on_another_machine_from_its_record(tmp_path):
     assert [r.status for r in results] == ["cached", "done"]
     assert results[0].summary.final_top1 == done[0].summary.final_top1
     assert "1 finished earlier" in events[0]
-    with pytest.raises(FileNotFoundError, match="not a `senet ablate` results folder"):
+    with pytest.raises(GridError, match="not a `senet ablate` results folder"):
         record_runs(tmp_path / "nothing", record)
 
 

@@ -1,13 +1,15 @@
-"""The study report: seed-paired 95% CIs (hand-computed), missing cells marked, the report CLI."""
+"""The study report: seed-paired 95% CIs (hand-computed), missing cells marked, `senet study`."""
 
 import json
 import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner, Result
 
 from senet.ablation import grid_from_dict, load_grid
 from senet.ablation.paired_stats import (
@@ -20,17 +22,23 @@ from senet.ablation.paired_stats import (
 from senet.ablation.study import (
     build_study,
     external_twin_pairs,
-    main,
     pretty_model,
     reference_pairs,
     study_markdown,
     twin_pairs,
 )
 from senet.analysis.saturation import saturation_digest
+from senet.cli import app
 from senet.train.resume import config_differences
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "senet" / "configs" / "fashion_mnist_se_resnet20.yaml"
+GRIDS = REPO / "experiments" / "fashion_mnist" / "grids"
+
+
+def study_cli(*args: str | Path) -> Result:
+    """`senet study ARGS`, as a user runs it."""
+    return CliRunner().invoke(app, ["study", *map(str, args)])
 
 
 def test_t_quantiles_are_the_tabled_values():
@@ -94,7 +102,7 @@ def test_one_seed_gives_a_mean_but_no_interval():
 
 
 def test_shipped_study_grids_pair_the_right_settings():
-    depth = load_grid(REPO / "senet" / "configs" / "ablations" / "fashion_mnist_depth.yaml")
+    depth = load_grid(GRIDS / "fashion_mnist_depth.yaml")
     assert twin_pairs(depth) == [
         (f"name=se_resnet{d}_cifar", f"name=resnet{d}_cifar") for d in (20, 56, 110)
     ]
@@ -102,9 +110,7 @@ def test_shipped_study_grids_pair_the_right_settings():
     config = depth.point_config(depth.points[0])
     assert config.data.train_size is None and config.data.val_size is None
     assert config.train.amp == "bf16" and config.train.channels_last is True
-    nodecay = load_grid(
-        REPO / "senet" / "configs" / "ablations" / "fashion_mnist_depth_se_nodecay.yaml"
-    )
+    nodecay = load_grid(GRIDS / "fashion_mnist_depth_se_nodecay.yaml")
     assert external_twin_pairs(nodecay, depth) == twin_pairs(depth)
     theirs = {p.run_id: p for p in depth.points}
     for mine in nodecay.points:  # each SE run differs from the depth grid's only in SE's decay
@@ -112,7 +118,7 @@ def test_shipped_study_grids_pair_the_right_settings():
             depth.point_config(theirs[mine.run_id]).to_dict(), nodecay.point_config(mine).to_dict()
         )
         assert changed == ["optim.attn_weight_decay: None -> 0.0"]
-    width = load_grid(REPO / "senet" / "configs" / "ablations" / "fashion_mnist_se_width.yaml")
+    width = load_grid(GRIDS / "fashion_mnist_se_width.yaml")
     assert twin_pairs(width) is None
     assert reference_pairs(width) == [
         ("min_channels=4", "min_channels=1"),
@@ -180,7 +186,7 @@ def _fake_grid_folder(tmp_path: Path, top1: dict[tuple[str, int], float], failed
     return out
 
 
-def test_report_cli_tables_a_grid_folder_and_marks_the_missing_cell(tmp_path, capsys):
+def test_report_cli_tables_a_grid_folder_and_marks_the_missing_cell(tmp_path):
     values = {}
     for seed, (r20, se20, r56, se56) in enumerate(
         [(93.0, 93.4, 94.0, 94.5), (93.2, 93.3, 94.2, 94.6), (93.1, 93.5, 94.1, 94.4)]
@@ -192,8 +198,9 @@ def test_report_cli_tables_a_grid_folder_and_marks_the_missing_cell(tmp_path, ca
             values[("se_resnet56_cifar", seed)] = se56
     out = _fake_grid_folder(tmp_path, values, failed={("se_resnet56_cifar", 2)})
     json_copy, plot = tmp_path / "copy.json", tmp_path / "depth.png"
-    assert main([str(out), "--json", str(json_copy), "--plot", str(plot)]) == 0
-    printed = capsys.readouterr().out
+    result = study_cli(out, "--json", json_copy, "--plot", plot)
+    assert result.exit_code == 0, result.output
+    printed = result.stdout
     study = json.loads(json_copy.read_text())
     assert study == json.loads((out / "study.json").read_text())
     assert study["status"] == "partial"
@@ -211,7 +218,10 @@ def test_report_cli_tables_a_grid_folder_and_marks_the_missing_cell(tmp_path, ca
     assert p20["verdict"] == "no difference"
     assert p56["verdict"] == "incomplete" and p56["shown"] == "missing (seed 2)"
     assert "| ResNet-20 | +0.40 / +0.10 / +0.40 | +0.30 [-0.13, +0.73] | no difference |" in printed
-    assert "| SE-ResNet-56 | 0.001M | 2.00 | 20 | missing (2/3 seeds; seed 2 failed) |" in printed
+    assert (
+        "| SE-ResNet-56 | 0.001M | 2.00 | 20 | missing (2/3 seeds; seed 2 failed) | 94.50 / 94.60 |"
+        in printed
+    )
     assert (out / "study.md").read_text() in printed
     assert plot.is_file() and plot.stat().st_size > 1000
 
@@ -238,7 +248,7 @@ def _folder_with_configs(out: Path, models: list[str], top1: dict, overrides=())
     return out
 
 
-def test_an_se_only_grid_pairs_with_the_twins_of_another_grids_folder(tmp_path, capsys):
+def test_an_se_only_grid_pairs_with_the_twins_of_another_grids_folder(tmp_path):
     depth = _folder_with_configs(
         tmp_path / "depth",
         ["resnet20_cifar", "se_resnet20_cifar", "resnet56_cifar", "se_resnet56_cifar"],
@@ -252,7 +262,8 @@ def test_an_se_only_grid_pairs_with_the_twins_of_another_grids_folder(tmp_path, 
         | {("se_resnet56_cifar", s): 94.5 for s in range(3)},
         overrides=["optim.attn_weight_decay=0.0"],
     )
-    assert main([str(se_only), "--twins", str(depth)]) == 0
+    result = study_cli(se_only, "--twins", depth)
+    assert result.exit_code == 0, result.output
     study = json.loads((se_only / "study.json").read_text())
     assert [c["name"] for c in study["cells"]] == [
         "ResNet-20", "SE-ResNet-20", "ResNet-56", "SE-ResNet-56"
@@ -266,10 +277,10 @@ def test_an_se_only_grid_pairs_with_the_twins_of_another_grids_folder(tmp_path, 
         {"0": 0.5, "1": 0.5, "2": 0.5}
     )
     assert p56["verdict"] == "incomplete"  # ResNet-56 seed 2 has not run in the twins' folder
-    assert "| ResNet-20 | +0.50 / +0.50 / +0.50 |" in capsys.readouterr().out
+    assert "| ResNet-20 | +0.50 / +0.50 / +0.50 |" in result.stdout
 
 
-def test_twins_from_a_folder_with_another_recipe_are_refused(tmp_path, capsys):
+def test_twins_from_a_folder_with_another_recipe_are_refused(tmp_path):
     depth = _folder_with_configs(
         tmp_path / "depth", ["resnet20_cifar"], {("resnet20_cifar", 0): 93.0}
     )
@@ -277,18 +288,90 @@ def test_twins_from_a_folder_with_another_recipe_are_refused(tmp_path, capsys):
         tmp_path / "other", ["se_resnet20_cifar"], {("se_resnet20_cifar", 0): 93.5},
         overrides=["optim.lr=0.2", "optim.attn_weight_decay=0.0"],
     )  # fmt: skip
-    assert main([str(other), "--twins", str(depth)]) == 2
-    err = capsys.readouterr().err
+    result = study_cli(other, "--twins", depth)
+    assert result.exit_code == 2
+    err = result.stderr
     assert "cannot pair name=se_resnet20_cifar with name=resnet20_cifar" in err
     assert "optim.lr: 0.1 -> 0.2" in err and "attn_weight_decay" not in err
     # A grid that is not SE models on a model axis has nothing to pair.
-    assert main([str(depth), "--twins", str(depth)]) == 2
-    assert "--twins pairs a grid whose only axis is model.name" in capsys.readouterr().err
+    result = study_cli(depth, "--twins", depth)
+    assert result.exit_code == 2
+    assert "--twins pairs a grid whose only axis is model.name" in result.stderr
+
+
+def _control_folder(out: Path, top1: dict[int, float], overrides=()) -> Path:
+    """A one-setting grid folder (ResNet-20 with residual branches x 0.5, no SE): a control."""
+    from senet.train import load_config
+
+    fixed = {"model.name": "resnet20_cifar", "model.attn": "scale"}
+    fixed |= dict(o.split("=") for o in overrides)
+    grid = grid_from_dict(
+        {
+            "name": out.name,
+            "base": str(RECIPE),
+            "overrides": fixed,
+            "axes": {"model.attn_kwargs.value": [0.5]},
+            "seeds": [0, 1, 2],
+        }
+    )
+    (out / "runs").mkdir(parents=True)
+    (out / "grid.yaml").write_text(yaml.safe_dump(grid.to_dict(), sort_keys=False))
+    for point in grid.points:
+        config = load_config(RECIPE, [*grid.common_overrides(), *point.overrides()]).to_dict()
+        run_dir = out / "runs" / point.run_id
+        run_dir.mkdir()
+        summary = {"final_top1": top1[point.seed], "config": config, "params": 1000}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+    return out
+
+
+def test_a_control_pairs_against_every_setting_of_another_grids_folder(tmp_path):
+    depth = _folder_with_configs(
+        tmp_path / "depth",
+        ["resnet20_cifar", "se_resnet20_cifar", "resnet56_cifar"],
+        {("resnet20_cifar", s): 93.0 + s / 10 for s in range(3)}
+        | {("se_resnet20_cifar", s): 93.5 for s in range(3)},
+    )
+    control = _control_folder(tmp_path / "control", {0: 93.4, 1: 93.3, 2: 93.6})
+    result = study_cli(control, "--against", depth)
+    assert result.exit_code == 0, result.output
+    study = json.loads((control / "study.json").read_text())
+    assert study["paired_by"] == "another grid" and study["against"] == str(depth)
+    # ResNet-56 has no run in the other folder: nothing to pair with, so it is left out.
+    assert [(p["arm"], p["reference"]) for p in study["pairs"]] == [
+        ("value=0.5", "name=resnet20_cifar"),
+        ("value=0.5", "name=se_resnet20_cifar"),
+    ]
+    plain, se = study["pairs"]
+    # control - ResNet-20: 0.4, 0.2, 0.4 -> mean 1/3, s = 0.11547, half width 4.303 s / sqrt(3)
+    half = 4.303 * statistics.stdev([0.4, 0.2, 0.4]) / math.sqrt(3)
+    assert plain["mean"] == pytest.approx(1 / 3)
+    assert plain["ci95"] == pytest.approx([1 / 3 - half, 1 / 3 + half], abs=1e-9)
+    assert se["differences"] == pytest.approx({"0": -0.1, "1": -0.2, "2": 0.1})
+    assert study["unanalysed"] == []  # a fixed scale has no gates to analyse
+    assert "| value=0.5 - ResNet-20 | +0.40 / +0.20 / +0.40 |" in result.stdout
+    assert "| value=0.5 - SE-ResNet-20 | -0.10 / -0.20 / +0.10 |" in result.stdout
+
+
+def test_a_control_of_another_recipe_or_with_both_pairings_is_refused(tmp_path):
+    depth = _folder_with_configs(
+        tmp_path / "depth", ["resnet20_cifar"], {("resnet20_cifar", s): 93.0 for s in range(3)}
+    )
+    other = _control_folder(tmp_path / "other", {0: 93.0, 1: 93.0, 2: 93.0}, ["optim.lr=0.2"])
+    result = study_cli(other, "--against", depth)
+    assert result.exit_code == 2
+    assert "cannot pair value=0.5 with name=resnet20_cifar" in result.stderr
+    assert "optim.lr: 0.1 -> 0.2" in result.stderr
+    result = study_cli(other, "--against", depth, "--twins", depth)
+    assert result.exit_code == 2 and "not both" in result.stderr
+    empty = _folder_with_configs(tmp_path / "empty", ["resnet20_cifar"], {})
+    result = study_cli(other, "--against", empty)
+    assert result.exit_code == 2 and "holds no finished run" in result.stderr
 
 
 def test_report_cli_on_an_untouched_grid_says_not_yet_run(tmp_path):
     out = _fake_grid_folder(tmp_path, {})
-    assert main([str(out)]) == 0
+    assert study_cli(out).exit_code == 0
     study = json.loads((out / "study.json").read_text())
     assert study["status"] == "not yet run" and all(c["mean"] is None for c in study["cells"])
     assert build_study(load_grid_from(out), out)["finished_runs"] == 0
@@ -300,9 +383,10 @@ def load_grid_from(out: Path):
     return load_study_grid(out)
 
 
-def test_report_cli_rejects_a_folder_that_is_not_a_grid(tmp_path, capsys):
-    assert main([str(tmp_path)]) == 2
-    assert "no grid.yaml" in capsys.readouterr().err
+def test_report_cli_rejects_a_folder_that_is_not_a_grid(tmp_path):
+    result = study_cli(tmp_path)
+    assert result.exit_code == 2 and "no grid.yaml" in result.stderr
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.slow
@@ -393,26 +477,23 @@ def test_the_study_tables_the_gates_of_analysed_runs(tmp_path):
     )
 
 
-def test_a_study_spread_over_two_machines_adopts_the_earlier_cells_without_mixing_seeds(
-    tmp_path, capsys
-):
+def test_a_study_spread_over_two_machines_adopts_the_earlier_cells_without_mixing_seeds(tmp_path):
     # Machine A ran depth 20 (its run folders stayed there; its study.json travelled).
     depth20 = {(m, s): 93.0 + s / 10 + ("se_" in m) / 5
                for m in ("resnet20_cifar", "se_resnet20_cifar") for s in (0, 1, 2)}  # fmt: skip
     a = _fake_grid_folder(tmp_path / "a", depth20)
     _write_analysis(a / "runs" / "name=se_resnet20_cifar__seed=0", _saturation([0.001], [(1, 1)]))
-    assert main([str(a)]) == 0
+    assert study_cli(a).exit_code == 0
     earlier = json.loads((a / "study.json").read_text())
     # Machine B ran depth 56, and one SE-ResNet-20 seed again.
     depth56 = {(m, s): 94.0 + s / 10 for m in ("resnet56_cifar", "se_resnet56_cifar")
                for s in (0, 1, 2)}  # fmt: skip
     b = _fake_grid_folder(tmp_path / "b", {**depth56, ("se_resnet20_cifar", 0): 95.0})
     (b / "runs" / "name=resnet20_cifar__seed=0" / "checkpoints").mkdir()  # unfinished
-    capsys.readouterr()
     record = tmp_path / "record"
-    args = [str(b), "--earlier", str(a / "study.json"), "--record", str(record)]
-    assert main(args) == 0
-    printed = capsys.readouterr().out
+    result = study_cli(b, "--earlier", a / "study.json", "--record", record)
+    assert result.exit_code == 0, result.output
+    printed = result.stdout
     study = json.loads((b / "study.json").read_text())
     cells = {c["label"]: c for c in study["cells"]}
     assert study["from_earlier"] == ["name=resnet20_cifar"]
@@ -423,19 +504,21 @@ def test_a_study_spread_over_two_machines_adopts_the_earlier_cells_without_mixin
     assert cells["name=resnet56_cifar"]["mean"] == pytest.approx(94.1)
     assert (study["finished_runs"], study["status"]) == (10, "partial")
     assert study["gates"] == []  # the analysed run belongs to a cell that was not adopted
-    assert "Taken from the earlier study (their runs are not in this folder): ResNet-20." in printed
+    assert "| ResNet-20 † | " in printed and "† runs not kept: taken from an earlier" in printed
     assert "recorded 7 finished run(s)" in printed
     # The record is a results folder of its own: the study reads it, without weights.
     assert sorted(p.name for p in (record / "runs").iterdir()) == sorted(
         p.name for p in (b / "runs").iterdir() if (p / "summary.json").exists()
     )
-    assert main([str(record), "--earlier", str(a / "study.json")]) == 0
+    assert study_cli(record, "--earlier", a / "study.json").exit_code == 0
     assert json.loads((record / "study.json").read_text())["cells"] == study["cells"]
     # An earlier study of another grid is refused.
     other = earlier | {"study": "another_grid"}
     (tmp_path / "other.json").write_text(json.dumps(other))
-    assert main([str(b), "--earlier", str(tmp_path / "other.json")]) == 2
-    assert "not grid 'fake_depth'" in capsys.readouterr().err
+    result = study_cli(b, "--earlier", tmp_path / "other.json")
+    assert result.exit_code == 2 and "not grid 'fake_depth'" in result.stderr
+    result = study_cli(b, "--earlier", tmp_path / "absent.json")
+    assert result.exit_code == 2 and "cannot read the earlier study" in result.stderr
 
 
 def test_adopted_cells_bring_their_gate_analyses(tmp_path):
@@ -449,3 +532,10 @@ def test_adopted_cells_bring_their_gate_analyses(tmp_path):
     assert study["gates"] == earlier["gates"] and len(study["gates"]) == 1
     assert study["pairs"] == earlier["pairs"] and study["status"] == "partial"
     assert study["recipe"] == earlier["recipe"]
+
+
+def test_an_output_that_cannot_be_written_is_one_clear_error(tmp_path):
+    out = _fake_grid_folder(tmp_path, {("resnet20_cifar", 0): 93.0})
+    result = study_cli(out, "--json", tmp_path / "absent" / "study.json")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "cannot write the study's outputs" in result.stderr and "absent" in result.stderr

@@ -8,6 +8,7 @@ import site
 import subprocess
 import sys
 import types
+import zipfile
 from pathlib import Path
 from unittest import mock
 
@@ -43,13 +44,35 @@ def test_recipes_and_grids_are_found_by_name_from_any_folder(tmp_path, monkeypat
     assert load_grid("configs/ablations/table13_stages.yaml").name == "table13_stages"
 
 
+def test_the_package_ships_the_papers_grids_and_one_demo_grid_only():
+    # A study's own grids (Fashion-MNIST depth, decay, ...) live in experiments/, not the wheel.
+    assert names("ablations") == [
+        "demo_reduction",
+        "table10_reduction",
+        "table11_squeeze",
+        "table12_excitation",
+        "table13_stages",
+        "table14_integration",
+        "table15_conv3x3",
+        "table16_nosqueeze",
+    ]
+    studies = sorted(p.stem for p in (REPO / "experiments").glob("*/grids/*.yaml"))
+    assert "fashion_mnist_depth" in studies and not set(studies) & set(names("ablations"))
+
+
+def test_the_renamed_demo_grid_still_loads_by_its_old_name_with_a_warning():
+    for old in ("reduction_fashion_mnist", "configs/ablations/reduction_fashion_mnist.yaml"):
+        with pytest.warns(FutureWarning, match="'reduction_fashion_mnist' was renamed"):
+            grid = load_grid(old)
+        assert grid.name == "demo_reduction" and len(grid.points) == 10
+
+
 def test_unknown_recipe_lists_the_shipped_ones(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=r"no recipe by that name \(recipes: cifar10_se_"):
         load_config("fashion_mnist_se_resnet")
     with pytest.raises(
-        GridError,
-        match=r"no grid by that name \(grids: fashion_mnist_attention, fashion_mnist_bf16",
+        GridError, match=r"no grid by that name \(grids: demo_reduction, table10_reduction, "
     ):
         load_grid("table10")
 
@@ -100,8 +123,17 @@ def test_built_wheel_works_from_an_empty_folder(tmp_path):
     assert (empty / "run" / "summary.json").is_file()
     listed = cli("ablate", "table10_reduction", "--dry-run")
     assert "reduction=32__seed=0" in listed and "6 runs" in listed
-    # The whole demo trains two models (minutes); its tour shows the packaged layers work.
-    assert "│ se " in cli("demo", "--tour")
+    # The whole demo trains two models (minutes); its tour shows the packaged layers work, and
+    # ends with the full study's summary, shipped as package data (not read from a clone).
+    tour = cli("demo", "--tour")
+    assert "│ se " in tour
+    assert "The full study (docs/results/fashion_mnist.md in the senet repository" in tour
+    assert "ResNet-110: baseline 93.51 ± 0.78%, SE 94.35 ± 0.14%" in tour
+    shipped = zipfile.ZipFile(wheel).namelist()
+    assert "senet/demo_summary.json" in shipped
+    grids = sorted(Path(n).stem for n in shipped if n.startswith("senet/configs/ablations/"))
+    assert grids == names("ablations")  # the paper's Tables 10-16 and the demo grid
+    assert not [n for n in shipped if "experiments/" in n or "/runs/" in n]  # no study, no record
 
 
 def test_top_level_functions_are_plain_functions_beside_their_packages():

@@ -1,4 +1,5 @@
-"""The related-systems recipe and grids (docs/results/related_systems.md) load and build."""
+"""The related-systems recipe (shipped) and grids (experiments/fashion_mnist, results in
+docs/results/related_systems.md) load and build."""
 
 from pathlib import Path
 
@@ -6,7 +7,9 @@ from senet.ablation.grid import load_grid
 from senet.config import load_config
 from senet.train.summary import RunSummary
 
-CONFIGS = Path(__file__).resolve().parents[1] / "senet" / "configs"
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "senet" / "configs"
+GRIDS = REPO / "experiments" / "fashion_mnist" / "grids"
 
 
 def test_rts_stn_recipe():
@@ -20,7 +23,7 @@ def test_rts_stn_recipe():
 
 
 def test_stn_grid_compares_the_same_cnn_with_and_without_stn():
-    grid = load_grid(CONFIGS / "ablations" / "fashion_mnist_stn.yaml")  # builds every model
+    grid = load_grid(GRIDS / "fashion_mnist_stn.yaml")  # builds every model
     assert len(grid.seeds) >= 3 and len(grid.points) == 2 * len(grid.seeds)
     configs = [grid.point_config(p) for p in grid.points]
     assert {c.model.stn for c in configs} == {None, "affine"}
@@ -29,7 +32,7 @@ def test_stn_grid_compares_the_same_cnn_with_and_without_stn():
 
 
 def test_attention_grid_covers_the_modules_on_equal_terms():
-    grid = load_grid(CONFIGS / "ablations" / "fashion_mnist_attention.yaml")
+    grid = load_grid(GRIDS / "fashion_mnist_attention.yaml")
     configs = [grid.point_config(p) for p in grid.points]
     assert sorted({c.model.attn for c in configs}) == sorted(
         ["none", "se", "cbam", "eca", "ge", "scse"]
@@ -46,7 +49,7 @@ def test_the_grid_table_reports_measured_time_per_image(tmp_path):
     from senet.ablation.report import build_rows, markdown_table
     from senet.ablation.runner import PointResult
 
-    grid = load_grid(CONFIGS / "ablations" / "fashion_mnist_stn.yaml")
+    grid = load_grid(GRIDS / "fashion_mnist_stn.yaml")
     # Throughputs of 500 and 1000 img/s: 1000 / 750 = 1.333 ms per image, mean over seeds.
     results = [
         PointResult(point, tmp_path, "done", summary=RunSummary.from_dict({

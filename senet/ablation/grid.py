@@ -2,9 +2,10 @@
 
 A grid file (YAML)::
 
-    name: reduction_fashion_mnist          # optional; default: the file name
+    name: demo_reduction                   # optional; default: the file name
     title: Reduction ratio r (Table 10)    # optional; heads the result table
-    base: ../fashion_mnist_se_resnet20.yaml  # training recipe, relative to this file
+    base: fashion_mnist_se_resnet20        # recipe: a shipped one's name, or a file path
+                                           # relative to this file
     overrides: {train.epochs: 3}           # optional; applied to every point
     axes:                                  # every combination of the values is one point
       model.attn_kwargs.reduction: [2, 4, 8, 16, 32]
@@ -155,6 +156,30 @@ def load_grid(path: str | Path, extra_overrides: list[str] = ()) -> Grid:
     return grid
 
 
+def resolve_base(base: str | Path, source: Path | None) -> Path:
+    """The recipe a grid's ``base`` names, as ``senet train`` reads its argument: a file
+    (relative to the grid file), else the name of a shipped recipe (``fashion_mnist_se_resnet20``).
+
+    A grid read back from a results folder (``source`` None) keeps ``base`` as it was saved: the
+    study never loads it, and it may name a file on the machine that ran the grid.
+    """
+    if not isinstance(base, str | Path) or not str(base):
+        raise GridError(f"{source or 'grid'}: 'base' must be a recipe name or a path, got {base!r}")
+    if source is None or Path(base).is_absolute():
+        return Path(base)
+    beside = source.parent / base
+    if beside.is_file():
+        return beside
+    shipped = packaged(base)
+    if shipped is not None:
+        return shipped
+    raise GridError(
+        f"{source}: base {str(base)!r} is neither a file beside the grid ({beside} does not "
+        f"exist) nor a shipped recipe (recipes: {', '.join(names())}); give a path relative to "
+        "the grid file or a recipe name"
+    )
+
+
 def grid_from_dict(data: Any, *, source: Path | None = None) -> Grid:
     """Check the grid's structure and expand its points (configs are checked by load_grid)."""
     where = str(source) if source else "grid"
@@ -165,9 +190,7 @@ def grid_from_dict(data: Any, *, source: Path | None = None) -> Grid:
         raise GridError(f"{where}: unknown key(s) {unknown}; valid keys: {', '.join(GRID_KEYS)}")
     if "base" not in data or "axes" not in data:
         raise GridError(f"{where}: needs 'base' (a training config) and 'axes' (keys to vary)")
-    base = Path(data["base"])
-    if source is not None and not base.is_absolute():
-        base = source.parent / base
+    base = resolve_base(data["base"], source)
     axes = data["axes"]
     if not isinstance(axes, dict) or not axes:
         raise GridError(f"{where}: 'axes' must map config keys to lists of values, got {axes!r}")

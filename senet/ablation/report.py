@@ -128,7 +128,7 @@ def markdown_table(grid: Grid, rows: list[Row], budget: str = "") -> str:
         "",
         "top-1/top-5: final-epoch validation accuracy, mean ± std over the seeds that finished; "
         "seeds 'k of n': a setting with seeds missing (the study's tables, "
-        "`python -m senet.ablation.study`, do not average those).",
+        "`senet study`, do not average those).",
     ]
     return "\n".join(lines) + "\n"
 

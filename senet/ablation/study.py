@@ -1,22 +1,21 @@
 """A finished (or part-finished) grid folder -> the study report: cells, seed-paired differences.
 
-    python -m senet.ablation.study runs/ablations/fashion_mnist_depth \
-        --json docs/results/fashion_mnist.json --plot docs/results/fashion_mnist_depth.png
+    senet study runs/ablations/fashion_mnist_depth
 
 Reads ``grid.yaml`` and ``runs/*/summary.json`` that ``senet ablate`` leaves (nothing is trained),
-and the gate analyses ``senet analyze`` left in run folders.
-Pairs: in a grid whose ``model.name`` axis holds twins (``X`` and ``se_X``), each SE model against
-its twin (the depth study); otherwise every setting against the reference row. Writes
-``study.md`` and ``study.json`` into the folder (and copies where asked), and for twin grids the
-accuracy-vs-depth plot.
+and the gate analyses ``senet analyze`` left in run folders; a record (``senet.ablation.records``)
+reads the same. Pairs: in a grid whose ``model.name`` axis holds twins (``X`` and ``se_X``), each
+SE model against its twin (the depth study); with ``against_dir``, every setting against every
+setting of another grid's folder (a control against a study's arms); otherwise every setting
+against the reference row. Writes ``study.md`` and ``study.json`` into the folder (and copies
+where asked), and for twin grids the accuracy-vs-depth plot.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +162,42 @@ def borrow_twins(
     return twins, merged
 
 
+def borrow_references(
+    grid: Grid, cells: list[Cell], info: dict[str, dict], against_dir: str | Path
+) -> tuple[list[tuple[str, str]], list[Cell]]:
+    """Every setting of ``grid`` paired with every setting that has runs in ``against_dir``,
+    another grid's folder (a control paired with a study's arms), after checking seed by seed
+    that their recipes differ only in the model and its attention. Returns the pairs and the
+    cells, the other grid's (restricted to this grid's seeds) after this grid's; ``info`` gains
+    the other grid's."""
+    other = load_study_grid(against_dir)
+    other_cells, other_info = collect_cells(other, against_dir)
+    references = [c for c in other_cells if c.top1 or c.failed]
+    if not references:
+        raise GridError(f"{against_dir} holds no finished run of grid {other.name} to pair with")
+    clash = sorted({c.label for c in cells} & {c.label for c in references})
+    if clash:
+        raise GridError(
+            f"{grid.name} and {other.name} both have settings {clash}: their pairs would be "
+            "ambiguous; pair them with `senet compare RUNS --reference OTHER_RUNS` instead"
+        )
+    for arm in cells:
+        for reference in references:
+            check_same_recipe(
+                arm.label,
+                info.get(arm.label, {}).get("summaries", []),
+                reference.label,
+                other_info.get(reference.label, {}).get("summaries", []),
+            )
+    for cell in references:
+        cell.top1 = {s: v for s, v in cell.top1.items() if s in grid.seeds}
+        cell.failed = {s: e for s, e in cell.failed.items() if s in grid.seeds}
+        cell.expected_seeds = list(grid.seeds)
+    info.update({c.label: other_info[c.label] for c in references if c.label in other_info})
+    pairs = [(arm.label, reference.label) for arm in cells for reference in references]
+    return pairs, [*cells, *references]
+
+
 def _point_label(model: str) -> str:
     return GridPoint(((MODEL_AXIS, model),), seed=0).label
 
@@ -219,33 +254,53 @@ def adopt_earlier_cells(
     return adopted
 
 
+def read_earlier(path: str | Path) -> dict[str, Any]:
+    """An earlier study.json (``build_study``'s ``earlier``), or a GridError saying what is wrong."""
+    try:
+        earlier = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise GridError(f"cannot read the earlier study {path}: {e}") from None
+    if not isinstance(earlier, dict) or not isinstance(earlier.get("cells"), list):
+        raise GridError(f"{path} is not a study.json (written by `senet study`): it has no cells")
+    return earlier
+
+
 def build_study(
     grid: Grid,
     out_dir: str | Path,
     twins_dir: str | Path | None = None,
     earlier: dict[str, Any] | None = None,
+    against_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The study as plain data (what ``study.json`` holds and the demo reads).
+    """The study as plain data (what ``study.json`` holds; ``demo_summary`` trims it).
 
     ``twins_dir``: the results folder of another grid that holds the twins without SE (see
     ``external_twin_pairs``); their runs are paired by seed, after checking the recipes match.
-    ``earlier``: an earlier study.json of this grid, whose cells fill those with no run here
-    (``adopt_earlier_cells``); the study lists them under ``from_earlier``.
+    ``against_dir``: another grid's folder whose settings every setting here is paired with
+    (``borrow_references``). ``earlier``: an earlier study.json of this grid, whose cells fill
+    those with no run here (``adopt_earlier_cells``); the study lists them under
+    ``from_earlier``, and the tables mark them: their runs were not kept.
     """
+    if twins_dir is not None and against_dir is not None:
+        raise GridError("give the twins' folder or a folder to pair against, not both")
     cells, info = collect_cells(grid, out_dir)
     adopted = adopt_earlier_cells(grid, cells, earlier) if earlier is not None else {}
-    if twins_dir is None:
-        twins = twin_pairs(grid)
-    else:
+    twins = twin_pairs(grid) if twins_dir is None and against_dir is None else None
+    against = None
+    if twins_dir is not None:
         twins, cells = borrow_twins(grid, cells, info, twins_dir)
+    elif against_dir is not None:
+        against, cells = borrow_references(grid, cells, info, against_dir)
     total = len(cells) * len(grid.seeds)
     by_label = {c.label: c for c in cells}
-    arm_pairs = twins or reference_pairs(grid)
+    arm_pairs = twins or against or reference_pairs(grid)
     pairs = [paired_difference(by_label[a], by_label[r]) for a, r in arm_pairs]
     finished = sum(len(c.top1) for c in cells)
     status = "not yet run" if finished == 0 else "complete" if finished == total else "partial"
     first = next((s["summaries"][0] for s in info.values()), {})
-    gates, unanalysed = grid_gates(grid, out_dir, {arm for arm, _ in arm_pairs})
+    # A control paired against another grid (a fixed scale) may have no gates to analyse.
+    gated = set() if against else {arm for arm, _ in arm_pairs}
+    gates, unanalysed = grid_gates(grid, out_dir, gated)
     return {
         "study": grid.name,
         "title": grid.title,
@@ -254,8 +309,9 @@ def build_study(
         "finished_runs": finished,
         "total_runs": total,
         "seeds": list(grid.seeds),
-        "paired_by": "model twins" if twins else "reference row",
+        "paired_by": "model twins" if twins else "another grid" if against else "reference row",
         "twins_from": str(twins_dir) if twins_dir is not None else None,
+        "against": str(against_dir) if against_dir is not None else None,
         "recipe": {
             k: first.get(k, (earlier or {}).get("recipe", {}).get(k))
             for k in ("epochs", "train_images", "val_images")
@@ -309,6 +365,62 @@ def _pair_dict(pair: PairedDifference) -> dict[str, Any]:
     }
 
 
+# Marks a cell adopted from an earlier study (``--earlier``): its runs are not in the folder.
+NOT_KEPT = "†"
+NOT_KEPT_NOTE = (
+    f"{NOT_KEPT} runs not kept: taken from an earlier study's summary (`--earlier`), "
+    "not recomputable."
+)
+
+
+def shown_name(study: dict[str, Any], label: str) -> str:
+    """How a setting is named in the tables: its cell's name, marked when its runs are gone."""
+    name = next((c["name"] for c in study["cells"] if c["label"] == label), label)
+    return f"{name} {NOT_KEPT}" if label in study.get("from_earlier", []) else name
+
+
+def cells_markdown(study: dict[str, Any]) -> list[str]:
+    """The cells table: cost, epoch time and final top-1 per setting (mean ± std, per seed)."""
+    lines = [
+        "| setting | params | MACs (M) | s/epoch | top-1 (%), mean ± std | per seed |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for c in study["cells"]:
+        params = f"{c['params'] / 1e6:.3f}M" if c["params"] is not None else "—"
+        macs = f"{c['macs'] / 1e6:.2f}" if c["macs"] is not None else "—"
+        sec = f"{c['seconds_per_epoch']:.0f}" if c["seconds_per_epoch"] is not None else "—"
+        seeds = " / ".join(f"{v:.2f}" for v in c["top1"].values()) or "—"
+        name = shown_name(study, c["label"])
+        lines.append(f"| {name} | {params} | {macs} | {sec} | {c['shown']} | {seeds} |")
+    return [*lines, *(["", NOT_KEPT_NOTE] if study.get("from_earlier") else [])]
+
+
+def pairs_markdown(study: dict[str, Any]) -> list[str]:
+    """The seed-paired differences: per seed, mean [95% CI] and verdict (none without pairs)."""
+    if not study["pairs"]:  # one setting, no baseline: its runs pair with another grid's
+        return [
+            "No pairs in this grid (one setting, no baseline); pair its runs by seed with other "
+            "runs: `senet compare RUNS --reference OTHER_RUNS`, or `senet study DIR --against "
+            "OTHER_DIR`."
+        ]
+    twins = study["paired_by"] == "model twins"
+    against = "its twin without SE" if twins else "the setting named after the minus sign"
+    lines = [
+        f"Paired by seed: setting - {against}, top-1 points, mean [95% Student t CI].",
+        "",
+        "| pair | per-seed differences | mean [95% CI] | verdict |",
+        "|---|---|---:|---|",
+    ]
+    for p in study["pairs"]:
+        diffs = " / ".join(f"{v:+.2f}" for v in p["differences"].values()) or "—"
+        arm, reference = shown_name(study, p["arm"]), shown_name(study, p["reference"])
+        name = p["name"] if twins else f"{arm} - {reference}"
+        if twins and NOT_KEPT in arm + reference:
+            name += f" {NOT_KEPT}"
+        lines.append(f"| {name} | {diffs} | {p['shown']} | {p['verdict']} |")
+    return lines
+
+
 def study_markdown(study: dict[str, Any]) -> str:
     """The study's tables: cells (mean ± std over seeds), the paired differences, and the gates of
     the runs that ``senet analyze`` has been run on."""
@@ -325,45 +437,12 @@ def study_markdown(study: dict[str, Any]) -> str:
         f"Seeds {seeds}. Final-epoch test top-1; a cell with a seed missing is marked, "
         "not averaged over fewer seeds.",
         "",
-        *(
-            [
-                "Taken from the earlier study (their runs are not in this folder): "
-                + ", ".join(pretty_model(label) for label in study["from_earlier"])
-                + ".",
-                "",
-            ]
-            if study.get("from_earlier")
-            else []
-        ),
-        "| setting | params | MACs (M) | s/epoch | top-1 (%), mean ± std |",
-        "|---|---:|---:|---:|---:|",
+        *cells_markdown(study),
+        "",
+        *pairs_markdown(study),
     ]
-    for c in study["cells"]:
-        params = f"{c['params'] / 1e6:.3f}M" if c["params"] is not None else "—"
-        macs = f"{c['macs'] / 1e6:.2f}" if c["macs"] is not None else "—"
-        sec = f"{c['seconds_per_epoch']:.0f}" if c["seconds_per_epoch"] is not None else "—"
-        lines.append(f"| {c['name']} | {params} | {macs} | {sec} | {c['shown']} |")
-    twins = study["paired_by"] == "model twins"
-    against = "its twin without SE" if twins else "the row named after the minus sign"
-    if not study["pairs"]:  # one setting, no baseline: its runs pair with another grid's
-        lines += [
-            "",
-            "No pairs in this grid (one setting, no baseline); pair its runs by seed with other "
-            "runs: `senet compare RUNS --reference OTHER_RUNS`.",
-        ]
-    else:
-        lines += [
-            "",
-            f"Paired by seed: setting - {against}, top-1 points, mean [95% Student t CI].",
-            "",
-            "| pair | per-seed differences | mean [95% CI] | verdict |",
-            "|---|---|---:|---|",
-        ]
-    for p in study["pairs"]:
-        diffs = " / ".join(f"{v:+.2f}" for v in p["differences"].values()) or "—"
-        name = p["name"] if twins else f"{p['arm']} - {p['reference']}"
-        lines.append(f"| {name} | {diffs} | {p['shown']} | {p['verdict']} |")
-    gates = gates_markdown(study.get("gates", []), {c["label"]: c["name"] for c in study["cells"]})
+    names = {c["label"]: shown_name(study, c["label"]) for c in study["cells"]}
+    gates = gates_markdown(study.get("gates", []), names)
     lines += ["", *gates] if gates else []
     if study.get("unanalysed"):
         lines += [
@@ -411,10 +490,11 @@ def write_study(
     plot_path: str | Path | None = None,
     twins_dir: str | Path | None = None,
     earlier: dict[str, Any] | None = None,
+    against_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write study.md/study.json (and the depth plot for twin grids) under ``out_dir``."""
     out_dir = Path(out_dir)
-    study = build_study(load_study_grid(out_dir), out_dir, twins_dir, earlier)
+    study = build_study(load_study_grid(out_dir), out_dir, twins_dir, earlier, against_dir)
     (out_dir / "study.md").write_text(study_markdown(study))
     text = json.dumps(study, indent=2) + "\n"
     (out_dir / "study.json").write_text(text)
@@ -425,47 +505,63 @@ def write_study(
     return study
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m senet.ablation.study",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("out_dir", type=Path, help="a `senet ablate` results folder")
-    parser.add_argument("--json", type=Path, help="also write study.json here")
-    parser.add_argument("--plot", type=Path, help="the depth plot's path (default: in out_dir)")
-    parser.add_argument(
-        "--twins", type=Path, help="another grid's results folder holding the models without SE"
-    )
-    parser.add_argument(
-        "--earlier",
-        type=Path,
-        help="a study.json of this grid written elsewhere: fills the cells with no run here",
-    )
-    parser.add_argument(
-        "--record",
-        type=Path,
-        help="also copy the finished runs' record (no weights) here; see senet.ablation.records",
-    )
-    args = parser.parse_args(argv)
+# The fields of a study that `senet demo` prints: the study's cells and pairs, without the paths,
+# costs and gates (a few KB, shipped as senet/demo_summary.json).
+SUMMARY_CELL_KEYS = ("label", "name", "top1", "failed", "shown")
+SUMMARY_PAIR_KEYS = ("arm", "reference", "name", "shown", "verdict")
+
+
+def demo_summary(study: dict[str, Any]) -> dict[str, Any]:
+    """The small summary of ``study`` that the demo prints beside its own short run."""
+    keys = ("study", "title", "status", "finished_runs", "total_runs", "seeds", "recipe")
+    return {
+        **{key: study[key] for key in keys},
+        "from_earlier": list(study.get("from_earlier", [])),
+        "cells": [{k: c[k] for k in SUMMARY_CELL_KEYS} for c in study["cells"]],
+        "pairs": [{k: p[k] for k in SUMMARY_PAIR_KEYS} for p in study["pairs"]],
+    }
+
+
+def write_summary(study: dict[str, Any], path: str | Path) -> Path:
+    """Write ``demo_summary(study)`` as JSON to ``path``."""
+    path = Path(path)
+    path.write_text(json.dumps(demo_summary(study), indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+@dataclass
+class StudyOutputs:
+    """Where ``run_study`` writes besides the folder's own study.md/study.json (None: nowhere)."""
+
+    json_path: Path | None = None  # a copy of study.json
+    plot_path: Path | None = None  # the depth plot (twin grids; default: in the folder)
+    record_dir: Path | None = None  # the finished runs' record (``record_runs``)
+    summary_path: Path | None = None  # the demo's summary (``write_summary``)
+
+
+def run_study(
+    folder: str | Path,
+    outputs: StudyOutputs,
+    twins_dir: str | Path | None = None,
+    against_dir: str | Path | None = None,
+    earlier_path: str | Path | None = None,
+) -> tuple[dict[str, Any], list[str] | None]:
+    """``senet study FOLDER``: write the study (and the outputs asked for); return it and the
+    run ids recorded (None when no record was asked for). A file that cannot be written is a
+    GridError naming it."""
+    earlier = read_earlier(earlier_path) if earlier_path is not None else None
     try:
-        earlier = json.loads(args.earlier.read_text()) if args.earlier else None
         study = write_study(
-            args.out_dir,
-            json_path=args.json,
-            plot_path=args.plot,
-            twins_dir=args.twins,
+            folder,
+            json_path=outputs.json_path,
+            plot_path=outputs.plot_path,
+            twins_dir=twins_dir,
             earlier=earlier,
+            against_dir=against_dir,
         )
-        recorded = record_runs(args.out_dir, args.record) if args.record else None
-    except (GridError, OSError, json.JSONDecodeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(study_markdown(study))
-    if recorded is not None:
-        print(f"recorded {len(recorded)} finished run(s) in {args.record}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        recorded = record_runs(folder, outputs.record_dir) if outputs.record_dir else None
+        if outputs.summary_path is not None:
+            write_summary(study, outputs.summary_path)
+    except OSError as e:
+        raise GridError(f"cannot write the study's outputs: {e}") from None
+    return study, recorded

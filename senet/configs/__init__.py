@@ -1,13 +1,19 @@
-"""Recipes (``*.yaml``) and ablation grids (``ablations/*.yaml``), shipped inside the package.
+"""The paper's recipes (``*.yaml``) and ablation grids (``ablations/*.yaml``), shipped inside the
+package: ImageNet Tables 10-16, the CIFAR and Fashion-MNIST recipes, and one CPU-sized demo grid.
 
 ``senet train fashion_mnist_se_resnet20`` and ``senet ablate table10_reduction`` find them by
-name; ``configs/NAME.yaml`` (the path in a clone before they moved here) works too.
+name; ``configs/NAME.yaml`` (the path in a clone before they moved here) works too. Studies run
+with these (their grids and records) live outside the wheel, in the repository's ``experiments/``.
 """
 
 from __future__ import annotations
 
+import warnings
 from importlib.resources import files
 from pathlib import Path
+
+# Shipped files renamed in 0.2.0: the old name still finds the file, with a warning, until 0.3.0.
+RENAMED = {"reduction_fashion_mnist": "demo_reduction"}
 
 
 def packaged(name_or_path: str | Path, folder: str = "") -> Path | None:
@@ -18,6 +24,15 @@ def packaged(name_or_path: str | Path, folder: str = "") -> Path | None:
         parts = parts[1:]
     if len(parts) == 1 and folder:
         parts = (folder, *parts)
+    stem = Path(parts[-1]).stem if parts else ""
+    if stem in RENAMED:
+        new = RENAMED[stem]
+        warnings.warn(
+            f"{stem!r} was renamed {new!r} in senet 0.2.0; the old name stops working in 0.3.0",
+            FutureWarning,
+            stacklevel=2,
+        )
+        parts = (*parts[:-1], f"{new}.yaml")
     path = Path(str(files(__name__).joinpath(*parts)))
     return path if path.is_file() else None
 

@@ -1,6 +1,6 @@
 """The golden complexity table: parameters and multiply-adds of every registered model.
 
-``python -m senet.models.complexity --write`` rebuilds ``complexity.json`` beside this file; each
+``senet models --write`` rebuilds ``complexity.json`` beside this file (``--check`` compares); each
 model is built on the meta device (no memory, no time) and counted by ``senet.profile`` for one
 image of its ``pretrained_cfg["input_size"]`` (224x224 for ImageNet models, 299x299 for
 Inception-ResNet-v2, 32x32 for CIFAR):
@@ -13,11 +13,9 @@ column reproduces them.
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +109,10 @@ def measure(name: str) -> dict[str, Any]:
     }
 
 
-def load_golden(path: Path = GOLDEN_PATH) -> dict[str, dict[str, Any]]:
-    """The stored table: model name -> {input_size, params, conv_fc_macs[, macs, ...]}."""
-    return json.loads(path.read_text())["models"]
+def load_golden(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The stored table (``path``, default ``GOLDEN_PATH``): model name -> {input_size, params,
+    conv_fc_macs[, macs, ...]}."""
+    return json.loads((path or GOLDEN_PATH).read_text())["models"]
 
 
 def model_table(pattern: str = "*") -> list[dict[str, Any]]:
@@ -131,10 +130,12 @@ def _natural(name: str) -> tuple[bool, list[Any]]:
     return name.endswith("_cifar"), parts
 
 
-def write_golden(path: Path = GOLDEN_PATH) -> dict[str, dict[str, Any]]:
-    """Measure every registered model and rewrite ``path``, keeping columns measured elsewhere."""
+def write_golden(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Measure every registered model and rewrite ``path`` (default ``GOLDEN_PATH``), keeping
+    columns measured elsewhere."""
     from senet.models import list_models
 
+    path = path or GOLDEN_PATH
     old = load_golden(path) if path.is_file() else {}
     models = {}
     for name in list_models():
@@ -145,8 +146,7 @@ def write_golden(path: Path = GOLDEN_PATH) -> dict[str, dict[str, Any]]:
         "about": (
             "params, conv_fc_macs (conv + linear multiply-adds), macs (the SE paper's GFLOPs "
             "convention) and attention_macs of every senet model for one image of input_size, "
-            "counted by senet.profile; regenerate with "
-            "`python -m senet.models.complexity --write`"
+            "counted by senet.profile; regenerate with `senet models --write`"
         ),
         "torch": torch.__version__.split("+")[0],
         "models": models,
@@ -155,24 +155,13 @@ def write_golden(path: Path = GOLDEN_PATH) -> dict[str, dict[str, Any]]:
     return models
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help=f"rewrite {GOLDEN_PATH.name}")
-    parser.add_argument("--check", action="store_true", help="compare the stored table to now")
-    args = parser.parse_args(argv)
-    if args.write:
-        table = write_golden()
-        print(f"wrote {len(table)} models to {GOLDEN_PATH}")
-        return 0
-    golden = load_golden()
-    bad = 0
-    for name, row in golden.items():
-        now = measure(name) if args.check else row
-        flag = "" if all(now[k] == row[k] for k in MEASURED) else "  MISMATCH"
-        bad += bool(flag)
-        print(f"{name:24s} {now['params'] / 1e6:9.3f} M  {now['conv_fc_macs'] / 1e9:8.4f} G{flag}")
-    return 1 if bad else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def check_golden(path: Path | None = None) -> list[str]:
+    """Measure every model of the stored table again: one line per model whose params or
+    multiply-adds now differ from the stored ones (empty when the table is current)."""
+    changed = []
+    for name, row in load_golden(path).items():
+        now = measure(name)
+        diffs = [f"{k} {row.get(k)} -> {now[k]}" for k in MEASURED if now[k] != row.get(k)]
+        if diffs:
+            changed.append(f"{name}: {', '.join(diffs)}")
+    return changed

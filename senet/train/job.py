@@ -25,6 +25,7 @@ from senet.train.epoch import Trainer, check_amp
 from senet.train.fit_loop import RunOutput, fit
 from senet.train.optim import create_optimizer, create_scheduler, scaled_lr
 from senet.train.progress import MutedProgress, create_progress
+from senet.train.provenance import run_provenance
 from senet.train.resume import (
     RESUMABLE_CHANGES,
     ResumePoint,
@@ -161,6 +162,7 @@ def _train(
         torch=torch.__version__,
         host=platform.node(),
         pid=os.getpid(),
+        **run_provenance(),
         config=asdict(config),
     )
     if output.run_log is not None:

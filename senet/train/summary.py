@@ -44,6 +44,9 @@ class RunSummary:
     torch: str
     host: str
     pid: int
+    commit: str | None  # the git commit senet ran from; None outside a git checkout
+    commit_dirty: bool | None  # that checkout had uncommitted changes to tracked files
+    cpu: str | None  # the CPU's model name (/proc/cpuinfo); None where unknown
     config: dict[str, Any] = field(default_factory=dict)  # the resolved Config as a dict
 
     def to_dict(self) -> dict[str, Any]:

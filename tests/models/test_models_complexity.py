@@ -33,7 +33,7 @@ def test_table_covers_the_registry():
 def test_models_match_the_stored_table(name):
     now = measure(name)
     stored = {k: GOLDEN[name][k] for k in now}
-    assert now == stored, "model changed: rerun `python -m senet.models.complexity --write`"
+    assert now == stored, "model changed: rerun `senet models --write`"
 
 
 def test_se_resnet50_matches_the_caffe_ports_exactly():
@@ -94,3 +94,36 @@ def test_se_resnet50_reaches_3_87_in_the_paper_convention():
     assert GOLDEN["se_resnet50"]["macs"] == total
     assert round(GOLDEN["resnet50"]["macs"] / 1e9, 2) == 3.86
     assert GOLDEN["resnet50"]["macs"] == GOLDEN["resnet50"]["conv_fc_macs"]
+
+
+def test_senet_models_check_finds_a_changed_model_and_write_stores_it(tmp_path, monkeypatch):
+    """`senet models --check` / `--write` on a copy of the table, with a model whose count moved
+    (measurement faked: the real one is checked model by model above)."""
+    from typer.testing import CliRunner
+
+    from senet.cli import app
+    from senet.models import complexity
+
+    golden = tmp_path / "complexity.json"
+    golden.write_text(complexity.GOLDEN_PATH.read_text())
+    monkeypatch.setattr(complexity, "GOLDEN_PATH", golden)
+
+    def measured(name):
+        row = {k: GOLDEN[name][k] for k in complexity.MEASURED}
+        return row | {"params": row["params"] + 1} if name == "se_resnet50" else row
+
+    monkeypatch.setattr(complexity, "measure", measured)
+    runner = CliRunner()
+    result = runner.invoke(app, ["models", "--check"])
+    assert result.exit_code == 1
+    assert f"se_resnet50: params {GOLDEN['se_resnet50']['params']} -> " in result.output
+    assert "1 model(s) differ" in result.output
+    assert runner.invoke(app, ["models", "--write"]).exit_code == 0
+    stored = load_golden(golden)
+    assert stored["se_resnet50"]["params"] == GOLDEN["se_resnet50"]["params"] + 1
+    assert stored["se_resnet50"]["paper"] == GOLDEN["se_resnet50"]["paper"]  # kept
+    assert {k: v for k, v in stored.items() if k != "se_resnet50"} == {
+        k: v for k, v in GOLDEN.items() if k != "se_resnet50"
+    }
+    result = runner.invoke(app, ["models", "--check"])
+    assert result.exit_code == 0 and "every model counts as stored" in result.output

@@ -82,7 +82,7 @@ def printed(name, column):
 @pytest.mark.parametrize("name", sorted(PAPER))
 def test_paper_figure_and_counting_rule(name):
     paper = PAPER[name]
-    assert row(name)["paper"] == paper, "rerun `python -m senet.models.complexity --write`"
+    assert row(name)["paper"] == paper, "rerun `senet models --write`"
     gflops, rule = paper["gflops"], paper["counting"]
     macs, conv_fc = printed(name, "macs"), printed(name, "conv_fc_macs")
     if rule.startswith("conv_fc_macs and macs round"):
