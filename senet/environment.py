@@ -10,26 +10,26 @@ from typing import Any
 import torch
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+def _cpuinfo_line(key: str, cpuinfo: Path) -> str | None:
+    """The value of the first ``key`` line of ``/proc/cpuinfo``; None where there is none."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip() or None
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return None
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (``/proc/cpuinfo``; empty where the system does not list them)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's model name as the kernel reports it (``/proc/cpuinfo``), or None."""
+    return _cpuinfo_line("model name", cpuinfo)
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags (empty where the system does not list them)."""
+    return set((_cpuinfo_line("flags", cpuinfo) or "").split())
 
 
 def environment() -> dict[str, Any]:
@@ -44,7 +44,7 @@ def environment() -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "cpu": cpu_model(),
+        "cpu": cpu_model() or platform.processor() or platform.machine() or "unknown CPU",
         # The flags say what the CPU offers, not what is faster: `auto` measures that.
         "cpu_features": {
             "avx512_bf16": "avx512_bf16" in flags,

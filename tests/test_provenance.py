@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 import senet
+from senet.environment import cpu_model
 from senet.train import load_config, train
-from senet.train.provenance import code_commit, cpu_model
+from senet.train.provenance import code_commit
 from senet.train.summary import RunSummary
 
 RECIPE = (

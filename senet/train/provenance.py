@@ -11,6 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from senet.environment import cpu_model
+
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # senet/
 
 
@@ -33,18 +35,6 @@ def code_commit(package_dir: Path = PACKAGE_DIR) -> tuple[str | None, bool | Non
     if head.returncode != 0 or status.returncode != 0:
         return None, None
     return head.stdout.strip(), bool(status.stdout.strip())
-
-
-def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
-    """The CPU's model name as the kernel reports it (``/proc/cpuinfo``), or None."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip() or None
-    except OSError:
-        pass
-    return None
 
 
 def run_provenance() -> dict[str, Any]:
