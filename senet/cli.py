@@ -220,33 +220,82 @@ def profile_command(
     channels_last: Annotated[bool, typer.Option(help="Time in channels_last format.")] = False,
     warmup: Annotated[int, typer.Option(help="Untimed runs per model.")] = 5,
     repeats: Annotated[int, typer.Option(help="Timed runs per model.")] = 20,
-    by_module: Annotated[bool, typer.Option(help="Add the per-module breakdown.")] = False,
+    by_module: Annotated[
+        bool,
+        typer.Option(
+            help="Add the per-module breakdown; with --timing also each module's and each op "
+            "class's time, GFLOP/s and FLOPs per byte."
+        ),
+    ] = False,
     depth: Annotated[int, typer.Option(help="Module tree depth for --by-module.")] = 2,
+    roofline: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --timing: measure this machine's peak compute and memory bandwidth and "
+            "draw the op classes against them in this image (e.g. roofline.png).",
+            dir_okay=False,
+        ),
+    ] = None,
     format: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Output format.")
     ] = OutputFormat.table,
 ) -> None:
     """Params and MACs (the SE paper's GFLOPs), attention share, optional timings."""
-    from senet.models.specs import resolve_model
-    from senet.profiling.counter import compare_costs, profile
-
     timing_kw = dict(
-        device=device, timing=timing, warmup=warmup, repeats=repeats, compile=compile,
+        device=device,
+        timing=timing,
+        warmup=warmup,
+        repeats=repeats,
+        compile=compile,
         channels_last=channels_last,
-    )  # fmt: skip
+        by_module=by_module,
+        depth=depth,
+    )
     try:
-        if compare:
-            # The reference first, as in the paper's tables: MODEL's deltas read as its cost.
-            models = {spec: resolve_model(spec) for spec in dict.fromkeys([*compare, model])}
-            result = compare_costs(models, input_size, batch_size=batch_size, **timing_kw)
-        else:
-            result = profile(
-                resolve_model(model), input_size, batch_size=batch_size, name=model, **timing_kw
-            )
+        result = _profile_or_compare(model, compare, input_size, batch_size, roofline, timing_kw)
     except (ValueError, ImportError, TypeError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     typer.echo(result.render(format.value, by_module=by_module, depth=depth), nl=False)
+    if roofline is not None:
+        from senet.plots.roofline import plot_roofline
+
+        try:
+            plot_roofline(result, roofline)
+        except OSError as err:  # the measured figures are printed above: nothing is lost
+            typer.echo(
+                f"error: could not write the roofline plot {str(roofline)!r}: {err}", err=True
+            )
+            raise typer.Exit(1) from None
+        typer.echo(f"roofline plot: {roofline}", err=True)
+
+
+def _profile_or_compare(
+    model: str,
+    compare: list[str] | None,
+    input_size: tuple[int, int, int],
+    batch_size: int,
+    roofline: Path | None,
+    timing_kw: dict,
+) -> object:
+    """``senet profile``'s result: one model, or several compared; options checked first."""
+    from senet.models.specs import resolve_model
+    from senet.plots.roofline import check_plot_path
+    from senet.profiling.counter import compare_costs, profile
+
+    if roofline is not None:
+        if not timing_kw["timing"]:
+            raise ValueError("--roofline needs --timing: its points are measured speeds")
+        if compare:
+            raise ValueError("--roofline draws one model; drop --compare")
+        check_plot_path(roofline)
+    if compare:
+        # The reference first, as in the paper's tables: MODEL's deltas read as its cost.
+        models = {spec: resolve_model(spec) for spec in dict.fromkeys([*compare, model])}
+        return compare_costs(models, input_size, batch_size=batch_size, **timing_kw)
+    roof = roofline is not None
+    net = resolve_model(model)
+    return profile(net, input_size, batch_size=batch_size, name=model, roofline=roof, **timing_kw)
 
 
 # --- end profile ---------------------------------------------------------------------------------
