@@ -9,6 +9,7 @@ import csv
 import functools
 import io
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -150,6 +151,27 @@ def test_module_times_are_the_spans_between_the_hooks():
     assert not net[0]._forward_hooks and not net[0]._forward_pre_hooks  # hooks removed
 
 
+def test_a_module_called_twice_sums_its_calls_and_attention_sums_its_modules(monkeypatch):
+    clock = FakeClock()
+    work, first, second = Work(clock, 0.002), SELayer(clock, 0.001), SELayer(clock, 0.003)
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.work, self.first, self.second = work, first, second
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.second(self.work(self.first(self.work(x))))
+
+    real = breakdown_module.measure_breakdown
+    monkeypatch.setattr(counter_module, "measure_breakdown", functools.partial(real, clock=clock))
+    r = profile(Twice(), (4, 4, 4), timing=True, by_module=True, warmup=0, repeats=1)
+    assert r.module("work").time_ms == pytest.approx(4.0)
+    assert r.breakdown.attention_modules == ("first", "second")
+    assert r.breakdown.attention_ms == pytest.approx(4.0)
+    assert r.breakdown.forward_ms == pytest.approx(8.0)
+
+
 def test_op_times_count_calls_and_mark_attention():
     clock = FakeClock(tick=1.0)  # every op call reads the clock twice: one second each
     net = timed_net(FakeClock())
@@ -227,10 +249,12 @@ def test_statement_names_the_bound_from_the_roof(fake_breakdown, small_roof):
         timed_net(fake_breakdown), (4, 4, 4), timing=True, roofline=True, warmup=0, repeats=1
     )
     assert r.roof is not None and r.breakdown is not None  # roofline implies the breakdown
-    text = attention_statement(r)
     se = r.module("1.1")
-    side = "memory-bound" if se.flops / se.bytes < r.roof.ridge else "compute-bound"
-    assert f"ridge point is {r.roof.ridge:.1f} FLOP/B, so attention is {side}" in text
+    intensity = se.flops / se.bytes
+    for ridge, side in ((intensity * 2, "memory-bound"), (intensity / 2, "compute-bound")):
+        roof = replace(r.roof, peak_gflops=ridge * r.roof.bandwidth_gbs)  # ridge = peak / bw
+        text = attention_statement(replace(r, roof=roof))
+        assert f"ridge point is {roof.ridge:.1f} FLOP/B, so attention is {side}" in text
 
 
 def test_no_attention_no_statement(fake_breakdown):
