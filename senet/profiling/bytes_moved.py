@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.utils._pytree import tree_flatten
 
 aten = torch.ops.aten
 
@@ -32,16 +31,26 @@ def tensor_bytes(tensor: torch.Tensor) -> int:
     return elements * tensor.element_size()
 
 
-def _tensors(tree: Any) -> list[torch.Tensor]:
-    leaves, _ = tree_flatten(tree)
-    return [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
+def _tensors(values: Any) -> list[torch.Tensor]:
+    """The tensors among an op's arguments or results (aten nests them at most in a list)."""
+    if isinstance(values, torch.Tensor):
+        return [values]
+    if not isinstance(values, (list, tuple)):  # a scalar result, or None
+        return []
+    found = []
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+        elif isinstance(value, (list, tuple)):
+            found.extend(t for t in value if isinstance(t, torch.Tensor))
+    return found
 
 
 def bytes_moved(packet: Any, args: Any, kwargs: dict[str, Any], out: Any) -> int:
     """Bytes read and written by one call of the aten op ``packet`` (an overload packet)."""
     kwargs = dict(kwargs)
     kwargs.pop("out", None)  # an out= tensor is written (counted with the outputs), not read
-    inputs = _tensors((args, kwargs))
+    inputs = _tensors([*args, *kwargs.values()])
     if packet in _WRITE_ONLY_DESTINATION and inputs:
         inputs = inputs[1:]
     read = {id(t): t for t in inputs}  # the same tensor twice is read once
