@@ -197,6 +197,16 @@ class OutputFormat(str, Enum):
     markdown = "markdown"
 
 
+_BY_MODULE_HELP = (
+    "Add the per-module breakdown; with --timing also each module's and each op class's time, "
+    "GFLOP/s and FLOPs per byte."
+)
+_ROOFLINE_HELP = (
+    "With --timing: measure this machine's peak compute and memory bandwidth and draw the op "
+    "classes against them in this image (e.g. roofline.png)."
+)
+
+
 @app.command("profile")
 def profile_command(
     model: Annotated[str, typer.Argument(help="senet model name, torchvision:NAME or timm:NAME.")],
@@ -220,22 +230,9 @@ def profile_command(
     channels_last: Annotated[bool, typer.Option(help="Time in channels_last format.")] = False,
     warmup: Annotated[int, typer.Option(help="Untimed runs per model.")] = 5,
     repeats: Annotated[int, typer.Option(help="Timed runs per model.")] = 20,
-    by_module: Annotated[
-        bool,
-        typer.Option(
-            help="Add the per-module breakdown; with --timing also each module's and each op "
-            "class's time, GFLOP/s and FLOPs per byte."
-        ),
-    ] = False,
+    by_module: Annotated[bool, typer.Option(help=_BY_MODULE_HELP)] = False,
     depth: Annotated[int, typer.Option(help="Module tree depth for --by-module.")] = 2,
-    roofline: Annotated[
-        Path | None,
-        typer.Option(
-            help="With --timing: measure this machine's peak compute and memory bandwidth and "
-            "draw the op classes against them in this image (e.g. roofline.png).",
-            dir_okay=False,
-        ),
-    ] = None,
+    roofline: Annotated[Path | None, typer.Option(help=_ROOFLINE_HELP, dir_okay=False)] = None,
     format: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Output format.")
     ] = OutputFormat.table,
