@@ -47,9 +47,10 @@ def _roofs(ax: Any, roof: Any, low: float, high: float) -> None:
         f"matmul), memory {roof.bandwidth_gbs:.1f} GB/s (large copy)"
     )
     ax.plot(grid, [roof.attainable_gflops(x) for x in grid], color="black", lw=2, label=label)
-    cached = [min(roof.peak_gflops, x * roof.cache_bandwidth_gbs) for x in grid]
-    label = f"in-cache bandwidth {roof.cache_bandwidth_gbs:.1f} GB/s (small copy)"
-    ax.plot(grid, cached, color="black", lw=1, ls="--", label=label)
+    if roof.cache_bandwidth_gbs > roof.bandwidth_gbs:  # else a busy machine spoilt the small copy
+        cached = [min(roof.peak_gflops, x * roof.cache_bandwidth_gbs) for x in grid]
+        label = f"in-cache bandwidth {roof.cache_bandwidth_gbs:.1f} GB/s (small copy)"
+        ax.plot(grid, cached, color="black", lw=1, ls="--", label=label)
     ax.axvline(roof.ridge, color="gray", ls=":", lw=1)
     ax.annotate(
         f"ridge {roof.ridge:.1f} FLOP/B: memory-bound left of it",
@@ -78,6 +79,44 @@ def _whole(result: ProfileResult) -> list[tuple[str, float, float, str]]:
     return points
 
 
+def _spread(fig: Any, labels: list[Any]) -> None:
+    """Move labels down, a line at a time, until none overlaps a label placed above it."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed: list[Any] = []
+    for label in sorted(labels, key=lambda a: -a.xy[1]):
+        for _ in range(15):
+            box = Text.get_window_extent(label, renderer)  # the text, without its leader line
+            if not any(box.overlaps(other) for other in placed):
+                break
+            x, y = label.get_position()
+            label.set_position((x, y - 9))
+        placed.append(Text.get_window_extent(label, renderer))
+
+
+def _op_class_points(ax: Any, classes: list[Any], ops_ms: float) -> list[Any]:
+    """One point per op class, area by its share of op time; returns their labels."""
+    labels = []
+    for c in classes:
+        share = c.time_ms / ops_ms if ops_ms else 0.0
+        color = ATTENTION_COLOR if c.attention else OTHER_COLOR
+        ax.scatter(c.intensity, c.gflops_per_s, s=25 + 900 * share, color=color, alpha=0.6)
+        labels.append(
+            ax.annotate(
+                f"{c.name} ({100 * share:.1f}% time)",
+                (c.intensity, c.gflops_per_s),
+                xytext=(8, -3),
+                textcoords="offset points",
+                fontsize=8,
+                color=color,
+                arrowprops=dict(arrowstyle="-", color=color, lw=0.5, alpha=0.5),
+            )
+        )
+    return labels
+
+
 def plot_roofline(result: ProfileResult, path: str | Path) -> Path:
     """Draw ``result``'s op classes against its roofline; returns the path written.
 
@@ -97,24 +136,13 @@ def plot_roofline(result: ProfileResult, path: str | Path) -> Path:
     ys = [c.gflops_per_s for c in classes] + [y for _, _, y, _ in extra] + [roof.peak_gflops]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 7))
+    ax.set(xscale="log", yscale="log", ylim=(min(ys) / 3, roof.peak_gflops * 3))
     _roofs(ax, roof, min(xs) / 3, max(xs) * 3)
-    for c in classes:
-        share = c.time_ms / breakdown.ops_ms if breakdown.ops_ms else 0.0
-        color = ATTENTION_COLOR if c.attention else OTHER_COLOR
-        ax.scatter(c.intensity, c.gflops_per_s, s=25 + 900 * share, color=color, alpha=0.6)
-        ax.annotate(
-            f"{c.name} ({100 * share:.1f}% time)",
-            (c.intensity, c.gflops_per_s),
-            xytext=(6, -3),
-            textcoords="offset points",
-            fontsize=8,
-            color=color,
-        )
+    labels = _op_class_points(ax, classes, breakdown.ops_ms)
     for label, x, y, marker in extra:
         ax.scatter(x, y, s=140, marker=marker, color="black", label=label, zorder=3)
     ax.scatter([], [], color=OTHER_COLOR, alpha=0.6, label="op class (area: share of op time)")
     ax.scatter([], [], color=ATTENTION_COLOR, alpha=0.6, label="op class inside attention")
-    ax.set(xscale="log", yscale="log", ylim=(min(ys) / 3, roof.peak_gflops * 3))
     ax.set_xlabel("arithmetic intensity (FLOPs per byte moved)")
     ax.set_ylabel("achieved GFLOP/s (counted FLOPs / measured time)")
     ax.set_title(
@@ -124,6 +152,7 @@ def plot_roofline(result: ProfileResult, path: str | Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
     fig.tight_layout()
+    _spread(fig, labels)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)

@@ -48,14 +48,16 @@ class Roof:
         return min(self.peak_gflops, intensity * self.bandwidth_gbs)
 
     def describe(self) -> str:
-        return (
+        text = (
             f"Roofline on {self.device}, {self.threads} threads, {self.dtype}, best of "
             f"{self.repeats}: peak compute {self.peak_gflops:.1f} GFLOP/s ({self.matmul_size}^2 "
             f"matmul), memory bandwidth {self.bandwidth_gbs:.1f} GB/s (copy of "
             f"{_mib(self.copy_bytes)}, read + write), ridge point {self.ridge:.1f} FLOP/B. "
-            f"In cache (copy of {_mib(self.cache_copy_bytes)}) {self.cache_bandwidth_gbs:.1f} "
-            "GB/s: ops on small tensors can pass the memory roof ('% of roof' over 100%)."
+            f"In cache (copy of {_mib(self.cache_copy_bytes)}) {self.cache_bandwidth_gbs:.1f} GB/s"
         )
+        if self.cache_bandwidth_gbs > self.bandwidth_gbs:
+            return text + ": ops on small tensors can pass the memory roof ('% of roof' > 100%)."
+        return text + ", below the memory bandwidth: the machine was busy, or threads waited."
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ridge": self.ridge}

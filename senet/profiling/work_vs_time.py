@@ -59,5 +59,5 @@ def attention_statement(result: ProfileResult) -> str | None:
         text += f". Its ops do {intensity:.2f} FLOPs per byte moved, the whole model {whole:.1f}"
     text += _bound(intensity, result.roof) + "."
     if any(c.name == ATTENTION_PREFIX + "scale+add" for c in ops):
-        text += " Its time includes the residual add fused into its scale."
+        text += " Its time and bytes include the residual add fused into its scale."
     return text
