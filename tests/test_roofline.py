@@ -21,7 +21,7 @@ from senet.profiling import breakdown as breakdown_module
 from senet.profiling import counter as counter_module
 from senet.profiling.breakdown import TimedRuns, module_times, op_times
 from senet.profiling.bytes_moved import bytes_moved, tensor_bytes
-from senet.profiling.counter import profile
+from senet.profiling.counter import compare_costs, profile
 from senet.profiling.op_classes import op_class
 from senet.profiling.roofline import measure_roof, memory_bandwidth, peak_compute
 from senet.profiling.work_vs_time import attention_statement
@@ -352,3 +352,14 @@ def test_roofline_needs_timing_and_the_eager_model():
         profile(nn.Conv2d(3, 3, 1), (3, 4, 4), timing=True, compile=True, by_module=True)
     with pytest.raises(ValueError, match="depth must be an int >= 0"):
         profile(nn.Conv2d(3, 3, 1), (3, 4, 4), timing=True, by_module=True, depth=-1)
+
+
+def test_compare_costs_times_each_model_by_module(fake_breakdown):
+    models = {"plain": nn.Sequential(Work(fake_breakdown, 0.001)), "se": timed_net(fake_breakdown)}
+    c = compare_costs(models, (4, 4, 4), timing=True, by_module=True, warmup=0, repeats=1)
+    plain, se = c.results
+    assert plain.breakdown.forward_ms == pytest.approx(1.0)
+    assert se.breakdown.forward_ms == pytest.approx(10.0)
+    assert se.breakdown.attention_modules == ("1.1",) and plain.breakdown.attention_modules == ()
+    text = c.render("markdown", by_module=True)
+    assert "plain by module: work against time" in text and "se by op class" in text
