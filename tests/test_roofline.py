@@ -239,7 +239,9 @@ def test_statement_is_built_from_the_numbers(fake_breakdown):
     assert "20.0% of forward time" in text
     assert f"({0.2 / r.attention_share:.1f}x its share of the MACs)" in text
     se = r.module("1.1")
-    assert f"Its ops do {se.flops / se.bytes:.2f} FLOPs per byte moved" in text
+    assert (
+        f"of the bytes at {se.flops / se.bytes:.2f} FLOP/B (whole model {r.intensity:.1f})" in text
+    )
     assert "ridge" not in text  # no roof measured: no claim about the bound
     assert attention_statement(profile(timed_net(FakeClock()), (4, 4, 4))) is None  # untimed
 
@@ -254,7 +256,7 @@ def test_statement_names_the_bound_from_the_roof(fake_breakdown, small_roof):
     for ridge, side in ((intensity * 2, "memory-bound"), (intensity / 2, "compute-bound")):
         roof = replace(r.roof, peak_gflops=ridge * r.roof.bandwidth_gbs)  # ridge = peak / bw
         text = attention_statement(replace(r, roof=roof))
-        assert f"ridge point is {roof.ridge:.1f} FLOP/B, so attention is {side}" in text
+        assert f"the ridge point here is {roof.ridge:.1f} FLOP/B, so attention is {side}" in text
 
 
 def test_no_attention_no_statement(fake_breakdown):

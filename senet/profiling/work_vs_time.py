@@ -29,34 +29,34 @@ def _bound(intensity: float | None, roof: Any) -> str:
     if roof is None or intensity is None:
         return ""
     side = "memory-bound" if intensity < roof.ridge else "compute-bound"
-    return f"; this machine's ridge point is {roof.ridge:.1f} FLOP/B, so attention is {side}"
+    return f"; the ridge point here is {roof.ridge:.1f} FLOP/B, so attention is {side}"
 
 
 def attention_statement(result: ProfileResult) -> str | None:
-    """E.g. "attention (16 SqueezeExcite modules): 0.35% of MACs, 4.1% of forward time, ..." for
+    """E.g. "attention (16 SqueezeExcite modules): 0.35% of MACs, 4.1% of forward time ..." for
     a result with a by-module breakdown and attention modules; None otherwise."""
     breakdown = result.breakdown
     if breakdown is None or not breakdown.attention_modules:
         return None
     rows = [result.module(name) for name in breakdown.attention_modules]
     kinds = "/".join(sorted({row.type for row in rows}))
-    flops, bytes_ = sum(r.flops for r in rows), sum(r.bytes for r in rows)
     time_share = breakdown.attention_time_share
     text = (
         f"attention ({len(rows)} {kinds} modules): {_pct(result.attention_share)} of MACs, "
-        f"{_pct(flops / result.flops if result.flops else 0.0)} of FLOPs, "
-        f"{_pct(bytes_ / result.bytes if result.bytes else 0.0)} of bytes moved, "
         f"{_pct(time_share)} of forward time"
     )
     if result.attention_share and time_share:
         text += f" ({time_share / result.attention_share:.1f}x its share of the MACs)"
     ops = [c for c in breakdown.op_classes if c.name.startswith(ATTENTION_PREFIX)]
     if breakdown.ops_ms:
-        op_share = sum(c.time_ms for c in ops) / breakdown.ops_ms
-        text += f"; {_pct(op_share)} of the time of all op calls"
+        text += f", {_pct(sum(c.time_ms for c in ops) / breakdown.ops_ms)} of op time"
+    flops, bytes_ = sum(r.flops for r in rows), sum(r.bytes for r in rows)
     intensity, whole = _intensity(flops, bytes_), result.intensity
     if intensity is not None and whole is not None:
-        text += f". Its ops do {intensity:.2f} FLOPs per byte moved, the whole model {whole:.1f}"
+        moved = _pct(bytes_ / result.bytes)
+        text += (
+            f". It moves {moved} of the bytes at {intensity:.2f} FLOP/B (whole model {whole:.1f})"
+        )
     text += _bound(intensity, result.roof) + "."
     if any(c.name == ATTENTION_PREFIX + "scale+add" for c in ops):
         text += " Its time and bytes include the residual add fused into its scale."
