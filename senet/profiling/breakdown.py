@@ -166,7 +166,7 @@ def module_times(
 
 
 class _OpTimer(TorchDispatchMode):
-    """Times each aten op call, keyed by (op class, inside an attention module or not)."""
+    """Times each aten op call, keyed by its class ("attention ..." inside attention modules)."""
 
     def __init__(self, runs: TimedRuns) -> None:
         super().__init__()
