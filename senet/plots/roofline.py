@@ -53,11 +53,10 @@ def _roofs(ax: Any, roof: Any, low: float, high: float) -> None:
         ax.plot(grid, cached, color="black", lw=1, ls="--", label=label)
     ax.axvline(roof.ridge, color="gray", ls=":", lw=1)
     ax.annotate(
-        f"ridge {roof.ridge:.1f} FLOP/B: memory-bound left of it",
+        f"ridge {roof.ridge:.1f} FLOP/B: memory-bound left of it, compute-bound right",
         (roof.ridge, roof.peak_gflops),
-        xytext=(-4, -12),
+        xytext=(4, 6),
         textcoords="offset points",
-        ha="right",
         color="gray",
         fontsize=8,
     )
@@ -79,30 +78,46 @@ def _whole(result: ProfileResult) -> list[tuple[str, float, float, str]]:
     return points
 
 
-def _spread(fig: Any, labels: list[Any]) -> None:
-    """Move labels down, a line at a time, until none overlaps a label placed above it."""
+def _marker_box(ax: Any, x: float, y: float, area: float) -> Any:
+    """The display box of a scatter marker of ``area`` points^2 at data (x, y)."""
+    from matplotlib.transforms import Bbox
+
+    cx, cy = ax.transData.transform((x, y))
+    r = area**0.5 / 2 * ax.figure.dpi / 72
+    return Bbox([[cx - r, cy - r], [cx + r, cy + r]])
+
+
+def _spread(ax: Any, labels: list[Any], markers: list[tuple[float, float, float]]) -> None:
+    """Move labels down, a line at a time, until none overlaps a label placed above it or
+    another point's marker; ``markers`` are (x, y, area) of every point drawn."""
     from matplotlib.text import Text
 
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
     placed: list[Any] = []
     for label in sorted(labels, key=lambda a: -a.xy[1]):
+        others = [_marker_box(ax, x, y, a) for x, y, a in markers if (x, y) != tuple(label.xy)]
         for _ in range(15):
             box = Text.get_window_extent(label, renderer)  # the text, without its leader line
-            if not any(box.overlaps(other) for other in placed):
+            if not any(box.overlaps(other) for other in placed + others):
                 break
             x, y = label.get_position()
             label.set_position((x, y - 9))
         placed.append(Text.get_window_extent(label, renderer))
 
 
-def _op_class_points(ax: Any, classes: list[Any], ops_ms: float) -> list[Any]:
-    """One point per op class, area by its share of op time; returns their labels."""
+def _op_class_points(
+    ax: Any, classes: list[Any], ops_ms: float, markers: list[tuple[float, float, float]]
+) -> list[Any]:
+    """One point per op class, area by its share of op time (added to ``markers``); returns
+    their labels."""
     labels = []
     for c in classes:
         share = c.time_ms / ops_ms if ops_ms else 0.0
         color = ATTENTION_COLOR if c.attention else OTHER_COLOR
-        ax.scatter(c.intensity, c.gflops_per_s, s=25 + 900 * share, color=color, alpha=0.6)
+        area = 25 + 900 * share
+        ax.scatter(c.intensity, c.gflops_per_s, s=area, color=color, alpha=0.6)
+        markers.append((c.intensity, c.gflops_per_s, area))
         labels.append(
             ax.annotate(
                 f"{c.name} ({100 * share:.1f}% time)",
@@ -138,9 +153,11 @@ def plot_roofline(result: ProfileResult, path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(10, 7))
     ax.set(xscale="log", yscale="log", ylim=(min(ys) / 3, roof.peak_gflops * 3))
     _roofs(ax, roof, min(xs) / 3, max(xs) * 3)
-    labels = _op_class_points(ax, classes, breakdown.ops_ms)
+    markers: list[tuple[float, float, float]] = []
+    labels = _op_class_points(ax, classes, breakdown.ops_ms, markers)
     for label, x, y, marker in extra:
         ax.scatter(x, y, s=140, marker=marker, color="black", label=label, zorder=3)
+        markers.append((x, y, 140))
     ax.scatter([], [], color=OTHER_COLOR, alpha=0.6, label="op class (area: share of op time)")
     ax.scatter([], [], color=ATTENTION_COLOR, alpha=0.6, label="op class inside attention")
     ax.set_xlabel("arithmetic intensity (FLOPs per byte moved)")
@@ -152,7 +169,7 @@ def plot_roofline(result: ProfileResult, path: str | Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
     fig.tight_layout()
-    _spread(fig, labels)
+    _spread(ax, labels, markers)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
