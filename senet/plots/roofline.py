@@ -55,8 +55,9 @@ def _roofs(ax: Any, roof: Any, low: float, high: float) -> None:
     ax.annotate(
         f"ridge {roof.ridge:.1f} FLOP/B: memory-bound left of it, compute-bound right",
         (roof.ridge, roof.peak_gflops),
-        xytext=(4, 6),
+        xytext=(-4, 6),
         textcoords="offset points",
+        ha="right",
         color="gray",
         fontsize=8,
     )
@@ -150,7 +151,7 @@ def plot_roofline(result: ProfileResult, path: str | Path) -> Path:
     xs = [c.intensity for c in classes] + [x for _, x, _, _ in extra] + [roof.ridge]
     ys = [c.gflops_per_s for c in classes] + [y for _, _, y, _ in extra] + [roof.peak_gflops]
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(10, 7))
+    fig, ax = plt.subplots(figsize=(10, 7.5))
     ax.set(xscale="log", yscale="log", ylim=(min(ys) / 3, roof.peak_gflops * 3))
     _roofs(ax, roof, min(xs) / 3, max(xs) * 3)
     markers: list[tuple[float, float, float]] = []
@@ -167,7 +168,7 @@ def plot_roofline(result: ProfileResult, path: str | Path) -> Path:
         f"{breakdown.threads} threads, forward (eval), medians of {breakdown.repeats} runs"
     )
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncols=2, fontsize=8, frameon=False)
     fig.tight_layout()
     _spread(ax, labels, markers)
     fig.savefig(path, dpi=110)
