@@ -99,6 +99,10 @@ def _clear_errors() -> Iterator[None]:
         raise typer.Exit(code) from None
 
 
+class CommandLineError(ValueError):
+    """Options that do not go together, or a value a command cannot parse."""
+
+
 def _exit_code(error: Exception) -> int | None:
     """The exit code of an error senet raises on purpose; None for anything else (a bug)."""
     from senet.ablation import GridError
@@ -113,7 +117,8 @@ def _exit_code(error: Exception) -> int | None:
         return 128 + signal.SIGTERM
     if isinstance(error, CheckpointError | NonFiniteLossError):
         return 1
-    usage = (ConfigError, GridError, DataError, ModelError, ProfileError, RetrofitError)
+    usage = (CommandLineError, ConfigError, GridError, DataError, ModelError, ProfileError)
+    usage += (RetrofitError,)
     return 2 if isinstance(error, usage) else None
 
 
@@ -233,6 +238,16 @@ class OutputFormat(str, Enum):
     markdown = "markdown"
 
 
+_BY_MODULE_HELP = (
+    "Add the per-module breakdown; with --timing also each module's and each op class's time, "
+    "GFLOP/s and FLOPs per byte."
+)
+_ROOFLINE_HELP = (
+    "With --timing: measure this machine's peak compute and memory bandwidth and draw the op "
+    "classes against them in this image (e.g. roofline.png)."
+)
+
+
 @app.command("profile")
 def profile_command(
     model: Annotated[str, typer.Argument(help="senet model name, torchvision:NAME or timm:NAME.")],
@@ -256,16 +271,14 @@ def profile_command(
     channels_last: Annotated[bool, typer.Option(help="Time in channels_last format.")] = False,
     warmup: Annotated[int, typer.Option(help="Untimed runs per model.")] = 5,
     repeats: Annotated[int, typer.Option(help="Timed runs per model.")] = 20,
-    by_module: Annotated[bool, typer.Option(help="Add the per-module breakdown.")] = False,
+    by_module: Annotated[bool, typer.Option(help=_BY_MODULE_HELP)] = False,
     depth: Annotated[int, typer.Option(help="Module tree depth for --by-module.")] = 2,
+    roofline: Annotated[Path | None, typer.Option(help=_ROOFLINE_HELP, dir_okay=False)] = None,
     format: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Output format.")
     ] = OutputFormat.table,
 ) -> None:
     """Params and MACs (the SE paper's GFLOPs), attention share, optional timings."""
-    from senet.models import create_model
-    from senet.profiling.counter import compare_costs, profile
-
     timing_kw = dict(
         device=device,
         timing=timing,
@@ -273,17 +286,54 @@ def profile_command(
         repeats=repeats,
         compile=compile,
         channels_last=channels_last,
+        by_module=by_module,
+        depth=depth,
     )
     with _clear_errors():
-        if compare:
-            # The reference first, as in the paper's tables: MODEL's deltas read as its cost.
-            models = {name: create_model(name) for name in dict.fromkeys([*compare, model])}
-            result = compare_costs(models, input_size, batch_size=batch_size, **timing_kw)
-        else:
-            result = profile(
-                create_model(model), input_size, batch_size=batch_size, name=model, **timing_kw
-            )
+        result = _profile_or_compare(model, compare, input_size, batch_size, roofline, timing_kw)
     typer.echo(result.render(format.value, by_module=by_module, depth=depth), nl=False)
+    if roofline is not None:
+        from senet.plots.roofline import plot_roofline
+
+        try:
+            plot_roofline(result, roofline)
+        except OSError as err:  # the measured figures are printed above: nothing is lost
+            typer.echo(
+                f"error: could not write the roofline plot {str(roofline)!r}: {err}", err=True
+            )
+            raise typer.Exit(1) from None
+        typer.echo(f"roofline plot: {roofline}", err=True)
+
+
+def _profile_or_compare(
+    model: str,
+    compare: list[str] | None,
+    input_size: tuple[int, int, int],
+    batch_size: int,
+    roofline: Path | None,
+    timing_kw: dict,
+) -> object:
+    """``senet profile``'s result: one model, or several compared; options checked first."""
+    from senet.models import create_model
+    from senet.plots.roofline import check_plot_path
+    from senet.profiling.counter import compare_costs, profile
+
+    if roofline is not None:
+        if not timing_kw["timing"]:
+            raise CommandLineError("--roofline needs --timing: its points are measured speeds")
+        if compare:
+            raise CommandLineError("--roofline draws one model; drop --compare")
+        try:
+            check_plot_path(roofline)
+        except ValueError as err:
+            raise CommandLineError(f"--roofline: {err}") from None
+    if compare:
+        # The reference first, as in the paper's tables: MODEL's deltas read as its cost.
+        models = {name: create_model(name) for name in dict.fromkeys([*compare, model])}
+        return compare_costs(models, input_size, batch_size=batch_size, **timing_kw)
+    roof = roofline is not None
+    net = create_model(model)
+    return profile(net, input_size, batch_size=batch_size, name=model, roofline=roof, **timing_kw)
 
 
 # --- end profile ---------------------------------------------------------------------------------
@@ -403,7 +453,7 @@ def retrofit(
 
     with _clear_errors():
         if dry_run and save is not None:
-            raise typer.BadParameter("--dry-run changes nothing, so there is nothing to --save")
+            raise CommandLineError("--dry-run changes nothing, so there is nothing to --save")
         arguments = dict(attn=attn, strategy=strategy, init=init, input_size=input_size)
         arguments.update(stages=[int(s) for s in stages.split(",") if s.strip()] or None)
         arguments.update(_key_values(attn_kw, "--attn-kw"))
@@ -429,9 +479,7 @@ def _key_values(pairs: list[str], option: str) -> dict[str, object]:
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.isidentifier():
-            raise typer.BadParameter(
-                f"expects key=value (e.g. reduction=8), got {pair!r}", param_hint=option
-            )
+            raise CommandLineError(f"{option} expects key=value (e.g. reduction=8), got {pair!r}")
         values[key] = parse_value(text)
     return values
 

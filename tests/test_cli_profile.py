@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 
@@ -165,3 +166,81 @@ def test_compiled_timing_keeps_the_counts():
     assert compiled["timing"]["compiled"] and compiled["timing"]["repeats"] == 2
     for key in ("params", "macs", "conv_fc_macs", "attention_macs"):
         assert compiled[key] == plain[key], key
+
+
+# ---- FLOPs against FLOPS: --timing --by-module, --roofline --------------------------------------
+
+
+@pytest.fixture
+def small_roof(monkeypatch):
+    """Small roof measurements (the defaults take seconds); the model's timing stays real."""
+    from senet.profiling import counter
+    from senet.profiling.roofline import measure_roof
+
+    small = functools.partial(
+        measure_roof, matmul_size=64, copy_bytes=2**16, cache_copy_bytes=2**12, repeats=1
+    )
+    monkeypatch.setattr(counter, "measure_roof", small)
+
+
+QUICK_TIMING = ["--timing", "--warmup", "0", "--repeats", "1"]
+
+
+def test_roofline_end_to_end(tmp_path, small_roof):
+    png = tmp_path / "roof.png"
+    result = invoke(
+        "se_resnet20_cifar", "--input-size", "3", "16", "16", *QUICK_TIMING, "--by-module",
+        "--depth", "1", "--roofline", str(png),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert f"roofline plot: {png}" in result.stderr
+    out = " ".join(result.stdout.split())  # Rich wraps long lines
+    assert "se_resnet20_cifar by module: work against time" in out
+    assert "se_resnet20_cifar by op class" in out and "attention scale+add" in out
+    assert "Times: forward only (eval, torch.inference_mode), batch 1 on cpu" in out
+    assert "Roofline on cpu" in out and "ridge point" in out
+    counts = json.loads(
+        invoke("se_resnet20_cifar", "--input-size", "3", "16", "16", "-f", "json").stdout
+    )
+    share = 100 * counts["attention_macs"] / counts["macs"]  # under 1%: two decimals
+    assert f"attention (9 SqueezeExcite modules): {share:.2f}% of MACs" in out
+    assert "of forward time" in out and "so attention is" in out
+
+
+def test_timed_by_module_json(tmp_path, small_roof):
+    result = invoke(
+        "se_resnet20_cifar", "--input-size", "3", "16", "16", *QUICK_TIMING, "--by-module",
+        "-f", "json", "--roofline", str(tmp_path / "r.png"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)  # the plot's path goes to stderr, not into the JSON
+    assert data["roof"]["peak_gflops"] > 0 and data["roof"]["bandwidth_gbs"] > 0
+    assert data["attention_statement"].startswith("attention (9 SqueezeExcite modules)")
+    timed = [m for m in data["modules"] if m["time_ms"] is not None]
+    assert {m["depth"] for m in timed} == {0, 1, 2, 3}  # depth 2, plus the SE modules at 3
+    assert all(m["bytes"] > 0 for m in timed if m["flops"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--roofline", "{tmp}/r.png"], "--roofline needs --timing"),
+        ([*QUICK_TIMING, "--roofline", "{tmp}/no/such/folder/r.png"], "does not exist"),
+        ([*QUICK_TIMING, "--roofline", "{tmp}/r.txt"], "cannot tell the image format"),
+        ([*QUICK_TIMING, "--roofline", "{tmp}/r.png", "-c", "resnet20_cifar"], "drop --compare"),
+        ([*QUICK_TIMING, "--by-module", "--compile"], "time without compile (--compile)"),
+    ],
+)
+def test_bad_roofline_options_fail_before_measuring(tmp_path, monkeypatch, flags, message):
+    from senet.profiling import counter
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("measured before the options were checked")
+
+    monkeypatch.setattr(counter, "measure", no_measuring)
+    flags = [f.format(tmp=tmp_path) for f in flags]
+    result = invoke("se_resnet20_cifar", "--input-size", "3", "16", "16", *flags)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []

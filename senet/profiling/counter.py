@@ -14,26 +14,32 @@ from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache
-from math import prod
 from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode, flop_registry
+from torch.utils.flop_counter import FlopCounterMode, flop_registry, shape_wrapper
 
 from senet.layers.detect import is_attention_module, outermost_attention
 from senet.layers.residual_attention import SoftMask
 from senet.layers.validate import check_positive_int
-from senet.profiling.op_costs import ACTIVATION_OPS, CONVENTION, ELEMENTWISE_COSTS
+from senet.profiling.breakdown import Breakdown, BreakdownPlan, counted_by_class, measure_breakdown
+from senet.profiling.bytes_moved import bytes_moved
+from senet.profiling.errors import ProfileError
+from senet.profiling.op_costs import (
+    ACTIVATION_OPS,
+    CONVENTION,
+    DATA_MOVEMENT,
+    ELEMENTWISE_COSTS,
+    no_ops,
+)
+from senet.profiling.roofline import Roof, measure_roof
 from senet.profiling.timing import Timing, eval_mode, measure
+from senet.profiling.work_vs_time import attention_statement
 
 aten = torch.ops.aten
-
-
-class ProfileError(ValueError):
-    """The model could not run on the input it was profiled with."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,21 @@ class ModuleCost:
     flops: int
     activations: int
     attention: bool  # an attention module, or inside one
+    bytes: int = 0  # read and written by its ops, op by op (see CONVENTION)
+    time_ms: float | None = None  # median wall time inside it, where by-module timing ran
+
+    @property
+    def intensity(self) -> float | None:
+        """Arithmetic intensity: FLOPs per byte moved."""
+        return self.flops / self.bytes if self.flops and self.bytes else None
+
+    @property
+    def gflops_per_s(self) -> float | None:
+        """Achieved speed: counted FLOPs over measured wall time, in GFLOP/s."""
+        return self.flops / (self.time_ms * 1e6) if self.flops and self.time_ms else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "intensity": self.intensity, "gflops_per_s": self.gflops_per_s}
 
 
 @dataclass(frozen=True)
@@ -69,16 +90,24 @@ class ProfileResult:
     conv_fc_macs: int
     elementwise_ops: int  # every counted element-wise op, inside attention or not
     flops: int  # 2 * conv_fc_macs + elementwise_ops
+    bytes: int  # read and written by every op, op by op
     activations: int
     modules: tuple[ModuleCost, ...] = field(repr=False)  # pre-order, the model first
     counted_on: str = "meta"  # device of the counting pass
     timing: Timing | None = None
+    breakdown: Breakdown | None = field(default=None, repr=False)  # by-module timing
+    roof: Roof | None = None  # this machine's peaks, measured with the timing
     convention: str = field(default=CONVENTION, repr=False)
 
     @property
     def attention_share(self) -> float:
         """Fraction of ``macs`` spent in attention modules."""
         return self.attention_macs / self.macs if self.macs else 0.0
+
+    @property
+    def intensity(self) -> float | None:
+        """FLOPs per byte moved, the whole forward."""
+        return self.flops / self.bytes if self.flops and self.bytes else None
 
     def module(self, name: str) -> ModuleCost:
         """The cost row of the module with qualified name ``name`` ("" is the model)."""
@@ -88,11 +117,16 @@ class ProfileResult:
         raise KeyError(f"{self.name} has no module named {name!r}")
 
     def to_dict(self, *, by_module: bool = True) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k not in ("modules", "timing")}
+        skip = ("modules", "timing", "breakdown", "roof")
+        data = {k: v for k, v in asdict(self).items() if k not in skip}
         data["input_size"] = list(self.input_size)
+        data["intensity"] = self.intensity
         data["timing"] = self.timing.to_dict() if self.timing else None
+        data["roof"] = self.roof.to_dict() if self.roof else None
         if by_module:
-            data["modules"] = [asdict(row) for row in self.modules]
+            data["breakdown"] = self.breakdown.to_dict() if self.breakdown else None
+            data["attention_statement"] = attention_statement(self)
+            data["modules"] = [row.to_dict() for row in self.modules]
         return data
 
     def render(self, format: str = "table", *, by_module: bool = False, depth: int = 2) -> str:
@@ -154,6 +188,9 @@ def _pct(value: int, base: int) -> float:
     return 100.0 * (value - base) / base if base else 0.0
 
 
+_ACTIVATION_OPS = frozenset(ACTIVATION_OPS)
+
+
 @cache
 def _overloads(packets: tuple[Any, ...]) -> tuple[tuple[Any, Any], ...]:
     """(overload, its packet) for every overload of ``packets``; looked up once per process."""
@@ -161,14 +198,21 @@ def _overloads(packets: tuple[Any, ...]) -> tuple[tuple[Any, Any], ...]:
 
 
 class _Counter:
-    """One forward pass under FlopCounterMode, with senet's op table and activation counting."""
+    """One forward pass under FlopCounterMode, with senet's op table, activations and bytes."""
 
     def __init__(self) -> None:
         self.activations: defaultdict[str, int] = defaultdict(int)
-        mapping: dict[Any, Any] = dict(ELEMENTWISE_COSTS)
-        for packet in ACTIVATION_OPS:
-            if packet in flop_registry:
-                mapping[packet] = self._counting_outputs(flop_registry[packet])
+        self.bytes: defaultdict[str, defaultdict[Any, int]] = defaultdict(lambda: defaultdict(int))
+        # torch's formulas take tensors (they reduce them to shapes themselves); senet's take
+        # shapes. Every priced op, torch's or senet's, also has its bytes counted.
+        formulas: dict[Any, Any] = {
+            packet: formula
+            for packet, formula in flop_registry.items()
+            if isinstance(packet, torch._ops.OpOverloadPacket)
+        }
+        formulas.update({p: shape_wrapper(f) for p, f in ELEMENTWISE_COSTS.items()})
+        formulas.update({p: shape_wrapper(no_ops) for p in DATA_MOVEMENT})
+        mapping = {packet: self._counting(packet, f) for packet, f in formulas.items()}
         # FlopCounterMode looks ops up by overload packet to count them, but by overload to
         # decide whether to decompose them first: listing the overloads too keeps ops that
         # the table prices whole (batch norm) from going through slow Python decompositions.
@@ -176,19 +220,20 @@ class _Counter:
             mapping[overload] = mapping[packet]
         self.mode = FlopCounterMode(display=False, custom_mapping=mapping)
 
-    def _counting_outputs(self, formula: Any) -> Any:
-        """torch's FLOP formula for a conv / matmul, also adding its output size to activations."""
+    def _counting(self, packet: Any, formula: Any) -> Any:
+        """``formula`` (tensors in, FLOPs out), also adding the op's bytes (and, for a conv or
+        matmul, its output size as activations) to every module it ran in."""
+        activation = packet in _ACTIVATION_OPS
 
-        # Registry formulas come wrapped to turn tensors into shapes; ours get shapes already.
-        unwrapped = getattr(formula, "__wrapped__", None)
-
-        def counted(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        def counted(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
+            moved = bytes_moved(packet, args, kwargs, out_val)
             for parent in set(self.mode.mod_tracker.parents):
-                self.activations[parent] += prod(out_shape)
-            if unwrapped is not None:
-                return unwrapped(*args, out_shape=out_shape, **kwargs)
-            return formula(*args, out_val=out_shape, **kwargs)
+                self.bytes[parent][packet] += moved
+                if activation:
+                    self.activations[parent] += out_val.numel()
+            return formula(*args, out_val=out_val, **kwargs)
 
+        counted._get_raw = True  # type: ignore[attr-defined]  # FlopCounterMode: pass tensors
         return counted
 
     def innermost_module(self) -> str | None:
@@ -200,7 +245,7 @@ class _Counter:
 def _check_input_size(input_size: Sequence[int]) -> tuple[int, ...]:
     size = tuple(input_size) if isinstance(input_size, (tuple, list, torch.Size)) else None
     if not size or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in size):
-        raise ValueError(
+        raise ProfileError(
             f"input_size must be the shape of one sample as positive ints, e.g. (3, 224, 224) "
             f"for an image model, got {input_size!r}"
         )
@@ -286,19 +331,19 @@ def _within(name: str, ancestor: str) -> bool:
     return ancestor == "" or name == ancestor or name.startswith(ancestor + ".")
 
 
+def _outer_attention(model: nn.Module) -> list[str]:
+    """Names of the outermost attention modules: nested ones are counted once, in these. A
+    residual attention net's soft masks count as attention, like SE's gates."""
+    found = outermost_attention(model, lambda m: is_attention_module(m) or isinstance(m, SoftMask))
+    return [name for name, _ in found]
+
+
 def _module_costs(model: nn.Module, counter: _Counter) -> list[ModuleCost]:
     """Per-module rows from the tracker's counts; the first row is the whole model."""
     root = type(model).__name__
     counts = counter.mode.get_flop_counts()
     named = list(model.named_modules())
-    # Outermost attention modules: nested ones are counted once, here. A residual attention
-    # net's soft masks count as attention, like SE's gates.
-    outer = [
-        name
-        for name, _ in outermost_attention(
-            model, lambda m: is_attention_module(m) or isinstance(m, SoftMask)
-        )
-    ]
+    outer = _outer_attention(model)
 
     def ops(name: str) -> tuple[int, int]:
         """(conv/linear MACs, element-wise ops) recorded while module ``name`` was running."""
@@ -336,47 +381,51 @@ def _module_costs(model: nn.Module, counter: _Counter) -> list[ModuleCost]:
                 flops=2 * conv_fc + elementwise,
                 activations=counter.activations.get(tracked, 0),
                 attention=inside,
+                bytes=sum(counter.bytes.get(tracked, {}).values()),
             )
         )
     return rows
 
 
-def profile(
-    model: nn.Module,
-    input_size: Sequence[int] = (3, 224, 224),
-    *,
-    batch_size: int = 1,
-    device: str | torch.device = "cpu",
-    timing: bool = False,
-    warmup: int = 5,
-    repeats: int = 20,
-    compile: bool = False,
-    channels_last: bool = False,
-    count_on_meta: bool = True,
-    name: str | None = None,
-) -> ProfileResult:
-    """Params, MACs (the SE paper's convention), attention share, per-module costs, timings.
+@dataclass(frozen=True)
+class _TimingOptions:
+    """How ``profile`` times: where, how often, in which mode, and what beyond the latency."""
 
-    Args:
-        model: any nn.Module taking one tensor of shape ``(batch_size, *input_size)``.
-        input_size: one sample's shape, channels first.
-        batch_size: samples per batch; counts are for the whole batch.
-        device: where ``timing`` runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
-        timing: also measure latency (median, p90), throughput and peak memory.
-        warmup, repeats: untimed and timed forward passes for ``timing``.
-        compile: time the ``torch.compile``d model (compilation happens in warm-up).
-        channels_last: time with model and input in ``torch.channels_last``.
-        count_on_meta: count on the meta device (shapes only, fast, no memory); models that
-            cannot run there are counted with real tensors on their own device instead.
-        name: the label in tables; defaults to the model's class name.
+    device: str | torch.device = "cpu"
+    warmup: int = 5
+    repeats: int = 20
+    compile: bool = False
+    channels_last: bool = False
+    by_module: bool = False  # also time each module and each leaf op class
+    depth: int = 2
+    roofline: bool = False  # also measure the device's peak compute and bandwidth
 
-    The model's train/eval flags are restored afterwards; counting runs it in eval mode.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"profile expects an nn.Module, got {type(model).__name__}")
-    size = _check_input_size(input_size)
-    check_positive_int("profile", "batch_size", batch_size)
-    label = name or type(model).__name__
+    def check(self, timing: bool) -> None:
+        if self.roofline and not timing:
+            raise ProfileError(
+                "roofline=True needs timing=True: the roofline's points are measured speeds"
+            )
+        if timing and self.compile and (self.by_module or self.roofline):
+            raise ProfileError(
+                "per-module and per-op times need the eager model: hooks and op timers cannot "
+                "see inside a torch.compile'd graph; time without compile (--compile) for the "
+                "breakdown, or without by_module / roofline (--by-module, --roofline) for the "
+                "compiled model's total latency"
+            )
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 0:
+            raise ProfileError(f"depth must be an int >= 0 (0: the model only), got {self.depth!r}")
+
+    def measure(self, models: list[nn.Module], size: tuple[int, ...], batch: int) -> list[Timing]:
+        return measure(
+            models, size, batch_size=batch, device=self.device, warmup=self.warmup,
+            repeats=self.repeats, compile=self.compile, channels_last=self.channels_last,
+        )  # fmt: skip
+
+
+def _counted(
+    model: nn.Module, label: str, size: tuple[int, ...], batch_size: int, count_on_meta: bool
+) -> tuple[ProfileResult, _Counter]:
+    """The counting pass: the result without timings, and the counter for a later breakdown."""
     shape = (batch_size, *size)
     with eval_mode(model):
         try:
@@ -400,16 +449,94 @@ def profile(
         conv_fc_macs=top.conv_fc_macs,
         elementwise_ops=top.flops - 2 * top.conv_fc_macs,
         flops=top.flops,
+        bytes=top.bytes,
         activations=top.activations,
         modules=tuple(rows),
         counted_on=counted_on,
     )
-    if timing:
-        (measured,) = measure(
-            [model], size, batch_size=batch_size, device=device, warmup=warmup,
-            repeats=repeats, compile=compile, channels_last=channels_last,
-        )  # fmt: skip
-        result = replace(result, timing=measured)
+    return result, counter
+
+
+def _with_breakdown(
+    model: nn.Module, result: ProfileResult, counter: _Counter, options: _TimingOptions
+) -> ProfileResult:
+    """``result`` with each module's time (down to ``depth``), the op classes and the roof."""
+    attention = tuple(_outer_attention(model))
+    counted = counted_by_class(
+        counter.mode.get_flop_counts(), counter.bytes, type(model).__name__, attention
+    )
+    plan = BreakdownPlan(
+        modules=tuple(r.name for r in result.modules if r.depth <= options.depth),
+        attention=attention,
+        counted=counted,
+    )
+    times, breakdown = measure_breakdown(
+        model, result.input_size, plan, batch_size=result.batch_size, device=options.device,
+        channels_last=options.channels_last, warmup=options.warmup, repeats=options.repeats,
+    )  # fmt: skip
+    rows = tuple(replace(row, time_ms=times.get(row.name)) for row in result.modules)
+    result = replace(result, modules=rows, breakdown=breakdown)
+    if options.roofline:
+        dtype, _ = _dtype_and_device(model)
+        result = replace(result, roof=measure_roof(breakdown.device, dtype=dtype))
+    return result
+
+
+def profile(
+    model: nn.Module,
+    input_size: Sequence[int] = (3, 224, 224),
+    *,
+    batch_size: int = 1,
+    device: str | torch.device = "cpu",
+    timing: bool = False,
+    warmup: int = 5,
+    repeats: int = 20,
+    compile: bool = False,
+    channels_last: bool = False,
+    count_on_meta: bool = True,
+    name: str | None = None,
+    by_module: bool = False,
+    depth: int = 2,
+    roofline: bool = False,
+) -> ProfileResult:
+    """Params, MACs (the SE paper's convention), attention share, per-module costs, timings.
+
+    Args:
+        model: any nn.Module taking one tensor of shape ``(batch_size, *input_size)``.
+        input_size: one sample's shape, channels first.
+        batch_size: samples per batch; counts are for the whole batch.
+        device: where ``timing`` runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+        timing: also measure latency (median, p90), throughput and peak memory.
+        warmup, repeats: untimed and timed forward passes for ``timing``.
+        compile: time the ``torch.compile``d model (compilation happens in warm-up).
+        channels_last: time with model and input in ``torch.channels_last``.
+        count_on_meta: count on the meta device (shapes only, fast, no memory); models that
+            cannot run there are counted with real tensors on their own device instead.
+        name: the label in tables; defaults to the model's class name.
+        by_module: with ``timing``, also time every module down to ``depth`` (and every
+            attention module) and every leaf op class: ``ModuleCost.time_ms`` and
+            ``result.breakdown`` (op classes, attention's time, what the times cover).
+        depth: module tree depth timed by ``by_module`` (0: the model only).
+        roofline: with ``timing``, also the breakdown and this device's measured peak compute
+            and memory bandwidth (``result.roof``), for a roofline plot.
+
+    The model's train/eval flags are restored afterwards; counting runs it in eval mode.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"profile expects an nn.Module, got {type(model).__name__}")
+    size = _check_input_size(input_size)
+    check_positive_int("profile", "batch_size", batch_size)
+    options = _TimingOptions(
+        device, warmup, repeats, compile, channels_last, by_module, depth, roofline
+    )
+    options.check(timing)
+    result, counter = _counted(model, name or type(model).__name__, size, batch_size, count_on_meta)
+    if not timing:
+        return result
+    (measured,) = options.measure([model], size, batch_size)
+    result = replace(result, timing=measured)
+    if by_module or roofline:
+        result = _with_breakdown(model, result, counter, options)
     return result
 
 
@@ -425,22 +552,31 @@ def compare_costs(
     compile: bool = False,
     channels_last: bool = False,
     count_on_meta: bool = True,
+    by_module: bool = False,
+    depth: int = 2,
 ) -> Comparison:
     """Profile several models on one input; deltas (params %, MACs %, latency ratio) are
-    against the first. With ``timing`` the models' timed runs are interleaved in one loop."""
+    against the first. With ``timing`` the models' timed runs are interleaved in one loop;
+    ``by_module`` then times each model's modules and op classes too (one model after another)."""
     if not isinstance(models, Mapping) or not models:
-        raise ValueError(
+        raise ProfileError(
             "compare_costs expects a non-empty dict of name -> nn.Module, the baseline first, "
             f"got {type(models).__name__} {models!r:.80}"
         )
-    results = [
-        profile(model, input_size, batch_size=batch_size, count_on_meta=count_on_meta, name=name)
-        for name, model in models.items()
+    options = _TimingOptions(device, warmup, repeats, compile, channels_last, by_module, depth)
+    options.check(timing)
+    size = _check_input_size(input_size)
+    check_positive_int("compare_costs", "batch_size", batch_size)
+    counted = [
+        _counted(model, name, size, batch_size, count_on_meta) for name, model in models.items()
     ]
+    results = [result for result, _ in counted]
     if timing:
-        timings = measure(
-            list(models.values()), results[0].input_size, batch_size=batch_size, device=device,
-            warmup=warmup, repeats=repeats, compile=compile, channels_last=channels_last,
-        )  # fmt: skip
+        timings = options.measure(list(models.values()), size, batch_size)
         results = [replace(r, timing=t) for r, t in zip(results, timings, strict=True)]
+    if timing and by_module:
+        results = [
+            _with_breakdown(model, result, counter, options)
+            for model, result, (_, counter) in zip(models.values(), results, counted, strict=True)
+        ]
     return Comparison(tuple(results))

@@ -10,8 +10,10 @@ per element, the convention of the SE paper's complexity figures:
 - element-wise maths (activations, gates, arithmetic, normalisation) costs one op per element
   it writes.
 
-Data movement (views, ``cat``, copies, nearest-neighbour resampling) is free. The formulas take
-shapes, the way ``FlopCounterMode(custom_mapping=...)`` calls them.
+Data movement (views, ``cat``, copies, nearest-neighbour resampling) is free; the ops that copy
+are listed (:data:`DATA_MOVEMENT`) so that the bytes they move are counted
+(:mod:`senet.profiling.bytes_moved`). The formulas take shapes, the way
+``FlopCounterMode(custom_mapping=...)`` calls them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ CONVENTION = (
     "are not counted (the SE paper's 'GFLOPs'). "
     "FLOPs = 2 x conv/linear MACs + every counted element-wise op (BN, activations, adds, "
     "pooling, gates), one per element. "
+    "Bytes = what each op reads (inputs, weights) and writes (outputs) at their dtypes, op by op "
+    "as eager execution runs them (caches ignored); FLOP/B = FLOPs / bytes. "
     "Activations = output elements of conv and linear layers."
 )
 
@@ -62,6 +66,11 @@ def input_elements(x_shape: Shape, *args: Any, out_shape: Any = None, **kwargs: 
     if not isinstance(x_shape, (tuple, list)):  # a scalar operand, e.g. max(a, 0.5)
         return prod(_first_shape(out_shape))
     return prod(x_shape)
+
+
+def no_ops(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """Data movement: no arithmetic (its bytes are counted elsewhere)."""
+    return 0
 
 
 def windowed_pool(spatial_dims: int) -> Callable[..., int]:
@@ -122,3 +131,22 @@ ACTIVATION_OPS = _packets(
     "convolution", "_convolution", "cudnn_convolution", "_slow_conv2d_forward",
     "convolution_overrideable", "mm", "addmm", "bmm", "baddbmm", inplace=False,
 )  # fmt: skip
+
+# Ops that only move data: free in FLOPs, but their bytes count (concatenation, copies, casts,
+# padding, nearest-neighbour resampling, gathers).
+DATA_MOVEMENT = _packets(
+    "cat",
+    "stack",
+    "copy",
+    "clone",
+    "_to_copy",
+    "constant_pad_nd",
+    "repeat",
+    "flip",
+    "roll",
+    "index_select",
+    "gather",
+    "upsample_nearest1d",
+    "upsample_nearest2d",
+    "upsample_nearest3d",
+)

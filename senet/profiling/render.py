@@ -14,6 +14,7 @@ from rich.table import Table
 
 from senet.layers.validate import check_choice
 from senet.profiling.op_costs import CONVENTION
+from senet.profiling.work_vs_time import attention_statement
 
 # senet.profiling.counter's result types; read by attribute, not imported: the results render
 # themselves through this module (result.render()), so importing them here would be a cycle.
@@ -46,6 +47,17 @@ def _mib(n: int | None) -> str:
     return "-" if n is None else f"{n / 2**20:.1f} MiB"
 
 
+def _num(value: float | None, digits: int = 2) -> str:
+    """A measured or derived figure, "-" where there is none (no FLOPs, no bytes, no time)."""
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if abs(value) < 1e3 else si(value)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _summary(results: Sequence[ProfileResult]) -> tuple[list[str], list[list[str]]]:
     """One column per model, one row per figure."""
     headers = ["", *(r.name for r in results)]
@@ -64,6 +76,8 @@ def _summary(results: Sequence[ProfileResult]) -> tuple[list[str], list[list[str
     )
     add("conv/linear MACs", [f"{si(r.conv_fc_macs)} ({r.conv_fc_macs:,})" for r in results])
     add("FLOPs", [si(r.flops) for r in results])
+    add("bytes moved", [f"{si(r.bytes)}B" for r in results])
+    add("FLOPs / byte", [_num(r.intensity) for r in results])
     add("activations", [si(r.activations) for r in results])
     add("counted on", [r.counted_on for r in results])
     if any(r.timing for r in results):
@@ -76,6 +90,10 @@ def _summary(results: Sequence[ProfileResult]) -> tuple[list[str], list[list[str
     return headers, rows
 
 
+def _label(result: ProfileResult, row: Any) -> str:
+    return result.name if row.name == "" else "  " * row.depth + row.name.rsplit(".", 1)[-1]
+
+
 def _modules(result: ProfileResult, depth: int) -> tuple[list[str], list[list[str]]]:
     """The module tree down to ``depth``, with each module's share of the model's totals."""
     headers = ["module", "type", "params", "params %", "MACs", "MACs %", "attention MACs", "acts"]
@@ -84,10 +102,9 @@ def _modules(result: ProfileResult, depth: int) -> tuple[list[str], list[list[st
     for m in result.modules:
         if m.depth > depth:
             continue
-        label = result.name if m.name == "" else "  " * m.depth + m.name.rsplit(".", 1)[-1]
         rows.append(
             [
-                label,
+                _label(result, m),
                 m.type + (" *" if m.attention else ""),
                 si(m.params),
                 _pct(m.params, top.params),
@@ -98,6 +115,67 @@ def _modules(result: ProfileResult, depth: int) -> tuple[list[str], list[list[st
             ]
         )
     return headers, rows
+
+
+def _work_and_time(result: ProfileResult, depth: int) -> tuple[list[str], list[list[str]]]:
+    """The same tree: share of MACs, FLOPs, bytes moved and intensity; with a by-module
+    timing also each module's time, share of the forward and achieved GFLOP/s."""
+    headers = ["module", "MACs %", "FLOPs", "bytes", "FLOP/B"]
+    breakdown = result.breakdown
+    if breakdown is not None:
+        headers += ["ms", "time %", "GFLOP/s"]
+    top = result.modules[0]
+    rows = []
+    for m in result.modules:
+        if m.depth > depth:
+            continue
+        row = [_label(result, m), _pct(m.macs, top.macs), si(m.flops), si(m.bytes)]
+        row.append(_num(m.intensity))
+        if breakdown is not None:
+            share = "-" if m.time_ms is None else _pct(m.time_ms, breakdown.forward_ms)
+            row += [_ms(m.time_ms), share, _num(m.gflops_per_s)]
+        rows.append(row)
+    return headers, rows
+
+
+def _op_classes(result: ProfileResult) -> tuple[list[str], list[list[str]]]:
+    """One row per leaf op class: counted work, measured op time, speed, against the roof."""
+    breakdown, roof, top = result.breakdown, result.roof, result.modules[0]
+    headers = ["op class", "calls", "FLOPs", "FLOPs %", "bytes", "FLOP/B", "ms", "time %"]
+    headers += ["GFLOP/s"] + (["% of roof", "bound by"] if roof else [])
+    rows = []
+    for c in breakdown.op_classes:
+        row = [
+            c.name,
+            str(c.calls),
+            si(c.flops),
+            _pct(c.flops, top.flops),
+            si(c.bytes),
+            _num(c.intensity),
+            _ms(c.time_ms),
+            _pct(c.time_ms, breakdown.ops_ms),
+            _num(c.gflops_per_s),
+        ]
+        if roof:
+            speed, intensity = c.gflops_per_s, c.intensity
+            reach = speed / roof.attainable_gflops(intensity) if speed and intensity else None
+            bound = "-" if intensity is None else "memory" if intensity < roof.ridge else "compute"
+            row += ["-" if reach is None else f"{100 * reach:.0f}%", bound]
+        rows.append(row)
+    return headers, rows
+
+
+def _notes(result: ProfileResult) -> list[str]:
+    """What the times cover, the roof and attention's work against its time, as sentences."""
+    notes = []
+    if result.breakdown is not None:
+        notes.append(f"{result.name}: {result.breakdown.scope()}")
+    if result.roof is not None:
+        notes.append(result.roof.describe())
+    statement = attention_statement(result)
+    if statement:
+        notes.append(f"{result.name}, {statement}")
+    return notes
 
 
 def _comparison(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
@@ -152,29 +230,59 @@ def _csv(records: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def _text(tables: list[tuple[str, list[str], list[list[str]]]], format: str) -> str:
-    """Rich or Markdown text for several (title, headers, rows) tables and the convention."""
+def _text(
+    tables: list[tuple[str, list[str], list[list[str]]]], format: str, notes: Sequence[str] = ()
+) -> str:
+    """Rich or Markdown text for several (title, headers, rows) tables, notes and the convention."""
     if format == "markdown":
         parts = [f"**{title}**\n\n{_markdown(h, r)}" for title, h, r in tables]
-        return "\n\n".join([*parts, f"_{CONVENTION}_"]) + "\n"
+        return "\n\n".join([*parts, *notes, f"_{CONVENTION}_"]) + "\n"
     console = Console(file=io.StringIO(), width=120, color_system=None, highlight=False)
     for title, headers, rows in tables:
         console.print(_rich(headers, rows, title))
+    for note in notes:
+        console.print(note, soft_wrap=False)
     console.print(f"Convention: {CONVENTION}", soft_wrap=False)
     return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def _by_module(results: Sequence[ProfileResult], depth: int) -> list[tuple]:
+    """Each model's module table and, where it was timed by module, its op class table."""
+    tables: list[tuple] = []
+    for r in results:
+        tables.append((f"{r.name} by module (* = attention)", *_modules(r, depth)))
+        title = f"{r.name} by module: work" + (" against time" if r.breakdown else "")
+        tables.append((title, *_work_and_time(r, depth)))
+        if r.breakdown is not None:
+            title = f"{r.name} by op class (op time; 'attention' = inside attention modules)"
+            tables.append((title, *_op_classes(r)))
+    return tables
 
 
 def _flat(result: ProfileResult) -> dict[str, Any]:
     data = result.to_dict(by_module=False)
     timing = data.pop("timing") or {}
     timing.pop("latencies_ms", None)
+    roof = data.pop("roof") or {}
     data.pop("convention")
     data["input_size"] = "x".join(map(str, result.input_size))
-    return {**data, **{f"timing_{k}": v for k, v in timing.items()}}
+    return {
+        **data,
+        **{f"timing_{k}": v for k, v in timing.items()},
+        **{f"roof_{k}": v for k, v in roof.items()},
+    }
 
 
 def _module_records(result: ProfileResult, depth: int) -> list[dict[str, Any]]:
-    return [{"model": result.name, **row.__dict__} for row in result.modules if row.depth <= depth]
+    forward = result.breakdown.forward_ms if result.breakdown else None
+    records = []
+    for row in result.modules:
+        if row.depth <= depth:
+            record = {"model": result.name, **row.to_dict()}
+            if forward:
+                record["time_share"] = None if row.time_ms is None else row.time_ms / forward
+            records.append(record)
+    return records
 
 
 def render_results(
@@ -192,8 +300,8 @@ def render_results(
         return _csv([_flat(r) for r in results])
     tables = [(", ".join(r.name for r in results), *_summary(results))]
     if by_module:
-        tables += [(f"{r.name} by module (* = attention)", *_modules(r, depth)) for r in results]
-    return _text(tables, format)
+        tables += _by_module(results, depth)
+    return _text(tables, format, [note for r in results for note in _notes(r)])
 
 
 def render_comparison(
@@ -216,7 +324,5 @@ def render_comparison(
     title = f"compared with {base.name}, input {base.batch_size} x {tuple(base.input_size)}"
     tables = [(title, *_comparison(comparison))]
     if by_module:
-        tables += [
-            (f"{r.name} by module (* = attention)", *_modules(r, depth)) for r in comparison.results
-        ]
-    return _text(tables, format)
+        tables += _by_module(comparison.results, depth)
+    return _text(tables, format, [note for r in comparison.results for note in _notes(r)])

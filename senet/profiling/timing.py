@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from senet.layers.validate import check_positive_int
+from senet.profiling.errors import ProfileError
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ def eval_mode(*models: nn.Module) -> Iterator[None]:
             module.training = training
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for ``device`` to finish its queued work (CUDA); a no-op on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -111,11 +113,11 @@ def _rss_kib(field: str) -> int | None:
 def _peak_memory(run: Callable[[], Any], device: torch.device) -> tuple[int | None, str]:
     """Memory one call of ``run`` needs above what is allocated before it."""
     if device.type == "cuda":
-        _sync(device)
+        sync(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
         run()
-        _sync(device)
+        sync(device)
         return torch.cuda.max_memory_allocated(device) - base, "cuda max_memory_allocated"
     if device.type != "cpu":
         return None, f"not measured on {device.type}"
@@ -138,8 +140,8 @@ def _peak_memory(run: Callable[[], Any], device: torch.device) -> tuple[int | No
     return (after - before) * scale, "lifetime peak RSS growth (ru_maxrss, a lower bound)"
 
 
-def _prepare(
-    model: nn.Module, device: torch.device, channels_last: bool, compile: bool
+def prepare(
+    model: nn.Module, device: torch.device, channels_last: bool, compile: bool = False
 ) -> nn.Module:
     """An eval-mode model on ``device``: the caller's own if nothing must change, else a copy."""
     on_device = all(t.device == device for t in [*model.parameters(), *model.buffers()])
@@ -148,6 +150,34 @@ def _prepare(
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
     return torch.compile(model) if compile else model
+
+
+def timing_device(models: Sequence[nn.Module], device: str | torch.device) -> torch.device:
+    """``device`` checked for timing: a GPU that exists, models with real (not meta) weights."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ProfileError(
+                f"timing on device={str(device)!r} needs a CUDA GPU; torch sees none"
+            )
+        if device.index is None:  # "cuda" means the current GPU; tensors report "cuda:N"
+            device = torch.device("cuda", torch.cuda.current_device())
+    if any(t.is_meta for m in models for t in [*m.parameters(), *m.buffers()]):
+        raise ProfileError(
+            "timing needs real weights, but the model's tensors are on the meta device; "
+            "build it on the CPU (or GPU) to time it, or profile with timing=False"
+        )
+    return device
+
+
+def random_batch(
+    input_size: Sequence[int], batch_size: int, device: torch.device, channels_last: bool
+) -> torch.Tensor:
+    """The timed input: standard normal, channels_last where asked and the input is 4-D."""
+    x = torch.randn(batch_size, *input_size, device=device)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def measure(
@@ -171,36 +201,24 @@ def measure(
     check_positive_int("measure", "repeats", repeats)
     check_positive_int("measure", "batch_size", batch_size)
     if warmup < 0:
-        raise ValueError(f"measure: warmup must be >= 0, got {warmup!r}")
-    device = torch.device(device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"timing on device={str(device)!r} needs a CUDA GPU; torch sees none")
-        if device.index is None:  # "cuda" means the current GPU; tensors report "cuda:N"
-            device = torch.device("cuda", torch.cuda.current_device())
-    if any(t.is_meta for m in models for t in [*m.parameters(), *m.buffers()]):
-        raise ValueError(
-            "timing needs real weights, but the model's tensors are on the meta device; "
-            "build it on the CPU (or GPU) to time it, or profile with timing=False"
-        )
-    x = torch.randn(batch_size, *input_size, device=device)
-    if channels_last and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    runs = [_prepare(m, device, channels_last, compile) for m in models]
+        raise ProfileError(f"measure: warmup must be >= 0, got {warmup!r}")
+    device = timing_device(models, device)
+    x = random_batch(input_size, batch_size, device, channels_last)
+    runs = [prepare(m, device, channels_last, compile) for m in models]
     latencies: list[list[float]] = [[] for _ in runs]
     peaks = []
     with torch.inference_mode(), eval_mode(*runs):
         for run in runs:
             for _ in range(warmup):
                 run(x)
-            _sync(device)
+            sync(device)
             peaks.append(_peak_memory(lambda run=run: run(x), device))
         for _ in range(repeats):
             for i, run in enumerate(runs):
-                _sync(device)
+                sync(device)
                 start = time.perf_counter()
                 run(x)
-                _sync(device)
+                sync(device)
                 latencies[i].append((time.perf_counter() - start) * 1000.0)
     return [
         Timing(
