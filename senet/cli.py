@@ -634,11 +634,11 @@ def study(
         for page in stale:
             typer.echo(f"{'out of date' if check else 'regenerated'}: {page}")
         raise typer.Exit(1 if check and stale else 0)
-    if len(paths) != 1:
-        raise typer.BadParameter(f"give one results folder (or --pages PAGES), got {len(paths)}")
-    folder, outputs = paths[0], StudyOutputs(json_path, plot, record, summary)
     with _clear_errors():
-        found, recorded = run_study(folder, outputs, twins, against, earlier)
+        if len(paths) != 1:
+            raise CommandLineError(f"give one results folder (or --pages PAGES), got {len(paths)}")
+        outputs = StudyOutputs(json_path, plot, record, summary)
+        found, recorded = run_study(paths[0], outputs, twins, against, earlier)
     typer.echo(study_markdown(found))
     if recorded is not None:
         typer.echo(f"recorded {len(recorded)} finished run(s) in {record}")
