@@ -10,8 +10,7 @@ from senet.models import create_model, list_models, load_weights, register_model
 from senet.models.inference import optimize_for_inference
 from senet.profiling import compare_costs, profile
 from senet.retrofitting import RetrofitReport, retrofit
-
-__version__ = "0.2.0"
+from senet.version import __version__
 
 __all__ = [
     "RetrofitReport",

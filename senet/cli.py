@@ -22,7 +22,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from senet import __version__
+        from senet.version import __version__
 
         typer.echo(f"senet {__version__}")
         raise typer.Exit()

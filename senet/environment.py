@@ -35,7 +35,7 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
 def environment() -> dict[str, Any]:
     """senet, torch, CUDA and Python versions; the CPU, its reduced-precision features and
     threads; the GPUs if any."""
-    from senet import __version__
+    from senet.version import __version__
 
     flags = cpu_flags()
     info: dict[str, Any] = {

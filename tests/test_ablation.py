@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from senet.ablation import (
     load_grid,
     markdown_table,
     run_grid,
+    runner,
     write_report,
 )
 from senet.ablation.records import record_runs
@@ -387,15 +389,19 @@ def test_failed_points_are_retried_and_reported(tmp_path):
     assert [(len(r.seeds), r.failed_seeds) for r in rows] == [(1, []), (0, [0])]
 
 
-@pytest.mark.slow
-def test_ray_backend_runs_the_same_grid(tmp_path):
+@pytest.fixture(scope="module")
+def local_ray():
+    """A Ray of this test process's own (address="local": never someone's running cluster)."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'senet[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        grid = load_grid(write_grid(tmp_path, axes={"optim.lr": [0.05, 0.2]}))
-        results = run_grid(grid, tmp_path / "out", backend="ray", on_event=lambda _: None)
-    finally:
-        ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_backend_runs_the_same_grid(tmp_path, local_ray):
+    grid = load_grid(write_grid(tmp_path, axes={"optim.lr": [0.05, 0.2]}))
+    results = run_grid(grid, tmp_path / "out", backend="ray", on_event=lambda _: None)
     assert [r.status for r in results] == ["done", "done"]
     # The same points on the local backend train the same weights (seeded runs). Two jobs at
     # once give each point one thread, as each Ray task has: the float sums then round alike.
@@ -410,6 +416,64 @@ def test_ray_backend_runs_the_same_grid(tmp_path):
             torch.testing.assert_close(got[key], want[key], rtol=1e-4, atol=1e-5)
     lrs = [r.summary["config"]["optim"]["lr"] for r in results]
     assert lrs == [0.05, 0.2]  # each point ran its own setting
+
+
+# The point's process kills its parent: the Ray worker that runs the point's task.
+KILL_THE_WORKER = "import os, signal; os.kill(os.getppid(), signal.SIGKILL)"
+
+
+@pytest.mark.slow
+def test_ray_failures_are_retried_and_recorded_while_the_grid_goes_on(
+    tmp_path, monkeypatch, local_ray
+):
+    grid = load_grid(write_grid(tmp_path, axes={"optim.lr": [0.05, 0.1, 0.2]}))
+    real_command = runner.point_command
+    attempts = Counter()
+
+    def command(grid, point, run_dir):
+        attempts[point.run_id] += 1
+        lr = dict(point.settings)["optim.lr"]
+        if lr == 0.05 and attempts[point.run_id] == 1:
+            return [sys.executable, "-c", "raise SystemExit(3)"]  # fails once, then trains
+        if lr == 0.1:
+            return [str(tmp_path / "no-python"), "-V"]  # the task raises: Popen finds no file
+        if lr == 0.2:
+            return [sys.executable, "-c", KILL_THE_WORKER]  # the task loses its worker
+        return real_command(grid, point, run_dir)
+
+    monkeypatch.setattr(runner, "point_command", command)
+    events = []
+    results = run_grid(grid, tmp_path / "out", backend="ray", retries=1, on_event=events.append)
+    by_lr = {dict(r.point.settings)["optim.lr"]: r for r in results}
+    retried = by_lr[0.05]
+    assert (retried.status, retried.attempts) == ("done", 2)
+    assert (retried.run_dir / "summary.json").is_file()
+    raised, died = by_lr[0.1], by_lr[0.2]
+    assert (raised.status, raised.attempts) == ("failed", 2)
+    assert (died.status, died.attempts) == ("failed", 2)
+    assert "FileNotFoundError" in raised.error and "no-python" in raised.error
+    assert "WorkerCrashedError" in died.error
+    assert sum(e.startswith("  failed") for e in events) == 1 + 2 + 2
+    assert dict(attempts) == {r.point.run_id: 2 for r in results}
+    log = (died.run_dir / "ablation.log").read_text().splitlines()
+    assert sum(line.startswith("$ ") for line in log) == 2  # no retries inside Ray besides
+
+
+@pytest.mark.slow
+def test_cli_ablate_on_ray(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'senet[ray]')")
+    grid = write_grid(tmp_path, axes={"optim.lr": [0.1]})
+    out = tmp_path / "out"
+    env = {**os.environ, "RAY_ADDRESS": "local"}  # a local Ray of its own
+    proc = ablate(str(grid), "--backend", "ray", "--cpus", "1", "--out", str(out), env=env)
+    output, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, output
+    assert "1 runs, 0 finished earlier, 1 to run (ray, ray at a time)" in output
+    summary = json.loads((out / "runs" / "lr=0.1__seed=0" / "summary.json").read_text())
+    assert summary["config"]["optim"]["lr"] == 0.1
+    with (out / "results.csv").open() as f:
+        (row,) = csv.DictReader(f)
+    assert float(row["top1_mean"]) == pytest.approx(summary["final_top1"])
 
 
 @pytest.mark.slow

@@ -94,6 +94,37 @@ def test_saturation_report_replaces_constant_gates():
     json.dumps(report)
 
 
+class BiasedToy(Toy):
+    """Toy plus a fixed logit of 0.4 for class 2: a lit channel beats it only while the late
+    gate, which is high on the lit channel alone, still tells the classes apart."""
+
+    BIAS = torch.tensor([0.0, 0.0, 0.4])
+
+    def forward(self, x):
+        return super().forward(x) + self.BIAS
+
+
+def test_top1_after_is_the_frozen_models_score():
+    model = BiasedToy()
+    batches = labelled_batches()
+    stats = collect_gates(model, batches, num_classes=K)
+
+    def top1(m):
+        correct = sum((m(x).argmax(1) == y).sum().item() for x, y in batches)
+        return 100.0 * correct / sum(len(y) for _, y in batches)
+
+    # A threshold above every spread freezes both blocks, the late one at its mean over classes.
+    report = saturation_report(model, stats, top1, threshold=1.0)
+    assert report["replaced"] == ["early", "late"]
+    # Class j lights channel j: it reaches the head as 0.5 (early gate) * late gate of channel j.
+    frozen_gate = stats.block("late").mean().float()
+    logits = torch.diag(0.5 * frozen_gate) + BiasedToy.BIAS
+    expected = 100.0 * (logits.argmax(1) == torch.arange(K)).double().mean().item()
+    assert expected < 100.0  # freezing the late gate does change the answers
+    assert report["top1_before"] == 100.0
+    assert report["top1_after"] == pytest.approx(expected)
+
+
 def test_constant_gate_scales_channels():
     gate = ConstantGate(torch.tensor([0.0, 0.5, 1.0]))
     x = torch.ones(1, 3, 2, 2)

@@ -3,13 +3,14 @@
 import copy
 
 import pytest
-import timm
 import torch
 import torchvision
 from torch import nn
 
 import senet
 from senet.models.inference import InferenceModel, conv_bn_pairs
+
+timm = pytest.importorskip("timm", reason="timm is not installed (pip install 'senet[test]')")
 
 
 def _close_logits(fast_out, ref, *, bf16):

@@ -92,6 +92,7 @@ def test_torch_compile_matches_eager(name):
 @pytest.mark.parametrize("name", ["se", "cbam"])
 def test_onnx_export_runs_and_matches(name, tmp_path):
     onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript", reason="torch.onnx.export(dynamo=True) needs onnxscript")
     from onnx.reference import ReferenceEvaluator
 
     layer = create_attn(name, C).eval()

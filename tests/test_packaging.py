@@ -3,6 +3,7 @@ a wheel that works from an empty folder in a fresh virtual environment."""
 
 from __future__ import annotations
 
+import json
 import os
 import site
 import subprocess
@@ -20,7 +21,7 @@ import senet
 from senet.ablation import GridError, load_grid
 from senet.config import ConfigError, load_config
 from senet.configs import names
-from senet.data.fashion_mnist import SYSTEM_DIR
+from senet.data.fashion_mnist import FILES as FASHION_MNIST_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,15 +89,34 @@ def test_torch_hub_loads_senet_models_from_a_local_clone():
         torch.hub.load(str(REPO), "no_such_model", source="local")
 
 
+def write_fashion_mnist_idx(raw: Path, sizes: dict[str, int]) -> None:
+    """Random Fashion-MNIST look-alikes in torchvision's raw layout: the four uncompressed IDX
+    files (``sizes``: images per prefix, ``train`` and ``t10k``)."""
+    gen = torch.Generator().manual_seed(0)
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in FASHION_MNIST_FILES:
+        n = sizes[name.split("-")[0]]
+        if "images" in name:  # magic: unsigned bytes, 3 dimensions
+            header = [0x803, n, 28, 28]
+            body = torch.randint(0, 256, (n, 28, 28), generator=gen, dtype=torch.uint8)
+        else:
+            header = [0x801, n]
+            body = torch.randint(0, 10, (n,), generator=gen, dtype=torch.uint8)
+        head = b"".join(v.to_bytes(4, "big") for v in header)
+        (raw / name).write_bytes(head + body.numpy().tobytes())
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not SYSTEM_DIR.is_dir(), reason="needs Debian's dataset-fashion-mnist")
 def test_built_wheel_works_from_an_empty_folder(tmp_path):
     """Build the wheel, install it (no downloads) into a fresh venv that borrows this
     environment's dependencies, and run the commands a new user runs first."""
     dist, venv, empty = tmp_path / "dist", tmp_path / "venv", tmp_path / "empty"
     empty.mkdir()
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    run = dict(check=True, capture_output=True, text=True, timeout=600)
+    # No PYTHONPATH: a checkout on it would pass for the installed senet (pip then skips the
+    # wheel as "already installed").
+    env = {**os.environ, "PYTHONPATH": "", "MPLBACKEND": "Agg"}
+    run = dict(check=True, capture_output=True, text=True, timeout=600, env=env)
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", dist, REPO], **run)
     (wheel,) = dist.glob("senet-*.whl")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], **run)
@@ -106,21 +126,22 @@ def test_built_wheel_works_from_an_empty_folder(tmp_path):
     (site_dir,) = venv.glob("lib/python*/site-packages")
     (site_dir / "parent.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run([*pip, "--python", py, "install", "--no-deps", "--no-index", wheel], **run)
-    env = {**os.environ, "PYTHONPATH": "", "MPLBACKEND": "Agg"}
     senet_cli = [str(venv / "bin" / "senet")]
 
     def cli(*args: str) -> str:
-        out = subprocess.run([*senet_cli, *args], cwd=empty, env=env, **run)
+        out = subprocess.run([*senet_cli, *args], cwd=empty, **run)
         return out.stdout
 
-    where = subprocess.run(
-        [py, "-c", "import senet; print(senet.__file__)"], cwd=empty, env=env, **run
-    )
+    where = subprocess.run([py, "-c", "import senet; print(senet.__file__)"], cwd=empty, **run)
     assert str(site_dir) in where.stdout  # the wheel's senet, not this checkout's
+    # Synthetic files where senet keeps the dataset: no download, no system copy needed. Their
+    # 48 test images (the real set has 10,000) show that the run read them.
+    write_fashion_mnist_idx(tmp_path / "data" / "FashionMNIST" / "raw", {"train": 96, "t10k": 48})
     budget = ["data.train_size=64", "data.val_size=64", "train.epochs=1", "log.progress=none"]
     budget += [f"data.root={tmp_path / 'data'}", "log.tensorboard=false", "log.plots=false"]
     cli("train", "fashion_mnist_se_resnet20", *budget, "output_dir=run")
-    assert (empty / "run" / "summary.json").is_file()
+    summary = json.loads((empty / "run" / "summary.json").read_text())
+    assert (summary["train_images"], summary["val_images"]) == (64, 48)
     listed = cli("ablate", "table10_reduction", "--dry-run")
     assert "reduction=32__seed=0" in listed and "6 runs" in listed
     # The whole demo trains two models (minutes); its tour shows the packaged layers work, and

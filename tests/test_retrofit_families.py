@@ -7,15 +7,24 @@ gives, so agreement with the zoo's se_ models follows from the same formula.
 
 from __future__ import annotations
 
-import pretrainedmodels
 import pytest
-import timm
 import torch
 import torchvision
 from torch import nn
 
 import senet
 from tests._shufflenet_v1 import ShuffleNetV1
+
+
+def _timm():
+    return pytest.importorskip("timm", reason="timm is not installed (pip install 'senet[test]')")
+
+
+def _cadene():
+    # pretrainedmodels imports six without declaring it: a missing six skips too.
+    return pytest.importorskip(
+        "pretrainedmodels", reason="pretrainedmodels is not installed (pip install 'senet[test]')"
+    )
 
 
 def se_params(channels: int, reduction: int = 16) -> int:
@@ -66,7 +75,7 @@ MOBILENET_V1_BLOCK_CHANNELS = [64, 128, 128, 256, 256, *[512] * 6, 1024, 1024]
 
 
 def test_timm_mobilenet_v1_se_after_each_of_13_depthwise_separable_blocks() -> None:
-    model = timm.create_model("mobilenetv1_100")
+    model = _timm().create_model("mobilenetv1_100")
     report = outputs_equal_with_identity_init(model, torch.randn(2, 3, 64, 64), input_size=64)
 
     assert len(report.sites) == 13
@@ -97,7 +106,7 @@ BNINCEPTION_MODULES = {  # module: output channels (concat of its branches)
 @pytest.mark.slow
 def test_cadene_bninception_flat_forward_gets_one_site_per_inception_module() -> None:
     # Cadene's BNInception is one flat forward: its 10 Inception modules exist only as concats.
-    model = pretrainedmodels.bninception(pretrained=None)
+    model = _cadene().bninception(pretrained=None)
     report = outputs_equal_with_identity_init(model, torch.randn(1, 3, 224, 224))
 
     assert {s.unit: s.channels for s in report.sites} == BNINCEPTION_MODULES
@@ -135,7 +144,7 @@ def test_cadene_bninception_flat_forward_gets_one_site_per_inception_module() ->
         ),
         (
             "timm inception_v3",
-            lambda: timm.create_model("inception_v3"),
+            lambda: _timm().create_model("inception_v3"),
             299,
             ["Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
              "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"],
@@ -160,9 +169,9 @@ IRV2_MIXED = {"mixed_5b": 320, "mixed_6a": 1088, "mixed_7a": 2080}
 @pytest.mark.parametrize("source", ["timm", "cadene"])
 def test_inception_resnet_v2_se_on_each_residual_branch_before_the_scaling(source: str) -> None:
     if source == "timm":
-        model = timm.create_model("inception_resnet_v2")
+        model = _timm().create_model("inception_resnet_v2")
     else:
-        model = pretrainedmodels.inceptionresnetv2(pretrained=None)
+        model = _cadene().inceptionresnetv2(pretrained=None)
         model.avgpool_1a = nn.AdaptiveAvgPool2d(1)  # its fixed 8x8 pool needs 299x299 input
     model.eval()
     report = senet.retrofit(model, "se", input_size=139)

@@ -200,10 +200,12 @@ def test_resume_after_a_crash_ends_with_the_uninterrupted_weights(tmp_path, monk
     folder = tmp_path / "b" / "run"
     assert CheckpointDir(folder / "checkpoints").newest_valid()[1]["epoch"] == 2
     resumed = train(_config(tmp_path / "b", *extra), resume="auto")
-    a, _ = read_weights(tmp_path / "a" / "run" / "last.safetensors")
-    b, _ = read_weights(folder / "last.safetensors")
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    for name in ("last.safetensors", "ema.safetensors"):  # the EMA resumes too
+        a, _ = read_weights(tmp_path / "a" / "run" / name)
+        b, _ = read_weights(folder / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{name}: {key}"
     assert resumed["final_top1"] == full["final_top1"]
     with open(folder / "metrics.csv") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]

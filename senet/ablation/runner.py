@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -317,12 +318,34 @@ def _ray_executor(resources: dict[str, float] | None) -> Executor:
     def execute(commands: dict[str, list[str]], logs: dict[str, Path]) -> Iterator[tuple[str, int]]:
         if not ray.is_initialized():
             ray.init()  # joins RAY_ADDRESS's cluster when set, else starts a local one
-        remote = ray.remote(**resources)(_run_process)
+        # No retries inside Ray: the grid's own (``retries``) resume the point from its folder.
+        remote = ray.remote(max_retries=0, **resources)(_run_process)
         env = {**os.environ, "OMP_NUM_THREADS": str(max(1, int(resources["num_cpus"])))}
         refs = {remote.remote(c, logs[k], env): k for k, c in commands.items()}
         waiting = list(refs)
         while waiting:
             ready, waiting = ray.wait(waiting, num_returns=1)
-            yield refs[ready[0]], ray.get(ready[0])
+            run_id = refs[ready[0]]
+            yield run_id, _ray_exit_code(ray, ready[0], logs[run_id])
 
     return execute
+
+
+_RAY_TASK_FAILED = -1  # the exit code given to a point whose Ray task raised or lost its worker
+
+
+def _ray_exit_code(ray: Any, ref: Any, log_path: Path) -> int:
+    """The point's exit code. A task that raised (say, Python missing on the node) or whose
+    worker died has none: it counts as a failed run, and Ray's error goes to the point's log,
+    so that one point's failure does not stop the grid."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as e:
+        cause = getattr(e, "cause", None) or e  # a task's own exception, else Ray's
+        lines = str(cause).strip().splitlines() or [""]
+        reason = f"{type(cause).__name__}: {lines[0]}"
+        with contextlib.suppress(OSError):
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("a") as log:
+                log.write(f"ray: the task of this point failed with no exit code: {reason}\n")
+        return _RAY_TASK_FAILED
