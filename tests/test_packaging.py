@@ -15,13 +15,13 @@ from unittest import mock
 
 import pytest
 import torch
+from _idx_files import write_fashion_mnist
 from torch import nn
 
 import senet
 from senet.ablation import GridError, load_grid
 from senet.config import ConfigError, load_config
 from senet.configs import names
-from senet.data.fashion_mnist import FILES as FASHION_MNIST_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,23 +89,6 @@ def test_torch_hub_loads_senet_models_from_a_local_clone():
         torch.hub.load(str(REPO), "no_such_model", source="local")
 
 
-def write_fashion_mnist_idx(raw: Path, sizes: dict[str, int]) -> None:
-    """Random Fashion-MNIST look-alikes in torchvision's raw layout: the four uncompressed IDX
-    files (``sizes``: images per prefix, ``train`` and ``t10k``)."""
-    gen = torch.Generator().manual_seed(0)
-    raw.mkdir(parents=True, exist_ok=True)
-    for name in FASHION_MNIST_FILES:
-        n = sizes[name.split("-")[0]]
-        if "images" in name:  # magic: unsigned bytes, 3 dimensions
-            header = [0x803, n, 28, 28]
-            body = torch.randint(0, 256, (n, 28, 28), generator=gen, dtype=torch.uint8)
-        else:
-            header = [0x801, n]
-            body = torch.randint(0, 10, (n,), generator=gen, dtype=torch.uint8)
-        head = b"".join(v.to_bytes(4, "big") for v in header)
-        (raw / name).write_bytes(head + body.numpy().tobytes())
-
-
 @pytest.mark.slow
 def test_built_wheel_works_from_an_empty_folder(tmp_path):
     """Build the wheel, install it (no downloads) into a fresh venv that borrows this
@@ -136,7 +119,7 @@ def test_built_wheel_works_from_an_empty_folder(tmp_path):
     assert str(site_dir) in where.stdout  # the wheel's senet, not this checkout's
     # Synthetic files where senet keeps the dataset: no download, no system copy needed. Their
     # 48 test images (the real set has 10,000) show that the run read them.
-    write_fashion_mnist_idx(tmp_path / "data" / "FashionMNIST" / "raw", {"train": 96, "t10k": 48})
+    write_fashion_mnist(tmp_path / "data" / "FashionMNIST" / "raw", sizes=(96, 48), gz=False)
     budget = ["data.train_size=64", "data.val_size=64", "train.epochs=1", "log.progress=none"]
     budget += [f"data.root={tmp_path / 'data'}", "log.tensorboard=false", "log.plots=false"]
     cli("train", "fashion_mnist_se_resnet20", *budget, "output_dir=run")
