@@ -14,6 +14,7 @@ against the committed records by their own tests.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import re
 import runpy
@@ -26,9 +27,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md"] + sorted(
-    p for p in (ROOT / "docs").rglob("*.md") if "results" not in p.relative_to(ROOT / "docs").parts
-)
+RESULTS = ROOT / "docs" / "results"
+GUIDES = [p for p in (ROOT / "docs").rglob("*.md") if RESULTS not in p.parents]
+PAGES = [ROOT / "README.md", *sorted(GUIDES)]
 LANGUAGES = ("python", "bash", "yaml", "text", "bibtex")
 NOT_CODE = ("text", "bibtex")  # output and citations: shown, never run
 FENCE = re.compile(r"^```(\S*)\s*$")
@@ -161,21 +162,22 @@ def run_senet(argv: list[str], where: str) -> None:
 
 
 def run_python_main(argv: list[str], where: str) -> None:
-    """``python -m MODULE ARGS`` or ``python SCRIPT ARGS``, in this process."""
-    module = argv[2] if argv[1] == "-m" else None
-    target = module or str(Path(argv[1]) if Path(argv[1]).exists() else ROOT / argv[1])
-    args = argv[3:] if module else argv[2:]
+    """``python -m MODULE ARGS`` (the module's ``main(args)``) or ``python SCRIPT ARGS``, in this
+    process; a non-zero exit fails."""
     saved = sys.argv
-    sys.argv = [target, *args]
     try:
-        if module:
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        if argv[1] == "-m":
+            code = importlib.import_module(argv[2]).main(argv[3:])
         else:
-            runpy.run_path(target, run_name="__main__")
+            script = argv[1] if Path(argv[1]).exists() else str(ROOT / argv[1])
+            sys.argv = [script, *argv[2:]]
+            runpy.run_path(script, run_name="__main__")
+            code = 0
     except SystemExit as stop:
-        assert stop.code in (0, None), f"{where}: {shlex.join(argv)} exited with {stop.code}"
+        code = stop.code
     finally:
         sys.argv = saved
+    assert code in (0, None), f"{where}: {shlex.join(argv)} exited with {code}"
 
 
 def run_shell(block: Block) -> None:
@@ -269,7 +271,10 @@ def test_no_run_skips_only_its_block(tmp_path, monkeypatch):
 
 def test_shell_commands_join_continuations_and_drop_comments():
     code = "senet train R \\\n    a=1 b=2  # why\n# a comment\nsenet models 'se_*'\n"
-    assert shell_commands(code) == [["senet", "train", "R", "a=1", "b=2"], ["senet", "models", "se_*"]]
+    assert shell_commands(code) == [
+        ["senet", "train", "R", "a=1", "b=2"],
+        ["senet", "models", "se_*"],
+    ]
 
 
 # --- generated tables --------------------------------------------------------------------------
@@ -284,7 +289,9 @@ def _gen_docs():
 
 def test_generated_tables_are_current():
     stale = _gen_docs().stale_pages()
-    assert not stale, f"stale: {[str(p.relative_to(ROOT)) for p in stale]}; run python tools/gen_docs.py"
+    assert not stale, (
+        f"stale: {[str(p.relative_to(ROOT)) for p in stale]}; run python tools/gen_docs.py"
+    )
 
 
 def test_a_hand_edited_table_is_stale(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import inspect
 import io
 import re
 import sys
@@ -305,8 +306,7 @@ def cli_commands() -> str:
 
 
 def cli_options() -> str:
-    """Each command's arguments and options, with their defaults and help."""
-    import click
+    """Each command's help, usage, arguments and options, with their defaults."""
     import typer
 
     from senet.cli import app
@@ -315,20 +315,35 @@ def cli_options() -> str:
     blocks = []
     for name in sorted(group.commands):
         command = group.commands[name]
+        summary, _, rest = (command.help or "").strip().partition("\n\n")
+        parts = [f"### senet {name}", _cell(" ".join(summary.split()))]
+        if rest.strip():
+            parts.append(f"```text\n{inspect.cleandoc(rest)}\n```")
+        usage = f"senet {name} {_usage(command)}".strip()
+        parts.append(f"`{usage}`")
         rows = ["| argument or option | default | meaning |", "|---|---|---|"]
         for param in command.params:
-            if param.name == "help":
-                continue
-            if isinstance(param, click.Argument):
-                label = f"`{param.human_readable_name}`"
+            if param.param_type_name == "argument":
+                label = f"`{param.name.upper()}`"
             else:
                 label = ", ".join(f"`{opt}`" for opt in [*param.opts, *param.secondary_opts])
             default = "" if param.default in (None, (), []) else f"`{_cli_default(param)}`"
-            meaning = _cell(getattr(param, "help", None) or "")
-            rows.append(f"| {label} | {default} | {meaning} |")
-        usage = " ".join(command.collect_usage_pieces(click.Context(command)))
-        blocks.append(f"### senet {name}\n\n`senet {name} {usage}`\n\n" + "\n".join(rows))
+            rows.append(f"| {label} | {default} | {_cell(getattr(param, 'help', None) or '')} |")
+        if len(rows) > 2:
+            parts.append("\n".join(rows))
+        blocks.append("\n\n".join(parts))
     return "\n\n".join(blocks)
+
+
+def _usage(command: Any) -> str:
+    """``[OPTIONS] GRID [OVERRIDES]...``: the command line's shape."""
+    kinds = {param.param_type_name for param in command.params}
+    pieces = ["[OPTIONS]"] if "option" in kinds else []
+    for param in command.params:
+        if param.param_type_name == "argument":
+            text = param.name.upper() + ("..." if param.nargs == -1 else "")
+            pieces.append(text if param.required else f"[{text}]")
+    return " ".join(pieces)
 
 
 def _cli_default(param: Any) -> str:
