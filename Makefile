@@ -5,8 +5,10 @@ PY := $(VENV)/bin/python
 # Pinned framework: the release this project is built and checked against.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.senet-installed
+# Material's notice about its successor is not a build warning.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint docs clean
 
 setup: $(STAMP)
 
@@ -14,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PINS)
-	$(PY) -m pip install --quiet -e ".[test]" $(TORCH_PINS)
+	$(PY) -m pip install --quiet -e ".[test,docs]" $(TORCH_PINS)
 	touch $(STAMP)
 
 demo: setup
@@ -23,10 +25,15 @@ demo: setup
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+	$(MKDOCS) build --strict --quiet
+
+# The documentation site in site/; --strict fails on a broken link or a missing API reference.
+docs: setup
+	$(MKDOCS) build --strict
 
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info site

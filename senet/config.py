@@ -58,6 +58,8 @@ class RetrofitConfig:
 
 @dataclass
 class ModelConfig:
+    """``model.*``: what ``senet.create_model`` builds, and the weights it starts from."""
+
     name: str = "se_resnet20_cifar"  # senet.list_models() name, or torchvision:NAME / timm:NAME
     num_classes: int | None = None  # None: the dataset's class count
     in_chans: int | None = None  # None: the dataset's channel count
@@ -78,6 +80,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    """``data.*``: the dataset (``senet.data``), its split sizes, augmentation and loading."""
+
     name: str = "fashion_mnist"  # a senet.data.list_datasets() name
     # dataset folder (Fashion-MNIST: its four IDX files at the top are read in place);
     # None: the dataset's usual place (see senet.data)
@@ -93,7 +97,7 @@ class DataConfig:
     augment: bool = True  # the paper's training augmentation for this dataset
     cutout: int = 0  # Cutout square side in pixels, in-memory datasets (paper Table 4: 16); 0: off
     mean: list[float] | None = None  # normalisation; None: the dataset's statistics
-    std: list[float] | None = None
+    std: list[float] | None = None  # normalisation; None: the dataset's statistics
     num_classes: int = 10  # synthetic only: number of classes
     channels: int = 3  # synthetic only: image channels
     synthetic_train: int = 512  # synthetic only: training images
@@ -106,13 +110,15 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    name: Literal["sgd", "adamw"] = "sgd"
+    """``optim.*``: the optimiser, its learning rate and weight decay."""
+
+    name: Literal["sgd", "adamw"] = "sgd"  # the optimiser (paper: SGD)
     lr: float = 0.1  # LR for a global batch of lr_base_batch images
     lr_base_batch: int | None = 256  # linear scaling: lr * global_batch / lr_base_batch; None: off
     momentum: float = 0.9  # SGD momentum (paper: 0.9)
-    nesterov: bool = False
+    nesterov: bool = False  # SGD: Nesterov momentum
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW only
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-4  # paper: 1e-4; no_wd_bn_bias and attn_weight_decay set exceptions
     no_wd_bn_bias: bool = False  # no weight decay on BatchNorm affine params and biases
     grad_clip: float | None = None  # clip the global grad norm to this; None: off
     # LR multiplier of a spatial transformer's parameters (model.stn): a slower localisation net
@@ -125,7 +131,9 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: Literal["step", "multistep", "cosine", "constant"] = "step"
+    """``schedule.*``: the learning-rate schedule over epochs, with an optional warm-up."""
+
+    name: Literal["step", "multistep", "cosine", "constant"] = "step"  # the LR schedule's shape
     step_size: float = 30  # step: divide by 1/gamma every step_size epochs (paper: 30)
     milestones: list[float] = field(default_factory=list)  # multistep: epochs where LR drops
     gamma: float = 0.1  # LR factor at each drop
@@ -136,8 +144,10 @@ class ScheduleConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    seed: int = 0
+    """``train.*``: the length of the run, precision, tricks, evaluation and checkpoints."""
+
+    epochs: int = 10  # passes over the training set
+    seed: int = 0  # seeds weights, data order and augmentation (a run repeats to the digit)
     device: str = "auto"  # auto (cuda when present), cpu, cuda, cuda:1, ...
     # mixed precision (fp16 only on CUDA); auto: bf16 where the device has bf16 hardware (AMX or
     # AVX512-BF16 CPUs, CUDA), fp32 elsewhere; the run log says which and why
@@ -162,6 +172,8 @@ class TrainConfig:
 
 @dataclass
 class LogConfig:
+    """``log.*``: progress display, TensorBoard events and plots."""
+
     progress: Literal["auto", "bar", "plain", "none"] = "auto"  # auto: bar on a terminal
     log_every: int = 50  # plain mode: one line every N steps
     tensorboard: bool = True  # TensorBoard events (skipped with a notice if not installed)
@@ -170,6 +182,8 @@ class LogConfig:
 
 @dataclass
 class Config:
+    """A whole training run: one section per dataclass above, and the run folder."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

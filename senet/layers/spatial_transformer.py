@@ -38,7 +38,9 @@ class SpatialTransformer(nn.Module):
         loc_features: output width of a custom ``localization`` (needed only with one).
         hidden: width of the FC layer that regresses theta.
         output_size: (H_out, W_out) of the resampled map; default: the input's size.
-        mode, padding_mode, align_corners: passed to ``F.grid_sample`` / ``F.affine_grid``.
+        mode: passed to ``F.grid_sample``.
+        padding_mode: passed to ``F.grid_sample``.
+        align_corners: passed to ``F.grid_sample`` and ``F.affine_grid``.
     """
 
     def __init__(

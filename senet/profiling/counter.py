@@ -507,7 +507,8 @@ def profile(
         batch_size: samples per batch; counts are for the whole batch.
         device: where ``timing`` runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
         timing: also measure latency (median, p90), throughput and peak memory.
-        warmup, repeats: untimed and timed forward passes for ``timing``.
+        warmup: untimed forward passes before ``timing`` measures.
+        repeats: timed forward passes for ``timing``.
         compile: time the ``torch.compile``d model (compilation happens in warm-up).
         channels_last: time with model and input in ``torch.channels_last``.
         count_on_meta: count on the meta device (shapes only, fast, no memory); models that
