@@ -61,7 +61,10 @@ def demo(
         None, help="key=value applied to both runs, e.g. train.epochs=1 data.train_size=2000"
     ),
 ) -> None:
-    """Train SE-ResNet-20 and ResNet-20 on Fashion-MNIST with one budget; compare (`make demo`)."""
+    """Train SE-ResNet-20 and ResNet-20 on Fashion-MNIST with one budget and compare them.
+
+    Example: senet demo train.epochs=1
+    """
     from senet.demo import run_demo, run_tour
 
     if tour:
@@ -73,14 +76,17 @@ def demo(
 
 @app.command()
 def attention() -> None:
-    """List the attention modules that `attn=` accepts."""
+    """List the attention modules that attn= accepts.
+
+    Example: senet attention
+    """
     from senet.layers import attention_names
 
     for name in attention_names():
         typer.echo(name)
 
 
-# --- training and evaluation (issue 6) ---------------------------------------------------------
+# --- training and evaluation ---------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -137,7 +143,9 @@ def train(
         "folder, or a checkpoint file: continue from the exact step it was saved at.",
     ),
 ) -> None:
-    """Train a model from a recipe; writes a run folder (config, metrics, weights, checkpoints).
+    """Train a model from a recipe and write its run folder (config, metrics, weights, checkpoints).
+
+    Example: senet train fashion_mnist_se_resnet20 train.epochs=1 output_dir=runs/se20
 
     Several GPUs or machines: torchrun --nproc_per_node=N -m senet train RECIPE ...
     """
@@ -173,7 +181,10 @@ def evaluate(
         False, "--flip", help="Also with flip TTA: mean logits of each image and its mirror."
     ),
 ) -> None:
-    """Top-1/top-5, per-class accuracy and a confusion-matrix PNG for a weights file."""
+    """Evaluate weights on a dataset: top-1/top-5, per-class accuracy, confusion matrix.
+
+    Example: senet evaluate runs/se20 --flip
+    """
     from dataclasses import replace
 
     from rich.console import Console
@@ -209,8 +220,10 @@ def compare(
         "final_top1", "--metric", help="Paired on: final_top1, final_flip_top1, best_top1, ..."
     ),
 ) -> None:
-    """One table (top-1, params, MACs, time) and one overlay plot for several runs; with
-    --reference, also the seed-paired difference of RUNS against the reference runs."""
+    """Table and overlay plot of several runs; with --reference, their seed-paired difference.
+
+    Example: senet compare 'runs/se_s*' --reference 'runs/plain_s*'
+    """
     from rich.console import Console
 
     from senet.ablation.paired_runs import compare_paired, expand_run_folders
@@ -278,7 +291,10 @@ def profile_command(
         OutputFormat, typer.Option("--format", "-f", help="Output format.")
     ] = OutputFormat.table,
 ) -> None:
-    """Params and MACs (the SE paper's GFLOPs), attention share, optional timings."""
+    """Params and MACs as the SE paper counts them, attention's share, optional timings.
+
+    Example: senet profile se_resnet50 --compare resnet50
+    """
     timing_kw = dict(
         device=device,
         timing=timing,
@@ -351,7 +367,10 @@ def models(
         False, "--check", help="Measure every model again; exit 1 where the stored table differs."
     ),
 ) -> None:
-    """List the model zoo with parameters and multiply-adds (from the golden table: no building)."""
+    """List the model zoo with params and multiply-adds, from the stored table.
+
+    Example: senet models 'se_resnext*'
+    """
     import json
 
     from rich.console import Console
@@ -417,7 +436,7 @@ def _measure_models(*, write: bool) -> None:
 # --- end model zoo ---
 
 
-# --- retrofit (issue 5) -------------------------------------------------------------------
+# --- retrofit -------------------------------------------------------------------------------
 
 
 @app.command()
@@ -445,7 +464,10 @@ def retrofit(
     ),
     dry_run: bool = typer.Option(False, help="print the sites and the cost, change nothing"),
 ) -> None:
-    """Put attention into an existing CNN; print the sites and the cost delta."""
+    """Put attention into an existing CNN; print the sites and what they cost.
+
+    Example: senet retrofit torchvision:resnet50 --attn se --dry-run
+    """
     from rich.console import Console
 
     from senet.models import create_model, save_weights
@@ -513,7 +535,10 @@ def ablate(
         False, "--dry-run", help="Validate and list the points, with where each stands in --out."
     ),
 ) -> None:
-    """Run a grid of training runs (resumable) and write its paper-style table and plot."""
+    """Run a grid of training runs, resumably, and write its paper-style table and plot.
+
+    Example: senet ablate table14_integration data.root=/data/imagenet --jobs 2
+    """
     from rich.console import Console
 
     from senet.ablation import describe_points, load_grid, run_grid, write_report
@@ -566,7 +591,10 @@ def analyze(
         None, "--output", help="Report folder (default: beside the weights)."
     ),
 ) -> None:
-    """Excitation per class and depth (paper Sec. 7): specificity, saturation, plots, JSON."""
+    """Analyse a run's gates per class and depth (paper Sec. 7): specificity, saturation, plots.
+
+    Example: senet analyze runs/se20
+    """
     from dataclasses import replace
 
     from rich.console import Console
@@ -622,8 +650,9 @@ def study(
 ) -> None:
     """Seed-paired 95% CIs of a grid's runs (nothing is trained); or regenerate results pages.
 
-    senet study runs/ablations/fashion_mnist_depth
-    senet study --pages docs/results/*.md --check
+    Example: senet study runs/ablations/table10_reduction
+
+    Pages: senet study --pages docs/results/*.md --check
     """
     from senet.ablation.pages import update_pages
     from senet.ablation.study import StudyOutputs, run_study, study_markdown

@@ -1,4 +1,4 @@
-"""SE's fast path (issue: SE nearly free in wall time) computes exactly the paper's formula.
+"""SE's fast path (SE nearly free in wall time) computes exactly the paper's formula.
 
 The fast path changes how SE runs (FCs as matrix products outside autocast, the squeeze by
 matmul on CPU bf16 maps, the scale fused with the residual add) but not what it computes:

@@ -146,7 +146,7 @@ def test_shufflenet_se_ends_the_branch_before_the_concat():
     torch.testing.assert_close(y[:, :240], nn.functional.avg_pool2d(x, 3, 2, 1))
 
 
-# Retrofitting the base model must give the SE twin's sites (senet.retrofit, issue #14 item 4).
+# Retrofitting the base model must give the SE twin's sites (senet.retrofit).
 RETROFIT_DISAGREES = {
     "shake_shake": "retrofit finds no site in the Shake-Shake blocks",
 }
