@@ -1,6 +1,6 @@
 """What a training job builds before its first step, each checked so a mistake costs seconds:
-the precision, the run folder, the data and loaders, the model fitted to the data (with its
-cost), the weights' metadata, and a checkpoint's state restored into the parts."""
+the run folder, the data and loaders, the model fitted to the data (with its cost), the
+weights' metadata, and a checkpoint's state restored into the parts."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from senet.builder import model_from_config
-from senet.config import Config, ConfigError, ModelConfig, TrainConfig
+from senet.config import Config, ConfigError, ModelConfig
 from senet.data import DatasetInfo, create_dataset, create_loader
-from senet.models.precision import choose_amp
 from senet.models.specs import is_foreign, is_run_weights, load_initial_weights
 from senet.profiling import profile
 from senet.profiling.timing import eval_mode
@@ -40,17 +39,6 @@ def prepare_run_dir(output_dir: str | None, config: Config) -> Path:
             "output_dir=PATH"
         ) from None
     return folder
-
-
-def resolve_precision(t: TrainConfig, device: torch.device) -> str:
-    """Turn ``train.amp``/``train.channels_last`` ``auto`` into what runs on ``device``, in place;
-    returns the line the run log shows (the resolved values are saved with the config)."""
-    t.amp, why = choose_amp(t.amp, device)
-    if t.channels_last == "auto":  # NHWC pays with reduced-precision convs (oneDNN, tensor cores)
-        t.channels_last = t.amp != "none"
-    precision = {"none": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}[t.amp]
-    layout = "channels_last" if t.channels_last else "NCHW"
-    return f"precision: {precision}, {layout} ({why})"
 
 
 def build_data(

@@ -44,6 +44,9 @@ class RunSummary:
     torch: str
     host: str
     pid: int
+    # How train.amp/channels_last/compile were settled: the mode, its source (as set, measured,
+    # cached, checkpoint, grid, ...), why, and each candidate's timings (senet.train.fast_path)
+    fast_path: dict[str, Any] | None = None
     config: dict[str, Any] = field(default_factory=dict)  # the resolved Config as a dict
 
     def to_dict(self) -> dict[str, Any]:
