@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from senet.config import Config, ConfigError, TrainConfig
-from senet.models.precision import Mode, candidate_modes, cpu_has_fast_bf16
+from senet.models.precision import Mode, candidate_modes, reduced_precisions
 from senet.models.race import Clock, NoCandidateRan, RaceResult, timing_table
 from senet.models.speed_cache import SpeedCache
 from senet.train.compile_choice import settle_compile
@@ -81,7 +81,7 @@ class FastPath:
         for label, rows in self.compiled.items():
             lines.append(f"  compiled{' ' + label if len(self.compiled) > 1 else ''}:")
             lines += timing_table(RaceResult.from_list(rows).timings, indent="    ")
-        if self.compile_reason:
+        if self.compile_reason and self.compile_reason != "as set":
             lines.append(f"  compile: {self.compile_reason}")
         return lines + [f"  note: {n}" for n in self.notes]
 
@@ -191,7 +191,8 @@ def _source(sources: Any) -> str:
 
 
 def _emulated_bf16(workloads: list[Workload]) -> bool:
-    return workloads[0].device.type == "cpu" and not cpu_has_fast_bf16()
+    device = workloads[0].device
+    return device.type == "cpu" and "bf16" not in reduced_precisions(device)
 
 
 def recorded_fast_path(t: TrainConfig, state: dict[str, Any]) -> FastPath | None:
