@@ -116,3 +116,25 @@ def test_bench_stage_layout_variants_compute_the_same_function():
     before = [p.detach().clone() for p in model.parameters()]
     assert bench.step_rate(model.train(), "mixed", batches) > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_bench_auto_sets_autos_pick_against_every_candidate(tmp_path):
+    from senet.models.precision import candidate_modes
+
+    bench = _load("bench_auto")
+    tiny = ["--depths", "20", "--batch", "4", "--rounds", "1", "--steps", "1", "--epochs", "1"]
+    tiny += ["--train-images", "64", "--no-compile", "--inference-batches", "2"]
+    tiny += ["--inference-pair", "se_resnet20_cifar", "resnet20_cifar"]
+    tiny += ["--inference-size", "3", "16", "16", "--json", str(tmp_path / "auto.json")]
+    results = bench.main(tiny)
+    pair = results["train"][0]
+    assert [row["model"] for row in pair["models"]] == ["se_resnet20_cifar", "resnet20_cifar"]
+    for row in pair["models"]:
+        assert set(row["candidates_ms"]) == {m.label for m in candidate_modes("cpu")}
+        assert row["auto_vs_fastest"] >= 1.0 and row["fastest"] in row["candidates_ms"]
+        assert "(too short:" in row["why"]  # 16 steps: auto does not measure, fp32 NCHW
+    assert pair["joint"] == "fp32 NCHW" and pair["se_overhead"] > -1
+    (row,) = results["inference"]
+    assert row["batch"] == 2 and set(row["dtype"].values()) <= {"fp32", "bf16"}
+    assert "| 20 | fp32 NCHW |" in bench.report(results)
+    assert (tmp_path / "auto.json").exists()

@@ -1,7 +1,7 @@
 """senet.train.fast_path: how ``auto`` settles amp, channels_last and compile.
 
 The candidates' training steps are fakes that advance a fake clock by a set time per mode
-(``step_race._build_step`` is swapped for them), so each test knows which mode is fastest and
+(``step_race.build_step`` is swapped for them), so each test knows which mode is fastest and
 asserts what ``auto`` does with it: no real timing is asserted anywhere.
 """
 
@@ -32,7 +32,7 @@ class FakeClock:
 
 
 class FakeSteps:
-    """Stands in for ``step_race._build_step``: the step of mode M takes ``seconds[M.label]``
+    """Stands in for ``step_race.build_step``: the step of mode M takes ``seconds[M.label]``
     (a probe 1/8 of it); a compiled mode's first step takes ``warmup`` more (compiling)."""
 
     def __init__(self, clock: FakeClock, seconds: dict[str, float], warmup: float = 30.0):
@@ -104,7 +104,7 @@ def fakes(monkeypatch, tmp_path):
 
     def make(seconds: dict[str, float], **kwargs) -> FakeSteps:
         steps = FakeSteps(clock, seconds, **kwargs)
-        monkeypatch.setattr(step_race, "_build_step", steps)
+        monkeypatch.setattr(step_race, "build_step", steps)
         return steps
 
     make.clock, make.cache = clock, SpeedCache(tmp_path / "cache")
@@ -264,7 +264,7 @@ COMPILED = {
 
 
 def test_compiling_is_considered_only_when_the_run_can_repay_its_warm_up(fakes, monkeypatch):
-    monkeypatch.setattr(compile_choice, "warmup_estimate", lambda model: 30.0)
+    monkeypatch.setattr(compile_choice, "warmup_estimate", lambda w, cache: 30.0)
     steps = fakes(COMPILED)
     # A 3-epoch demo: 1,170 steps x 0.1 s; even 1.5x faster steps cannot repay ~105 s.
     demo = settle(fakes, auto(compile="auto"), workload(1170))
@@ -283,13 +283,25 @@ def test_compiling_is_considered_only_when_the_run_can_repay_its_warm_up(fakes, 
 
 
 def test_a_speed_up_too_small_for_its_warm_up_is_not_compiled(fakes, monkeypatch):
-    monkeypatch.setattr(compile_choice, "warmup_estimate", lambda model: 30.0)
+    monkeypatch.setattr(compile_choice, "warmup_estimate", lambda w, cache: 30.0)
     barely = {"bf16 channels_last, compiled": 0.0999, "bf16 channels_last, compiled per stage": 0.1}
     fakes({**COMPILED, **barely})
     fast = settle(fakes, auto(compile="auto"), workload(100_000))
     assert fast.settings()["compile"] is False
     assert fast.compile_reason.startswith("not compiled: compiled whole")
     assert "saves ~10 s over 100,000 steps against ~15 s of warm-up" in fast.compile_reason
+
+
+def test_the_warm_up_estimate_learns_this_device_s_compile_rate(fakes):
+    fakes(COMPILED, warmup=60.0)
+    w = workload(100_000)
+    leaves = sum(1 for m in w.model.modules() if next(m.children(), None) is None)
+    before = compile_choice.warmup_estimate(w, fakes.cache)
+    assert before == pytest.approx(compile_choice.COMPILE_S_PER_MODULE * leaves)
+    settle(fakes, auto(compile="auto"), w)  # times both compiled variants: 60 s warm-up each
+    assert compile_choice.warmup_estimate(w, fakes.cache) == pytest.approx(60.0, rel=1e-3)
+    bigger = workload(100_000, model=nn.Sequential(Staged(), Staged()), name="bigger")
+    assert compile_choice.warmup_estimate(bigger, fakes.cache) == pytest.approx(120.0, rel=1e-3)
 
 
 def test_a_grid_weighs_its_models_by_their_planned_steps(fakes, monkeypatch):
@@ -301,7 +313,7 @@ def test_a_grid_weighs_its_models_by_their_planned_steps(fakes, monkeypatch):
         steps.seconds = seconds[w.key["model"]]
         return steps(w, mode)
 
-    monkeypatch.setattr(step_race, "_build_step", per_model)
+    monkeypatch.setattr(step_race, "build_step", per_model)
     fast = settle(fakes, auto(), workload(3000, name="se"), workload(30000, name="plain"))
     assert fast.mode == Mode("none", True)
     assert set(fast.timings) == {"se", "plain"}

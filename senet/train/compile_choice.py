@@ -23,8 +23,9 @@ from senet.train.step_race import Workload, cached_compiled, measure_compiled
 # A compiled training step has been seen up to 1.45x faster than bf16 eager and 1.08x than the
 # best eager mode (issue 39, SE-ResNet-20); 1.5x bounds what compiling could save unmeasured.
 MAX_COMPILE_SPEEDUP = 1.5
-# Warm-up estimate before one is measured: 28 s for SE-ResNet-20's 109 leaf modules (issue 39);
-# compile time grows with the graph, so per leaf module.
+# Warm-up estimate before one is measured on this device: 28 s for SE-ResNet-20's 109 leaf
+# modules (issue 39); compile time grows with the graph, so per leaf module. Once measured here,
+# the device's own rate replaces it (a loaded 2-core CPU took 5x as long).
 COMPILE_S_PER_MODULE = 28.0 / 109
 # An eval graph (forward only) compiles in about half the time of a training graph (estimate).
 EVAL_COMPILE_SHARE = 0.5
@@ -46,8 +47,8 @@ def settle_compile(
     eager_s = sum(w.steps * s for w, s in zip(workloads, eager, strict=True))  # type: ignore[operator]
     cached = [cached_compiled(w, base, cache) for w in workloads]
     if any(c is None for c in cached):
-        measuring = sum(_variants(w) * warmup_estimate(w.model) for w in workloads)
-        running = sum(run_warmup(w, warmup_estimate(w.model), False) for w in workloads)
+        measuring = sum(_variants(w) * warmup_estimate(w, cache) for w in workloads)
+        running = sum(run_warmup(w, warmup_estimate(w, cache), False) for w in workloads)
         bound = eager_s * (1 - 1 / MAX_COMPILE_SPEEDUP)
         if bound <= measuring + running:
             return (
@@ -73,6 +74,9 @@ def settle_compile(
             f"not compiled: timing the compiled step failed ({type(e).__name__}: {e})",
             {},
         )
+    for w, c, r in zip(workloads, cached, compiled, strict=True):
+        if c is None:
+            _remember_rate(w, r, cache)
     fresh = same_process and any(c is None for c in cached)
     how, reason = _best_variant(workloads, base, eager, compiled, fresh)
     return how, reason, {w.label: r.to_list() for w, r in zip(workloads, compiled, strict=True)}
@@ -129,10 +133,27 @@ def _measured_warmup(t: Timing) -> float:
     return max(0.0, (t.first_s or 0.0) - (t.step_s or 0.0))
 
 
-def warmup_estimate(model: nn.Module) -> float:
-    """Seconds to compile ``model``'s training step, before it has been measured."""
-    leaves = sum(1 for m in model.modules() if next(m.children(), None) is None)
-    return COMPILE_S_PER_MODULE * leaves
+def warmup_estimate(w: Workload, cache: SpeedCache) -> float:
+    """Seconds to compile ``w``'s training step, before it has been measured: the seconds per
+    leaf module last measured on this device (the speed cache keeps them), else issue 39's."""
+    rate = (cache.load(_device_key(w)) or {}).get("seconds_per_module", COMPILE_S_PER_MODULE)
+    return float(rate) * _leaves(w.model)
+
+
+def _remember_rate(w: Workload, race: RaceResult, cache: SpeedCache) -> None:
+    """Keep this device's measured compile seconds per leaf module, for the next estimate."""
+    warmups = [_measured_warmup(t) for t in race.timings if t.status == "timed"]
+    if warmups:
+        rate = sum(warmups) / len(warmups) / _leaves(w.model)
+        cache.store(_device_key(w), {"seconds_per_module": rate})
+
+
+def _device_key(w: Workload) -> dict[str, Any]:
+    return {"what": "compile warm-up", **{k: w.key.get(k) for k in ("device", "torch", "threads")}}
+
+
+def _leaves(model: nn.Module) -> int:
+    return max(1, sum(1 for m in model.modules() if next(m.children(), None) is None))
 
 
 def run_warmup(w: Workload, train_warmup: float, fresh: bool) -> float:

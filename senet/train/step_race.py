@@ -138,10 +138,10 @@ def measure_compiled(w: Workload, base: Mode, cache: SpeedCache, clock: Clock) -
 def step_candidate(w: Workload, mode: Mode, *, probe: bool = True) -> Candidate:
     """``mode``'s training step on a copy of ``w``'s model, as a race candidate."""
     probe = probe and w.config.data.batch_size >= 2 * PROBE_FRACTION
-    return Candidate(mode.label, partial(_build_step, w, mode), probe=probe)
+    return Candidate(mode.label, partial(build_step, w, mode), probe=probe)
 
 
-def _build_step(w: Workload, mode: Mode) -> StepFn:
+def build_step(w: Workload, mode: Mode) -> StepFn:
     """A copy of the model in ``mode`` with its own optimiser, and one training step of it."""
     t, device = w.config.train, w.device
     model = copy.deepcopy(w.model).to(device)
