@@ -13,8 +13,8 @@ candidate against the fastest, ``auto``'s pick against the fastest (target: with
 step overhead over its twin in the mode a grid of the pair settles (one mode for both arms).
 
 Inference: ``optimize_for_inference(model, example_input, dtype="auto")`` of se_resnet50 and
-resnet50 at each ``--inference-batches`` batch; the dtype each picked and SE's overhead, the
-two timed in turns. Ratios only mean something within one run; run on a quiet machine.
+resnet50 at each ``--inference-batches`` batch (on CUDA: replayed as CUDA graphs, the
+default there); the dtype each picked and SE's overhead, the two timed in turns. Ratios only mean something within one run; run on a quiet machine.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ from pathlib import Path
 import torch
 
 import senet
-from senet.models.precision import candidate_modes, describe_cpu
+from senet.models.precision import candidate_modes, describe_cpu, device_name
 from senet.models.speed_cache import ENV_VAR, SpeedCache
 from senet.train import load_config
+from senet.train.distributed import resolve_device
 from senet.train.fast_path import settle_fast_path
 from senet.train.step_race import Workload, build_step
 from senet.train.workloads import config_workloads
@@ -59,6 +60,7 @@ def workload(name: str, args: argparse.Namespace) -> Workload:
         "data.synthetic_val=256",
         f"data.batch_size={args.batch}",
         f"train.epochs={args.epochs}",
+        f"train.device={args.device}",
         "train.amp=auto",
         "train.channels_last=auto",
         f"train.compile={'false' if args.no_compile else 'auto'}",
@@ -122,15 +124,16 @@ def train_pair(depth: int, args: argparse.Namespace, cache: SpeedCache) -> dict:
 def inference_rows(args: argparse.Namespace) -> list[dict]:
     """se vs plain through ``optimize_for_inference(dtype="auto")`` at each batch."""
     se_name, plain_name = args.inference_pair
+    device = resolve_device(args.device)
     rows = []
     for batch in args.inference_batches:
         fast = {}
         for name in (se_name, plain_name):
-            model = senet.create_model(name).eval()
-            x = torch.randn(batch, *args.inference_size)
+            model = senet.create_model(name).eval().to(device)
+            x = torch.randn(batch, *args.inference_size, device=device)
             fast[name] = (senet.optimize_for_inference(model, x), x)
         with torch.inference_mode():
-            fns = {name: (lambda f=f, x=x: f(x)) for name, (f, x) in fast.items()}
+            fns = {name: (lambda f=f, x=x: _synced(f, x)) for name, (f, x) in fast.items()}
             times = interleaved(fns, args.rounds, args.steps)
         rows.append(
             {
@@ -141,6 +144,13 @@ def inference_rows(args: argparse.Namespace) -> list[dict]:
             }
         )
     return rows
+
+
+def _synced(model: Callable, x: torch.Tensor) -> None:
+    """One call, finished: on CUDA the kernels run after the call returns."""
+    model(x)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
 
 
 def report(results: dict) -> str:
@@ -181,6 +191,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--inference-batches", type=int, nargs="*", default=[8, 32])
     p.add_argument("--inference-pair", nargs=2, default=["se_resnet50", "resnet50"])
     p.add_argument("--inference-size", type=int, nargs=3, default=[3, 224, 224])
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     return p.parse_args(argv)
@@ -208,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     with fresh_speed_cache() as cache:
         results = {
-            "machine": describe_cpu(),
+            "machine": device_name(resolve_device(args.device)) + f" ({describe_cpu()})",
             "torch": torch.__version__,
             "train": [train_pair(d, args, cache) for d in args.depths],
             "inference": inference_rows(args),
