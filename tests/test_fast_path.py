@@ -166,6 +166,26 @@ def test_the_measuring_costs_at_most_two_percent_of_the_run(fakes):
     assert full == 3 * (1 + eager_timed_steps(1200, 3))
 
 
+def test_measuring_leaves_the_runs_random_state_where_it_was(fakes, monkeypatch):
+    import random
+
+    import numpy as np
+
+    steps = fakes(EAGER)
+
+    def drawing(w, mode):  # a step with dropout draws from the global generators
+        step = steps(w, mode)
+        return lambda probe: (torch.rand(3), random.random(), np.random.rand(), step(probe))
+
+    monkeypatch.setattr(step_race, "build_step", drawing)
+    w = workload(3000)
+    torch.manual_seed(5), random.seed(5), np.random.seed(5)
+    settle(fakes, auto(), w)
+    after = (torch.rand(1).item(), random.random(), np.random.rand())
+    torch.manual_seed(5), random.seed(5), np.random.seed(5)
+    assert after == (torch.rand(1).item(), random.random(), np.random.rand())
+
+
 def test_a_run_too_short_to_measure_trains_in_fp32_and_says_why(fakes):
     steps = fakes(EAGER)
     fast = settle(fakes, auto(compile="auto"), workload(300))

@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from _tiny_models import QUICK, tiny_models_registered
 
 from senet.config import ConfigError
 from senet.models import precision
 from senet.models.precision import candidate_modes
-from senet.train import load_config, train
+from senet.train import load_config, read_weights, train
 
 CLI = Path(__file__).resolve().parent / "_senet_cli.py"
 # 600 steps of a tiny model (2 epochs x 300): just long enough that timing 3 candidates fits
@@ -88,6 +89,20 @@ def test_auto_is_timed_recorded_and_kept_on_resume(tmp_path):
     again = json.loads((run / "summary.json").read_text())["fast_path"]
     assert again["source"] == "checkpoint" and again["timings"] == fast["timings"]
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["amp"] == saved.amp
+
+
+@pytest.mark.slow
+def test_a_run_that_measured_trains_exactly_as_one_given_that_mode(tmp_path):
+    # Timing the candidates (on copies, random state restored) changes nothing the run computes.
+    timed = train(load_config(None, [*LONG_ENOUGH, f"output_dir={tmp_path / 'timed'}"]))
+    assert timed.fast_path["source"] == "measured"
+    mode = [f"train.{k}={str(timed.fast_path[k]).lower()}" for k in ("amp", "channels_last")]
+    given = train(load_config(None, [*LONG_ENOUGH, *mode, f"output_dir={tmp_path / 'given'}"]))
+    assert given.fast_path["source"] == "as set"
+    expected, _ = read_weights(tmp_path / "given" / "last.safetensors")
+    got, _ = read_weights(tmp_path / "timed" / "last.safetensors")
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
 
 
 def test_explicit_bf16_on_a_cpu_without_bf16_hardware_says_it_is_likely_emulated(

@@ -247,11 +247,6 @@ def run_grid(
             results[point.run_id] = PointResult(point, run_dir, "running elsewhere", error=error)
         else:
             pending.append(point)
-    point_threads = _point_threads(backend, jobs, threads, ray_resources)
-    grid = settle_grid_fast_path(grid, out_dir, results, pending, point_threads, on_event)
-    # Only now, with every finished run still fitting, is the folder's grid.yaml this grid.
-    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-    (out_dir / "grid.yaml").write_text(yaml.safe_dump(grid.to_dict(), sort_keys=False))
     cached = [r for r in results.values() if r.status == "cached"]
     elsewhere = [r for r in results.values() if r.status == "running elsewhere"]
     not_selected = len(results) - len(cached) - len(elsewhere)
@@ -262,6 +257,11 @@ def run_grid(
         f"grid {grid.name}: {len(grid.points)} runs, {len(cached)} finished earlier, {skipped}"
         f"{len(pending)} to run ({backend}, {jobs if backend == 'local' else 'ray'} at a time)"
     )
+    point_threads = _point_threads(backend, jobs, threads, ray_resources)
+    grid = settle_grid_fast_path(grid, out_dir, results, pending, point_threads, on_event)
+    # Only now, with every finished run still fitting, is the folder's grid.yaml this grid.
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    (out_dir / "grid.yaml").write_text(yaml.safe_dump(grid.to_dict(), sort_keys=False))
     if backend == "local":
         execute = _local_executor(jobs, point_threads)
     else:
