@@ -1,4 +1,4 @@
-"""The inference fast path: fold BatchNorm into its conv, channels_last, the device's fast dtype,
+"""The inference fast path: fold BatchNorm into its conv, channels_last, the dtype timed fastest,
 and on CUDA one graph launch per forward."""
 
 from __future__ import annotations
@@ -158,15 +158,14 @@ def optimize_for_inference(
     CNNs, retrofitted or not. The copy's output on two images is checked against the
     original's, so a fold that changed the function raises instead of returning it.
 
-    ``example_input``: a batch like the ones the model will get (its batch size matters:
-    reduced precision may pay at batch 32 and not at batch 1). Without it, ``input_size``
-    (default: the model's ``pretrained_cfg``, else 3x224x224) at batch 1.
+    ``example_input``: a batch like those the model will get (the batch size matters: bf16 may
+    pay at batch 32 and not at 1). Without it, ``input_size`` (default: the model's
+    ``pretrained_cfg``, else 3x224x224) at batch 1.
 
-    ``dtype``: ``"auto"`` times fp32 against each reduced precision the device offers (bf16
-    on CPUs that report bf16 hardware; bf16 and fp16 on CUDA) on ``example_input``, and keeps
-    the fastest: never read from CPU flags, which promise bf16 speed that some CPUs do not
-    deliver. Timings are cached (``senet.models.speed_cache``); ``result.fast_path`` holds
-    them. Or ``"fp32"``, ``"bf16"``, ``"fp16"`` as set.
+    ``dtype``: ``"auto"`` times fp32 against each reduced precision the device offers (bf16 on
+    CPUs that report bf16 hardware; bf16 and fp16 on CUDA) on that batch and keeps the fastest,
+    never trusting CPU flags; cached (``senet.models.speed_cache``), with the timings in
+    ``result.fast_path``. Or ``"fp32"``, ``"bf16"``, ``"fp16"`` as set.
 
     ``cuda_graph`` (CUDA only; default: on for a model on a CUDA device) replays each forward as
     one CUDA graph, captured on the first call with each input shape: at small batches a GPU
@@ -180,21 +179,10 @@ def optimize_for_inference(
         )
     fast = copy.deepcopy(model).eval()
     x = _example(fast, example_input, input_size)
-    if dtype == "fp16" and x.device.type == "cpu":
-        raise ValueError("optimize_for_inference: dtype='fp16' needs CUDA; on CPU use 'bf16'")
-    if channels_last and x.dim() != 4:
-        raise ValueError(
-            f"optimize_for_inference: channels_last=True needs 4-D (N, C, H, W) input, the "
-            f"example has shape {tuple(x.shape)}; pass channels_last=False"
-        )
+    _refuse_what_cannot_run(x, dtype=dtype, channels_last=channels_last, cuda_graph=cuda_graph)
     if fold_bn:
         _fold_checked(fast, x[:2])
     on_cuda = x.device.type == "cuda"
-    if cuda_graph and not on_cuda:
-        raise ValueError(
-            f"optimize_for_inference: cuda_graph=True needs the model on a CUDA device, it is on "
-            f"{x.device}; move it with .cuda() first or leave cuda_graph unset"
-        )
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     graph = (on_cuda if cuda_graph is None else cuda_graph) and not compile
 
@@ -212,6 +200,24 @@ def optimize_for_inference(
         mode = "reduce-overhead" if on_cuda and cuda_graph is not False else None
         result.model = torch.compile(result.model, mode=mode)  # type: ignore[assignment]
     return result
+
+
+def _refuse_what_cannot_run(
+    x: torch.Tensor, *, dtype: str, channels_last: bool, cuda_graph: bool | None
+) -> None:
+    """One clear error, naming the option, for a setting this input's device cannot run."""
+    if dtype == "fp16" and x.device.type == "cpu":
+        raise ValueError("optimize_for_inference: dtype='fp16' needs CUDA; on CPU use 'bf16'")
+    if channels_last and x.dim() != 4:
+        raise ValueError(
+            f"optimize_for_inference: channels_last=True needs 4-D (N, C, H, W) input, the "
+            f"example has shape {tuple(x.shape)}; pass channels_last=False"
+        )
+    if cuda_graph and x.device.type != "cuda":
+        raise ValueError(
+            f"optimize_for_inference: cuda_graph=True needs the model on a CUDA device, it is on "
+            f"{x.device}; move it with .cuda() first or leave cuda_graph unset"
+        )
 
 
 def _fold_checked(model: nn.Module, x: torch.Tensor) -> None:
