@@ -340,6 +340,14 @@ def test_a_grid_weighs_its_models_by_their_planned_steps(fakes, monkeypatch):
     assert "weighted by their planned steps" in fast.reason
 
 
+def test_a_grid_over_a_models_arguments_shows_each_models_timings(fakes):
+    fakes(EAGER)
+    r4 = workload(3000, model_kwargs={"reduction": 4})
+    r16 = workload(3000, model_kwargs={"reduction": 16})
+    fast = settle(fakes, auto(), r4, r16)
+    assert set(fast.timings) == {'staged {"reduction": 4}', 'staged {"reduction": 16}'}
+
+
 def test_a_resumed_run_keeps_the_checkpoint_s_choice():
     state = {
         "config": {"train": {"amp": "bf16", "channels_last": True, "compile": "stages"}},

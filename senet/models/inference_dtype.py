@@ -53,10 +53,10 @@ def choose_dtype(
         )
     cache = SpeedCache()
     key = {**_key(model, x), **variant}
-    entry = cache.load(key)
-    source = "cached" if entry else "measured"
+    entry = cache.load(key) or {}
+    source = "cached" if entry.get("timings") else "measured"
     try:
-        if entry:
+        if entry.get("timings"):
             result = RaceResult.from_list(entry["timings"])
         else:
             candidates = [_candidate(prepare, name, x) for name in names]

@@ -67,6 +67,7 @@ class SpeedCache:
             "written": datetime.datetime.now().isoformat(timespec="seconds"),
             "entry": entry,
         }
+        tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
@@ -74,5 +75,7 @@ class SpeedCache:
                 json.dump(record, f, indent=1, default=str)
             os.replace(tmp, path)
         except OSError as e:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
             return f"cannot write the speed cache {path} ({e.strerror or e}); set {ENV_VAR}"
         return None

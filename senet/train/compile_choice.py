@@ -18,7 +18,7 @@ from senet.models.compiling import residual_stages
 from senet.models.precision import Mode
 from senet.models.race import Clock, NoCandidateRan, RaceResult, Timing
 from senet.models.speed_cache import SpeedCache
-from senet.train.step_race import Workload, cached_compiled, measure_compiled
+from senet.train.step_race import Workload, cached_compiled, measure_compiled, unique_labels
 
 # A compiled training step has been seen up to 1.45x faster than bf16 eager and 1.08x than the
 # best eager mode (issue 39, SE-ResNet-20); 1.5x bounds what compiling could save unmeasured.
@@ -79,7 +79,8 @@ def settle_compile(
             _remember_rate(w, r, cache)
     fresh = same_process and any(c is None for c in cached)
     how, reason = _best_variant(workloads, base, eager, compiled, fresh)
-    return how, reason, {w.label: r.to_list() for w, r in zip(workloads, compiled, strict=True)}
+    rows = (r.to_list() for r in compiled)
+    return how, reason, dict(zip(unique_labels(workloads), rows, strict=True))
 
 
 def _best_variant(

@@ -25,7 +25,13 @@ from senet.models.race import Clock, NoCandidateRan, RaceResult, timing_table
 from senet.models.speed_cache import SpeedCache
 from senet.train.compile_choice import settle_compile
 from senet.train.seed import rng_state, set_rng_state
-from senet.train.step_race import EAGER_SHARE, Workload, eager_timed_steps, measure_eager
+from senet.train.step_race import (
+    EAGER_SHARE,
+    Workload,
+    eager_timed_steps,
+    measure_eager,
+    unique_labels,
+)
 from senet.train.workloads import config_workloads
 
 AUTO_KEYS = ("amp", "channels_last", "compile")
@@ -170,11 +176,14 @@ def _fastest(modes: list[Mode], workloads: list[Workload], races: list[RaceResul
         steps = [r.step_s(mode.label) for r in races]
         if all(s is not None for s in steps):
             totals[mode] = sum(w.steps * s for w, s in zip(workloads, steps, strict=True))  # type: ignore[operator]
-    timings = {w.label: r.to_list() for w, r in zip(workloads, races, strict=True)}
+    timings = dict(zip(unique_labels(workloads), (r.to_list() for r in races), strict=True))
     if not totals:
         raise FastPathError(
             "train.amp/train.channels_last auto: no mode trained every model of the grid; "
-            + "; ".join(f"{w.label}: {r.timings}" for w, r in zip(workloads, races, strict=True))
+            + "; ".join(
+                f"{label}: {r.timings}"
+                for label, r in zip(unique_labels(workloads), races, strict=True)
+            )
         )
     best = min(totals, key=totals.__getitem__)
     ran = sum(1 for r in races[0].timings if r.status == "timed")
@@ -211,13 +220,9 @@ def recorded_fast_path(t: TrainConfig, state: dict[str, Any]) -> FastPath | None
     )
 
 
-def check_explicit(t: TrainConfig, input_size: tuple[int, ...], stages: int) -> None:
-    """Refuse an explicit mode this data or model cannot run, naming the option."""
-    if t.channels_last is True and len(input_size) != 3:
-        raise ConfigError(
-            f"train.channels_last=true needs 4-D image batches (N, C, H, W), but one input of "
-            f"this data has shape {tuple(input_size)}; set train.channels_last=false"
-        )
+def check_explicit(t: TrainConfig, stages: int) -> None:
+    """Refuse an explicit mode this model cannot run, naming the option (``stages``: how many
+    residual stages it has). Every senet dataset gives 4-D image batches: channels_last fits."""
     if t.compile == "stages" and not stages:
         raise ConfigError(
             "train.compile=stages: this model has no residual stages to compile one by one (no "

@@ -269,7 +269,7 @@ def _settle_fast_path(
     """Settle ``auto`` amp/channels_last/compile in place (before the config is saved, so it
     holds what ran): the checkpoint's choice on resume, else timed by rank 0 for all ranks."""
     t = config.train
-    check_explicit(t, workload.input_size, len(residual_stages(workload.model)))
+    check_explicit(t, len(residual_stages(workload.model)))
     fast = recorded_fast_path(t, resume_state) if resume_state is not None else None
     if fast is None:
         fast = world.main_result(lambda: settle_fast_path(t, [workload]))

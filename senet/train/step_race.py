@@ -10,6 +10,7 @@ workload's key, so the next run with the same model, batch and machine reads it 
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -49,6 +50,16 @@ class Workload:
     @property
     def label(self) -> str:
         return str(self.key.get("model", self.config.model.name))
+
+
+def unique_labels(workloads: list[Workload]) -> list[str]:
+    """Each workload's model name, with its arguments where two share a name (a grid's axis
+    over an attention argument)."""
+    names = [w.label for w in workloads]
+    return [
+        name if names.count(name) == 1 else f"{name} {json.dumps(w.key.get('model_kwargs'))}"
+        for name, w in zip(names, workloads, strict=True)
+    ]
 
 
 def workload_key(
