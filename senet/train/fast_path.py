@@ -216,7 +216,12 @@ def recorded_fast_path(t: TrainConfig, state: dict[str, Any]) -> FastPath | None
     old = state.get("fast_path") or {}
     reason = f"kept from the checkpoint (first settled: {old.get('source', 'before 0.2')})"
     return FastPath(
-        mode, "checkpoint", reason, timings=old.get("timings", {}), compiled=old.get("compiled", {})
+        mode,
+        "checkpoint",
+        reason,
+        compile_reason=old.get("compile_reason", "") if "compile" in autos else "as set",
+        timings=old.get("timings", {}),
+        compiled=old.get("compiled", {}),
     )
 
 
