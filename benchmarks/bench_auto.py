@@ -113,6 +113,7 @@ def train_pair(depth: int, args: argparse.Namespace, cache: SpeedCache) -> dict:
                 "candidates_ms": {k: 1e3 * v for k, v in times[name].items()},
                 "fastest": min(times[name], key=times[name].__getitem__),
                 "auto": pick,
+                "source": picks[name].source,
                 "auto_vs_fastest": times[name][pick] / fastest,
                 "why": picks[name].log_lines()[0],
             }
@@ -153,6 +154,11 @@ def _synced(model: Callable, x: torch.Tensor) -> None:
         torch.cuda.synchronize(x.device)
 
 
+def _machine(device: torch.device) -> str:
+    cpu = describe_cpu()
+    return cpu if device.type == "cpu" else f"{device_name(device)}, host {cpu}"
+
+
 def report(results: dict) -> str:
     lines = [f"bench_auto on {results['machine']}", ""]
     lines += [
@@ -162,7 +168,7 @@ def report(results: dict) -> str:
     for pair in results["train"]:
         for row in pair["models"]:
             lines.append(
-                f"| {row['model']} | {row['auto']} | {row['auto_vs_fastest']:.2f}x | "
+                f"| {row['model']} | {row['auto']} ({row['source']}) | {row['auto_vs_fastest']:.2f}x | "
                 f"{row['fastest']} |"
             )
     lines += [
@@ -219,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     with fresh_speed_cache() as cache:
         results = {
-            "machine": device_name(resolve_device(args.device)) + f" ({describe_cpu()})",
+            "machine": _machine(resolve_device(args.device)),
             "torch": torch.__version__,
             "train": [train_pair(d, args, cache) for d in args.depths],
             "inference": inference_rows(args),

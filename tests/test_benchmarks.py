@@ -137,6 +137,7 @@ def test_bench_auto_sets_autos_pick_against_every_candidate(tmp_path):
     (row,) = results["inference"]
     assert row["batch"] == 2 and set(row["dtype"].values()) <= {"fp32", "bf16"}
     assert "| 20 | fp32 NCHW |" in bench.report(results)
+    assert "| se_resnet20_cifar | fp32 NCHW (too short) |" in bench.report(results)
     assert (tmp_path / "auto.json").exists()
 
 
