@@ -162,7 +162,7 @@ def _machine(device: torch.device) -> str:
 def report(results: dict) -> str:
     lines = [f"bench_auto on {results['machine']}", ""]
     lines += [
-        "| model | auto picked | its step / fastest | fastest candidate |",
+        "| model | auto picked (how) | its step / fastest | fastest candidate |",
         "|---|---|---:|---|",
     ]
     for pair in results["train"]:
