@@ -168,8 +168,8 @@ def report(results: dict) -> str:
     for pair in results["train"]:
         for row in pair["models"]:
             lines.append(
-                f"| {row['model']} | {row['auto']} ({row['source']}) | {row['auto_vs_fastest']:.2f}x | "
-                f"{row['fastest']} |"
+                f"| {row['model']} | {row['auto']} ({row['source']}) | "
+                f"{row['auto_vs_fastest']:.2f}x | {row['fastest']} |"
             )
     lines += [
         "",
