@@ -14,7 +14,8 @@ step overhead over its twin in the mode a grid of the pair settles (one mode for
 
 Inference: ``optimize_for_inference(model, example_input, dtype="auto")`` of se_resnet50 and
 resnet50 at each ``--inference-batches`` batch (on CUDA: replayed as CUDA graphs, the
-default there); the dtype each picked and SE's overhead, the two timed in turns. Ratios only mean something within one run; run on a quiet machine.
+default there); the dtype each picked and SE's overhead, the two timed in turns. Ratios only
+mean something within one run; run on a quiet machine.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def settle_compile(
     timings per workload; ``races`` hold each workload's eager step of ``base``."""
     eager = [r.step_s(base.label) for r in races]
     total_steps = sum(w.steps for w in workloads)
-    eager_s = sum(w.steps * s for w, s in zip(workloads, eager, strict=True))  # type: ignore[operator]
+    eager_s = sum(w.steps * (s or 0.0) for w, s in zip(workloads, eager, strict=True))
     cached = [cached_compiled(w, base, cache) for w in workloads]
     if any(c is None for c in cached):
         measuring = sum(_variants(w) * warmup_estimate(w, cache) for w in workloads)

@@ -175,7 +175,8 @@ def _fastest(modes: list[Mode], workloads: list[Workload], races: list[RaceResul
     for mode in modes:
         steps = [r.step_s(mode.label) for r in races]
         if all(s is not None for s in steps):
-            totals[mode] = sum(w.steps * s for w, s in zip(workloads, steps, strict=True))  # type: ignore[operator]
+            pairs = zip(workloads, steps, strict=True)
+            totals[mode] = sum(w.steps * (s or 0.0) for w, s in pairs)
     timings = dict(zip(unique_labels(workloads), (r.to_list() for r in races), strict=True))
     if not totals:
         raise FastPathError(

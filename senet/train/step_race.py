@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -134,10 +134,8 @@ def cached_compiled(w: Workload, base: Mode, cache: SpeedCache) -> RaceResult | 
 def measure_compiled(w: Workload, base: Mode, cache: SpeedCache, clock: Clock) -> RaceResult:
     """Time ``base`` compiled whole and per residual stage on ``w``, and cache it."""
     variants = ["model", *(["stages"] if residual_stages(w.model) else [])]
-    candidates = [
-        step_candidate(w, Mode(base.amp, base.channels_last, how), probe=False)  # type: ignore[arg-type]
-        for how in variants
-    ]
+    modes = [replace(base, compile=how) for how in variants]
+    candidates = [step_candidate(w, mode, probe=False) for mode in modes]
     # A compiling first step takes far longer than any later one: no drop rule here.
     result = race(candidates, timed_steps=COMPILED_TIMED_STEPS, clock=clock, drop_ratio=1e9)
     entry = cache.load(w.key) or {}
