@@ -149,12 +149,15 @@ class TrainConfig:
     epochs: int = 10  # passes over the training set
     seed: int = 0  # seeds weights, data order and augmentation (a run repeats to the digit)
     device: str = "auto"  # auto (cuda when present), cpu, cuda, cuda:1, ...
-    # mixed precision (fp16 only on CUDA); auto: bf16 where the device has bf16 hardware (AMX or
-    # AVX512-BF16 CPUs, CUDA), fp32 elsewhere; the run log says which and why
+    # Mixed precision (fp16 only on CUDA). auto: the fastest of fp32 and the reduced precisions
+    # the device offers, timed on this run's model and batch (senet.train.fast_path); the run
+    # log shows the timings, config.yaml and summary.json record the choice.
     amp: Literal["auto", "none", "bf16", "fp16"] = "none"
-    # NHWC memory layout (faster reduced-precision convs); auto: on when amp runs bf16/fp16
+    # NHWC memory layout (faster reduced-precision convs); auto: timed with amp, as above
     channels_last: bool | Literal["auto"] = False
-    compile: bool = False  # torch.compile the model (slow start, faster steps)
+    # torch.compile the model (true), each residual stage (stages), or not (false); auto: when
+    # the run is long enough that the timed speed-up repays the compile warm-up
+    compile: bool | Literal["auto", "stages"] = False
     label_smoothing: float = 0.0  # epsilon of label-smoothed cross-entropy
     freeze_bn_epochs: int = 0  # last K epochs: BatchNorm running stats and affine params fixed
     ema: bool = False  # keep an exponential moving average of the weights, evaluate it too

@@ -116,3 +116,65 @@ def test_bench_stage_layout_variants_compute_the_same_function():
     before = [p.detach().clone() for p in model.parameters()]
     assert bench.step_rate(model.train(), "mixed", batches) > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_bench_auto_sets_autos_pick_against_every_candidate(tmp_path):
+    from senet.models.precision import candidate_modes
+
+    bench = _load("bench_auto")
+    tiny = ["--depths", "20", "--batch", "4", "--rounds", "1", "--steps", "1", "--epochs", "1"]
+    tiny += ["--train-images", "64", "--no-compile", "--inference-batches", "2"]
+    tiny += ["--inference-pair", "se_resnet20_cifar", "resnet20_cifar"]
+    tiny += ["--inference-size", "3", "16", "16", "--json", str(tmp_path / "auto.json")]
+    results = bench.main(tiny)
+    pair = results["train"][0]
+    assert [row["model"] for row in pair["models"]] == ["se_resnet20_cifar", "resnet20_cifar"]
+    for row in pair["models"]:
+        assert set(row["candidates_ms"]) == {m.label for m in candidate_modes("cpu")}
+        assert row["auto_vs_fastest"] >= 1.0 and row["fastest"] in row["candidates_ms"]
+        assert "(too short:" in row["why"]  # 16 steps: auto does not measure, fp32 NCHW
+    assert pair["joint"] == "fp32 NCHW" and pair["se_overhead"] > -1
+    (row,) = results["inference"]
+    assert row["batch"] == 2 and set(row["dtype"].values()) <= {"fp32", "bf16"}
+    assert "| 20 | fp32 NCHW |" in bench.report(results)
+    assert "| se_resnet20_cifar | fp32 NCHW (too short) |" in bench.report(results)
+    assert (tmp_path / "auto.json").exists()
+
+
+def _gpu_steps() -> list[tuple[int, list[str], bool]]:
+    """gpu.sh's steps: (time limit, command words, only with EXTRA=1)."""
+    import shlex
+
+    text = (BENCHMARKS / "gpu.sh").read_text().replace("\\\n", " ")
+    steps, extra = [], False
+    for line in text.splitlines():
+        extra = extra or (line.startswith("if [") and "EXTRA" in line)
+        if line.strip().startswith("step "):
+            words = shlex.split(line.strip())
+            steps.append((int(words[1]), words[2:], extra))
+    return steps
+
+
+def test_gpu_sh_fits_eight_minutes_and_its_commands_parse_here():
+    # The script runs only where a GPU is lent: what can be checked without one is checked here,
+    # so a renamed option or config key fails now, not in a short device lease.
+    from senet.train import load_config
+
+    steps = _gpu_steps()
+    assert sum(limit for limit, _, extra in steps if not extra) <= 8 * 60
+    checked = 0
+    for _, words, _ in steps:
+        words = [w.replace("$OUT", "/tmp/out") for w in words]
+        if words[1:2] == ["benchmarks/bench_auto.py"]:
+            args = _load("bench_auto").parse_args(words[2:])
+            assert args.device == "cuda"
+            checked += 1
+        elif "senet" in words and "train" in words:
+            recipe, *overrides = words[words.index("train") + 1 :]
+            config = load_config(recipe, overrides)
+            assert config.train.amp == "auto" and config.train.compile == "auto"
+            checked += 1
+        elif words[1:3] == ["-m", "pytest"]:
+            assert all((BENCHMARKS.parent / w).exists() for w in words if w.startswith("tests/"))
+            checked += 1
+    assert checked == 4

@@ -65,29 +65,55 @@ def test_retrofit_identity_init_on_cuda():
     torch.testing.assert_close(base.cuda()(x), expected, rtol=0, atol=1e-5)
 
 
+def _quick_run(folder, *extra: str):
+    return train(load_config(None, [*QUICK, f"output_dir={folder}", "train.epochs=6", *extra]))
+
+
 @pytest.mark.parametrize("amp", ["fp16", "bf16"])
-def test_training_on_cuda_with_amp_writes_weights_that_load_on_cpu(tmp_path, amp):
+def test_training_on_cuda_with_amp_learns_as_cpu_fp32_does_and_loads_on_cpu(tmp_path, amp):
     with tiny_models_registered():
-        cfg = load_config(
-            None,
-            [
-                *QUICK,
-                f"output_dir={tmp_path / 'run'}",
-                "train.device=cuda",
-                f"train.amp={amp}",
-                "train.channels_last=true",
-                "train.epochs=2",
-            ],
+        # The same run in fp32 on the CPU is the reference: 6 epochs take it to 75-80% on
+        # these 4 classes (25% is chance), and mixed precision on the GPU must come close.
+        cpu = _quick_run(tmp_path / "cpu", "train.device=cpu")
+        summary = _quick_run(
+            tmp_path / "run", "train.device=cuda", f"train.amp={amp}", "train.channels_last=true"
         )
-        summary = train(cfg)
-    assert summary["best_top1"] > 25  # 4 classes: above chance after 2 epochs
+    assert cpu["best_top1"] > 60, "the reference run did not learn: the comparison says nothing"
+    assert summary["best_top1"] >= max(50.0, cpu["best_top1"] - 15)
     state, meta = read_weights(tmp_path / "run" / "last.safetensors")
     assert all(t.device.type == "cpu" and torch.isfinite(t).all() for t in state.values())
     assert meta["model"] == "_test_tinynet"
     _, ckpt = CheckpointDir(tmp_path / "run" / "checkpoints").newest_valid()
-    assert ckpt["epoch"] == 2
+    assert ckpt["epoch"] == 6
     if amp == "fp16":
         assert ckpt["scaler"], "fp16 runs keep the grad scaler's state for resuming"
+
+
+def test_auto_on_cuda_times_the_gpu_candidates_and_records_the_choice(tmp_path):
+    from senet.models.precision import candidate_modes
+
+    overrides = ["data.synthetic_train=6400", "data.batch_size=16", "train.epochs=2"]
+    overrides += ["train.device=cuda", "train.amp=auto", "train.channels_last=auto"]
+    with tiny_models_registered():
+        summary = train(load_config(None, [*QUICK, f"output_dir={tmp_path}", *overrides]))
+    fast = summary.fast_path
+    assert fast["source"] == "measured"  # 800 steps: long enough to time 4 candidates
+    names = [row["name"] for row in fast["timings"]["_test_tinynet"]]
+    assert names == [m.label for m in candidate_modes("cuda")] and "fp16 channels_last" in names
+    saved = load_config(tmp_path / "config.yaml").train
+    assert (saved.amp, saved.channels_last) == (fast["amp"], fast["channels_last"])
+
+
+def test_optimize_for_inference_auto_times_gpu_dtypes_with_cuda_graphs():
+    model = senet.create_model("se_resnet20_cifar", num_classes=10).eval().cuda()
+    x = torch.randn(32, 3, 32, 32, device="cuda")
+    fast = senet.optimize_for_inference(model, x)
+    assert [t["name"] for t in fast.fast_path["timings"]][-1] == "fp16"
+    assert fast.graphed is not None and fast.fast_path["dtype"] in ("fp32", "bf16", "fp16")
+    with torch.no_grad():
+        out, ref = fast(x), model(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, rtol=0, atol=0.05 * ref.abs().max().item())
 
 
 def test_profile_timing_on_cuda_reports_memory():

@@ -104,3 +104,87 @@ def test_bad_arguments_are_named(kwargs, message):
 def test_cpu_models_are_not_graphed_by_default():
     fast = senet.optimize_for_inference(senet.create_model("resnet20_cifar"), input_size=(3, 8, 8))
     assert fast.graphed is None and "cuda_graph" not in repr(fast)
+
+
+# --- dtype="auto": timed at the example's batch, never read from CPU flags -------------------
+
+
+def test_auto_times_the_dtypes_at_the_examples_batch_and_caches_them(monkeypatch):
+    from senet.models import precision
+
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
+    model = senet.create_model("resnet20_cifar", in_chans=1).eval()
+    x = torch.randn(4, 1, 16, 16)
+    fast = senet.optimize_for_inference(model, x)
+    record = fast.fast_path
+    assert record["source"] == "measured" and record["batch"] == 4
+    assert [t["name"] for t in record["timings"]] == ["fp32", "bf16"]
+    assert fast.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[record["dtype"]]
+    assert any(line.strip().startswith("fp32") for line in record["table"])
+    assert senet.optimize_for_inference(model, x).fast_path["source"] == "cached"
+    assert senet.optimize_for_inference(model, x[:2]).fast_path["source"] == "measured"
+
+
+@pytest.mark.parametrize(("bf16_ms", "expected"), [(50.0, torch.float32), (5.0, torch.bfloat16)])
+def test_auto_keeps_the_faster_dtype_even_where_the_cpu_reports_bf16(
+    monkeypatch, bf16_ms, expected
+):
+    # Issue 39's Xeon reported AVX512-BF16 and ran se_resnet50 slower in bf16 at batch 1 and 8.
+    from senet.models import inference_dtype, precision
+    from senet.models.race import RaceResult, Timing
+
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
+    timed = RaceResult([Timing("fp32", "timed", 0.01), Timing("bf16", "timed", bf16_ms / 1e3)])
+    monkeypatch.setattr(inference_dtype, "race", lambda candidates, **kwargs: timed)
+    fast = senet.optimize_for_inference(
+        senet.create_model("resnet20_cifar"), torch.randn(8, 3, 8, 8)
+    )
+    assert fast.dtype == expected
+
+
+def test_when_timing_fails_auto_falls_back_to_fp32_and_warns(monkeypatch):
+    from senet.models import inference_dtype, precision
+
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
+
+    def broken(candidates, **kwargs):
+        raise OSError("clock unavailable")
+
+    monkeypatch.setattr(inference_dtype, "race", broken)
+    with pytest.warns(UserWarning, match=r"timing the dtypes failed \(OSError: clock unavailable"):
+        fast = senet.optimize_for_inference(senet.create_model("resnet20_cifar"))
+    assert fast.dtype == torch.float32 and fast.fast_path["source"] == "fallback"
+
+
+def test_every_dtype_failing_is_an_error_naming_each(monkeypatch):
+    from senet.models import inference_dtype, precision
+    from senet.models.race import NoCandidateRan, Timing
+
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
+    failed = [Timing("fp32", "failed", note="E: a"), Timing("bf16", "failed", note="E: b")]
+
+    def none_ran(candidates, **kwargs):
+        raise NoCandidateRan(failed)
+
+    monkeypatch.setattr(inference_dtype, "race", none_ran)
+    with pytest.raises(
+        RuntimeError, match=r"no candidate mode could run a step \(fp32: E: a; bf16"
+    ):
+        senet.optimize_for_inference(senet.create_model("resnet20_cifar"))
+
+
+def test_channels_last_on_an_input_that_is_not_4d_is_refused_by_name():
+    model = nn.Sequential(nn.Conv1d(3, 4, 3), nn.BatchNorm1d(4), nn.Flatten(), nn.LazyLinear(2))
+    signal = torch.randn(2, 3, 16)
+    model(signal)  # the lazy layer takes its shape
+    with pytest.raises(ValueError, match=r"channels_last=True needs 4-D \(N, C, H, W\) input"):
+        senet.optimize_for_inference(model.eval(), signal)
+    fast = senet.optimize_for_inference(model.eval(), signal, channels_last=False, dtype="fp32")
+    torch.testing.assert_close(fast(signal), model(signal))
+
+
+def test_example_input_and_input_size_together_are_refused():
+    with pytest.raises(ValueError, match="pass example_input or input_size, not both"):
+        senet.optimize_for_inference(
+            senet.create_model("resnet20_cifar"), torch.randn(1, 3, 8, 8), input_size=(3, 8, 8)
+        )

@@ -32,7 +32,17 @@ from senet.config import Config, ConfigError, create_model_from_config, load_con
 from senet.configs import names, packaged
 from senet.train.optim import create_optimizer
 
-GRID_KEYS = ("name", "title", "base", "overrides", "axes", "baseline", "seeds", "command_line")
+GRID_KEYS = (
+    "name",
+    "title",
+    "base",
+    "overrides",
+    "axes",
+    "baseline",
+    "seeds",
+    "command_line",
+    "fast_path",
+)
 
 
 class GridError(ConfigError):
@@ -99,10 +109,15 @@ class Grid:
     # ``key=value`` given to ``senet ablate`` on top of the file; the saved grid.yaml keeps them,
     # so a results folder says what ran, and rerunning that file runs the same points.
     command_line: list[str] = field(default_factory=list)
+    # The train settings the grid left ``auto``, settled once for every point before any ran
+    # (``senet.ablation.runner``): {train.amp: bf16, train.channels_last: true, ...}. After the
+    # file's overrides, before the command line's and the points' own: explicit values win.
+    fast_path: dict[str, Any] = field(default_factory=dict)
 
     def common_overrides(self) -> list[str]:
         from_file = [f"{key}={format_value(value)}" for key, value in self.overrides.items()]
-        return [*from_file, *self.command_line]
+        settled = [f"{key}={format_value(value)}" for key, value in self.fast_path.items()]
+        return [*from_file, *settled, *self.command_line]
 
     def point_config(self, point: GridPoint) -> Config:
         """The full training config of ``point`` (validated)."""
@@ -118,6 +133,7 @@ class Grid:
             "baseline": self.baseline,
             "seeds": self.seeds,
             **({"command_line": self.command_line} if self.command_line else {}),
+            **({"fast_path": self.fast_path} if self.fast_path else {}),
         }
 
 
@@ -238,6 +254,7 @@ def grid_from_dict(data: Any, *, source: Path | None = None) -> Grid:
         isinstance(o, str) and "=" in o for o in command_line
     ):
         raise GridError(f"{where}: 'command_line' must be a list of key=value strings")
+    fast_path = _fast_path_field(data, where)
     name = str(data.get("name") or (source.stem if source else "grid"))
     return Grid(
         name=name,
@@ -250,4 +267,18 @@ def grid_from_dict(data: Any, *, source: Path | None = None) -> Grid:
         source=source,
         points=points,
         command_line=command_line,
+        fast_path=fast_path,
     )
+
+
+def _fast_path_field(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """The grid's settled ``fast_path`` (a results folder's grid.yaml has one), checked."""
+    fast_path = data.get("fast_path") or {}
+    if not isinstance(fast_path, dict) or not all(
+        k in ("train.amp", "train.channels_last", "train.compile") for k in fast_path
+    ):
+        raise GridError(
+            f"{where}: 'fast_path' maps train.amp, train.channels_last and train.compile to the "
+            f"values settled for every point, got {fast_path!r}"
+        )
+    return fast_path

@@ -27,13 +27,13 @@ from typing import Any
 
 import yaml
 
-from senet.ablation.grid import Grid, GridError, GridPoint
+from senet.ablation.grid import Grid, GridError, GridPoint, format_value
+from senet.config import load_config
 from senet.train.checkpoint import CheckpointDir
-from senet.train.distributed import resolve_device
-from senet.train.resume import checkpoint_folder, computation_differences
+from senet.train.fast_path import settle_for_runs
+from senet.train.resume import AUTO_SETTLED, checkpoint_folder, computation_differences
 from senet.train.run_lock import folder_holder
 from senet.train.run_log import read_metrics
-from senet.train.setup import resolve_precision
 from senet.train.stop_signal import handling_sigterm
 from senet.train.summary import RunSummary
 
@@ -113,10 +113,8 @@ def _check_still_fits(grid: Grid, point: GridPoint, run_dir: Path, summary: RunS
     """Raise ValueError when a finished point ran a config other than the one the grid gives it."""
     if not summary.config:  # written before summaries recorded their config: nothing to check
         return
-    config = grid.point_config(point)
-    # A run saves amp/channels_last ``auto`` as what it resolved to on its device: compare that.
-    resolve_precision(config.train, resolve_device(config.train.device))
-    changed = computation_differences(summary.config, config)
+    # A setting left ``auto`` fits what the run settled it to (computation_differences).
+    changed = computation_differences(summary.config, grid.point_config(point))
     if changed:
         raise GridError(
             f"{run_dir} finished with a different config from the one this grid gives it "
@@ -249,9 +247,6 @@ def run_grid(
             results[point.run_id] = PointResult(point, run_dir, "running elsewhere", error=error)
         else:
             pending.append(point)
-    # Only now, with every finished run still fitting, is the folder's grid.yaml this grid.
-    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-    (out_dir / "grid.yaml").write_text(yaml.safe_dump(grid.to_dict(), sort_keys=False))
     cached = [r for r in results.values() if r.status == "cached"]
     elsewhere = [r for r in results.values() if r.status == "running elsewhere"]
     not_selected = len(results) - len(cached) - len(elsewhere)
@@ -262,8 +257,13 @@ def run_grid(
         f"grid {grid.name}: {len(grid.points)} runs, {len(cached)} finished earlier, {skipped}"
         f"{len(pending)} to run ({backend}, {jobs if backend == 'local' else 'ray'} at a time)"
     )
+    point_threads = _point_threads(backend, jobs, threads, ray_resources)
+    grid = settle_grid_fast_path(grid, out_dir, results, pending, point_threads, on_event)
+    # Only now, with every finished run still fitting, is the folder's grid.yaml this grid.
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    (out_dir / "grid.yaml").write_text(yaml.safe_dump(grid.to_dict(), sort_keys=False))
     if backend == "local":
-        execute = _local_executor(jobs, threads or max(1, (os.cpu_count() or 1) // jobs))
+        execute = _local_executor(jobs, point_threads)
     else:
         execute = _ray_executor(ray_resources)
     for attempt in range(1, retries + 2):
@@ -286,6 +286,70 @@ def run_grid(
                 on_event(f"  failed {run_id} (attempt {attempt}); log: {logs[run_id]}")
         pending = still_failing
     return [results[p.run_id] for p in grid.points]
+
+
+def settle_grid_fast_path(
+    grid: Grid,
+    out_dir: Path,
+    results: dict[str, PointResult],
+    pending: list[GridPoint],
+    threads: int,
+    on_event: Callable[[str], None] = print,
+) -> Grid:
+    """The grid with the train settings it leaves ``auto`` settled once, for every point alike,
+    before any point runs (so paired arms train in the same mode, and no measuring runs beside
+    a training run): the choice this results folder recorded (its grid.yaml, else a finished
+    point's config), or timed now over the grid's models on the threads each point will have."""
+    base = load_config(grid.base, grid.common_overrides())
+    autos = [k for k in AUTO_SETTLED if getattr(base.train, k) == "auto"]
+    if not autos or grid.fast_path:
+        return grid
+    settled = _recorded_fast_path(out_dir, autos, results)
+    if settled is not None:
+        on_event(f"fast path: {_settings_text(settled)} (as this grid's earlier runs trained)")
+    elif pending:
+        configs = [grid.point_config(p) for p in grid.points]
+        fast = settle_for_runs(base.train, configs, threads=threads)
+        for line in fast.log_lines():
+            on_event(line)
+        settled = {f"train.{k}": fast.settings()[k] for k in autos}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "fast_path.json").write_text(json.dumps(fast.to_dict(), indent=2) + "\n")
+    else:
+        return grid
+    return replace(grid, fast_path=settled)
+
+
+def _recorded_fast_path(
+    out_dir: Path, autos: list[str], results: dict[str, PointResult]
+) -> dict[str, Any] | None:
+    """What an earlier call settled for this results folder: its grid.yaml's ``fast_path``, or
+    (a folder from before grids recorded one) the values a finished point ran with."""
+    try:
+        saved = yaml.safe_load((out_dir / "grid.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        saved = {}
+    recorded = saved.get("fast_path") if isinstance(saved, dict) else None
+    if recorded and all(f"train.{k}" in recorded for k in autos):
+        return {f"train.{k}": recorded[f"train.{k}"] for k in autos}
+    for result in results.values():
+        train = ((result.summary.config or {}) if result.summary else {}).get("train") or {}
+        if all(k in train and train[k] != "auto" for k in autos):
+            return {f"train.{k}": train[k] for k in autos}
+    return None
+
+
+def _point_threads(
+    backend: str, jobs: int, threads: int | None, ray_resources: dict[str, float] | None
+) -> int:
+    """The CPU threads each point runs with (what ``auto`` must time on)."""
+    if backend == "ray":
+        return max(1, int((ray_resources or {}).get("num_cpus", 1)))
+    return threads or max(1, (os.cpu_count() or 1) // jobs)
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={format_value(value)}" for key, value in settings.items())
 
 
 # Runs the commands (run id -> argv, logging to logs[run id]); yields (run id, exit code) as

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,12 @@ from torch import nn
 
 from senet.config import Config, ConfigError, save_config
 from senet.data import skipped_note
+from senet.models.compiling import compile_in_place, residual_stages
 from senet.train.checkpoint import CheckpointDir
-from senet.train.distributed import World, init_world, wrap_ddp
+from senet.train.distributed import World, init_world, unwrap, wrap_ddp
 from senet.train.ema import create_ema
 from senet.train.epoch import Trainer, check_amp
+from senet.train.fast_path import FastPath, check_explicit, recorded_fast_path, settle_fast_path
 from senet.train.fit_loop import RunOutput, fit
 from senet.train.optim import create_optimizer, create_scheduler, scaled_lr
 from senet.train.progress import MutedProgress, create_progress
@@ -42,11 +44,12 @@ from senet.train.setup import (
     model_cost,
     model_for_data,
     prepare_run_dir,
-    resolve_precision,
     restore_run,
     weights_metadata,
 )
+from senet.train.step_race import Workload
 from senet.train.summary import RunSummary
+from senet.train.workloads import run_workload
 
 __all__ = [
     "RESUMABLE_CHANGES",
@@ -78,6 +81,23 @@ def train(config: Config, *, resume: str | Path | None = None) -> RunSummary:
         world.close()
 
 
+@dataclass
+class _Built:
+    """What a job builds and checks before its first step."""
+
+    trainer: Trainer
+    train_loader: Any
+    val_loader: Any
+    val_set: Any
+    facts: dict[str, Any]  # what the summary says about the run's setup
+    weights_meta: dict[str, Any]
+    fast: FastPath
+    run_dir: Path
+    resume_path: Path | None
+    resume_point: ResumePoint | None
+    notes: list[str]  # said once the progress display exists
+
+
 def _train(
     config: Config,
     resume: str | Path | None,
@@ -85,76 +105,41 @@ def _train(
     wall_start: float,
     run_lock: RunFolderLock,
 ) -> RunSummary:
-    notes = [_settle_precision(config, world)]  # said once the progress display exists
-    world.main_result(lambda: run_lock.claim_existing(config.output_dir))
-    resume_path, resume_state = _find_checkpoint(config, resume, world, notes)
-    seed_everything(config.train.seed, deterministic=config.train.deterministic)
-    if world.device.type == "cuda" and not config.train.deterministic:
-        torch.backends.cudnn.benchmark = True
-
-    # Data first: a missing dataset is the commonest mistake, and the model needs its shape.
-    train_set, val_set, info, train_loader, val_loader = build_data(config, world)
-    model, model_kwargs, input_size, cost = model_for_data(config.model, info, val_set)
-    # The run folder is made only now: a config that cannot build its model wrote nothing.
-    run_dir = world.main_result(lambda: run_lock.claim(prepare_run_dir(config.output_dir, config)))
-    trainer, lr = _build_trainer(config, model, len(train_loader), world)
-    model = trainer.model  # on its device (and with SyncBatchNorm where asked)
-    resume_point = None
-    if resume_state is not None:
-        restore_run(resume_state, resume_path, **_state_parts(trainer))
-        resume_point = ResumePoint.from_state(resume_state, world, notes)
-    if config.train.compile:
-        # In place (state_dict keys stay the same). Static shapes: a last partial batch or the
-        # eval batch costs a recompile, not slower symbolic kernels (and some backward
-        # formulas, e.g. affine_grid's for an STN, have no symbolic-shape version).
-        model.compile(dynamic=False)
-    trainer.model = wrap_ddp(model, world)
-
-    progress, output = _open_outputs(config, world, run_dir, resume_point)
-    for note in notes:
+    run = _build(config, resume, world, run_lock)
+    progress, output = _open_outputs(config, world, run.run_dir, run.resume_point)
+    for note in run.notes:
         progress.log(note)
-    steps = len(train_loader)
-    if resume_point is not None:
+    steps, point = len(run.train_loader), run.resume_point
+    if point is not None:
         progress.log(
-            f"resuming from {resume_path}: epoch {resume_point.epoch + 1}, step "
-            f"{resume_point.totals.step}/{steps} "
-            f"(global step {resume_point.epoch * steps + resume_point.totals.step})"
+            f"resuming from {run.resume_path}: epoch {point.epoch + 1}, step "
+            f"{point.totals.step}/{steps} (global step {point.epoch * steps + point.totals.step})"
         )
-    global_batch = config.data.batch_size * world.world_size
-    facts = dict(  # what the summary says about the run's setup
-        model=config.model.name,
-        model_kwargs=model_kwargs,
-        data=info.name,
-        train_images=len(train_set),
-        val_images=len(val_set),
-        input_size=list(input_size),
-        **cost,
-        global_batch=global_batch,
-        world_size=world.world_size,
-        lr=lr,
-    )
-    progress.log(_start_line(config, facts, steps, world, run_dir))
-    progress.log(f"data from {info.source}")
-    output.weights_meta = weights_metadata(config, info, model_kwargs, input_size)
-    output.extra_state = {"world_size": world.world_size, "global_batch": global_batch}
+    progress.log(_start_line(config, run.facts, steps, world, run.run_dir))
+    output.weights_meta = run.weights_meta
+    output.extra_state = {
+        "world_size": world.world_size,
+        "global_batch": run.facts["global_batch"],
+        "fast_path": run.fast.to_dict(),  # a resumed run's summary still shows what was timed
+    }
     try:
         result = fit(
-            trainer,
-            train_loader,
-            val_loader,
+            run.trainer,
+            run.train_loader,
+            run.val_loader,
             config=config,
             output=output,
             progress=progress,
-            resume=resume_point,
+            resume=point,
         )
     finally:
         if output.run_log is not None:
             output.run_log.close()
     history = result.pop("history")
-    if note := skipped_note(train_loader, val_loader):
+    if note := skipped_note(run.train_loader, run.val_loader):
         progress.log(note)
     summary = RunSummary(
-        **facts,
+        **run.facts,
         **result,
         wall_seconds=time.perf_counter() - wall_start,
         device=str(world.device),
@@ -163,15 +148,93 @@ def _train(
         host=platform.node(),
         pid=os.getpid(),
         **run_provenance(),
+        fast_path=run.fast.to_dict(),
         config=asdict(config),
     )
     if output.run_log is not None:
-        _write_results(config, summary, output, history, model, val_set, progress)
+        model = unwrap(run.trainer.model)
+        _write_results(config, summary, output, history, model, run.val_set, progress)
     progress.log(
         f"done in {summary.wall_seconds:.0f} s: best val top-1 {summary.best_top1:.2f}% "
-        f"(epoch {summary.best_epoch}), final {summary.final_top1:.2f}% -> {run_dir}"
+        f"(epoch {summary.best_epoch}), final {summary.final_top1:.2f}% -> {run.run_dir}"
     )
     return summary
+
+
+def _build(
+    config: Config, resume: str | Path | None, world: World, run_lock: RunFolderLock
+) -> _Built:
+    """Check, build and restore everything the run needs, settle its fast path, and make its
+    folder (only once everything that can fail before a step has passed)."""
+    _check_device_settings(config, world)
+    notes: list[str] = []
+    world.main_result(lambda: run_lock.claim_existing(config.output_dir))
+    resume_path, resume_state = _find_checkpoint(config, resume, world, notes)
+    seed_everything(config.train.seed, deterministic=config.train.deterministic)
+    if world.device.type == "cuda" and not config.train.deterministic:
+        torch.backends.cudnn.benchmark = True
+    # Data first: a missing dataset is the commonest mistake, and the model needs its shape.
+    train_set, val_set, info, train_loader, val_loader = build_data(config, world)
+    model, model_kwargs, input_size, cost = model_for_data(config.model, info, val_set)
+    workload = run_workload(
+        config,
+        model,
+        model_kwargs=model_kwargs,
+        input_size=input_size,
+        num_classes=info.num_classes,
+        world=world,
+        steps_per_epoch=len(train_loader),
+        val_images=len(val_set),
+    )
+    fast = _settle_fast_path(config, world, resume_state, workload)
+    notes += [f"data from {info.source}", *fast.log_lines()]
+    # The run folder is made only now: a config that cannot build its model wrote nothing.
+    run_dir = world.main_result(lambda: run_lock.claim(prepare_run_dir(config.output_dir, config)))
+    trainer, lr = _build_trainer(config, model, len(train_loader), world)
+    resume_point = None
+    if resume_state is not None:
+        restore_run(resume_state, resume_path, **_state_parts(trainer))
+        resume_point = ResumePoint.from_state(resume_state, world, notes)
+    compile_in_place(trainer.model, fast.mode.compile)  # in place: state_dict keys, hooks stay
+    trainer.model = wrap_ddp(trainer.model, world)
+    facts = _facts(config, world, model_kwargs, (train_set, val_set, info), input_size, cost)
+    facts["lr"] = lr
+    return _Built(
+        trainer=trainer,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        val_set=val_set,
+        facts=facts,
+        weights_meta=weights_metadata(config, info, model_kwargs, input_size),
+        fast=fast,
+        run_dir=run_dir,
+        resume_path=resume_path,
+        resume_point=resume_point,
+        notes=notes,
+    )
+
+
+def _facts(
+    config: Config,
+    world: World,
+    model_kwargs: dict[str, Any],
+    data: tuple[Any, Any, Any],
+    input_size: tuple[int, ...],
+    cost: dict[str, Any],
+) -> dict[str, Any]:
+    """What the summary says about the run's setup."""
+    train_set, val_set, info = data
+    return dict(
+        model=config.model.name,
+        model_kwargs=model_kwargs,
+        data=info.name,
+        train_images=len(train_set),
+        val_images=len(val_set),
+        input_size=list(input_size),
+        **cost,
+        global_batch=config.data.batch_size * world.world_size,
+        world_size=world.world_size,
+    )
 
 
 def _start_line(
@@ -191,13 +254,11 @@ def _start_line(
     )
 
 
-def _settle_precision(config: Config, world: World) -> str:
-    """Resolve ``auto`` precision in place (before the resume check and the saved config: both
-    then hold what ran) and refuse what the device cannot run; the run log's line about it."""
+def _check_device_settings(config: Config, world: World) -> None:
+    """Refuse explicit settings the device cannot run (before anything is built)."""
     t = config.train
-    note = resolve_precision(t, world.device)
     try:  # the config allows fp16 with device=auto; here auto has become a device
-        check_amp(t.amp, world.device)
+        check_amp(t.amp if t.amp != "auto" else "none", world.device)
     except ValueError as e:
         raise ConfigError(f"train.amp: {e}") from None
     if t.sync_bn and world.distributed and world.device.type != "cuda":
@@ -205,7 +266,20 @@ def _settle_precision(config: Config, world: World) -> str:
             "train.sync_bn=true needs CUDA (torch's SyncBatchNorm runs on GPUs only); on CPU "
             "set train.sync_bn=false: each process then normalises with its own batch"
         )
-    return note
+
+
+def _settle_fast_path(
+    config: Config, world: World, resume_state: dict[str, Any] | None, workload: Workload
+) -> FastPath:
+    """Settle ``auto`` amp/channels_last/compile in place (before the config is saved, so it
+    holds what ran): the checkpoint's choice on resume, else timed by rank 0 for all ranks."""
+    t = config.train
+    check_explicit(t, len(residual_stages(workload.model)))
+    fast = recorded_fast_path(t, resume_state) if resume_state is not None else None
+    if fast is None:
+        fast = world.main_result(lambda: settle_fast_path(t, [workload]))
+    fast.apply(t)
+    return fast
 
 
 def _find_checkpoint(

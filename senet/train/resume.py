@@ -36,6 +36,8 @@ RESUMABLE_CHANGES = (
     "train.keep_checkpoints",
     "train.skip_nonfinite",
 )
+# ``train`` settings a run settles before it saves its config (senet.train.fast_path).
+AUTO_SETTLED = ("amp", "channels_last", "compile")
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -60,12 +62,13 @@ def _as_now(saved: dict[str, Any]) -> dict[str, Any]:
 
 def computation_differences(saved: dict[str, Any], config: Config) -> list[str]:
     """What ``config`` would compute differently from the run that saved ``saved`` (its config
-    dict, from a checkpoint or a summary), as ``key: old -> new``."""
-    return [
-        diff
-        for diff in config_differences(_as_now(saved), config.to_dict())
-        if not diff.startswith(RESUMABLE_CHANGES)
-    ]
+    dict, from a checkpoint or a summary), as ``key: old -> new``. A ``train`` setting left
+    ``auto`` fits what the run settled it to (a resumed run keeps that choice)."""
+    old, now = _as_now(saved), config.to_dict()
+    for key in AUTO_SETTLED:
+        if now["train"][key] == "auto" and key in old.get("train", {}):
+            now["train"][key] = old["train"][key]
+    return [diff for diff in config_differences(old, now) if not diff.startswith(RESUMABLE_CHANGES)]
 
 
 def checkpoint_folder(run_dir: str | Path) -> Path:

@@ -1,6 +1,6 @@
 """What a training job builds before its first step, each checked so a mistake costs seconds:
-the precision, the run folder, the data and loaders, the model fitted to the data (with its
-cost), the weights' metadata, and a checkpoint's state restored into the parts."""
+the run folder, the data and loaders, the model fitted to the data (with its cost), the
+weights' metadata, and a checkpoint's state restored into the parts."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from senet.config import (
     ConfigError,
     DataConfig,
     ModelConfig,
-    TrainConfig,
     create_model_from_config,
 )
 from senet.data import (
@@ -28,7 +27,6 @@ from senet.data import (
     create_loader,
     dataset_options,
 )
-from senet.models.precision import choose_amp
 from senet.profiling import profile
 from senet.profiling.timing import eval_mode
 from senet.train.checkpoint import restore_training_state
@@ -52,17 +50,6 @@ def prepare_run_dir(output_dir: str | None, config: Config) -> Path:
             "output_dir=PATH"
         ) from None
     return folder
-
-
-def resolve_precision(t: TrainConfig, device: torch.device) -> str:
-    """Turn ``train.amp``/``train.channels_last`` ``auto`` into what runs on ``device``, in place;
-    returns the line the run log shows (the resolved values are saved with the config)."""
-    t.amp, why = choose_amp(t.amp, device)
-    if t.channels_last == "auto":  # NHWC pays with reduced-precision convs (oneDNN, tensor cores)
-        t.channels_last = t.amp != "none"
-    precision = {"none": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}[t.amp]
-    layout = "channels_last" if t.channels_last else "NCHW"
-    return f"precision: {precision}, {layout} ({why})"
 
 
 def build_data(

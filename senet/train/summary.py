@@ -47,6 +47,9 @@ class RunSummary:
     commit: str | None  # the git commit senet ran from; None outside a git checkout
     commit_dirty: bool | None  # that checkout had uncommitted changes to tracked files
     cpu: str | None  # the CPU's model name (/proc/cpuinfo); None where unknown
+    # How train.amp/channels_last/compile were settled: the mode, its source (as set, measured,
+    # cached, checkpoint, grid, ...), why, and each candidate's timings (senet.train.fast_path)
+    fast_path: dict[str, Any] | None = None
     config: dict[str, Any] = field(default_factory=dict)  # the resolved Config as a dict
 
     def to_dict(self) -> dict[str, Any]:
