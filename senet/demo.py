@@ -12,12 +12,17 @@ import shutil
 import subprocess
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
 from senet.layers import attention_names, create_attn
+
+if TYPE_CHECKING:
+    from senet.config import Config
+    from senet.train.fast_path import FastPath
 
 RECIPE = "fashion_mnist_se_resnet20"  # shipped in senet/configs, found by name
 MODELS = ("se_resnet20_cifar", "resnet20_cifar")
@@ -28,15 +33,11 @@ MODELS = ("se_resnet20_cifar", "resnet20_cifar")
 #       --summary senet/demo_summary.json
 STUDY_SUMMARY = Path(str(files("senet").joinpath("demo_summary.json")))
 STUDY_PAGE = "docs/results/fashion_mnist.md"
-# Budgets that keep `make demo` within 10 minutes on 2 idle cores, both models plus eval and the
-# gate analysis. Estimated, not timed end to end: fp32 trains ResNet-20 at 599 img/s and
-# SE-ResNet-20 at 521 (README demo log); bf16 + channels_last at 850-900 img/s for ResNet-20,
-# SE ~15% slower. bf16: 2 x 3 x 50,000 images ~ 170 + 195 s training, + ~30 s eval
-# and ~40 s set-up and analysis ~ 7.3 min. fp32: 2 x 3 x 30,000 ~ 150 + 173 + 70 s ~ 6.6 min.
-FAST_BUDGET = ("data.train_size=50000", "train.epochs=3")
-FP32_BUDGET = ("data.train_size=30000", "train.epochs=3")
-# Both models train the same way: the recipe's compile=auto is settled per run, and a 3-epoch
-# run never repays the warm-up anyway.
+# The demo's training time on this machine, both models together: its image budget is set from
+# the step time measured when the fast path is settled (2-core CPU: about 6 minutes in all).
+TRAIN_SECONDS = 300.0
+EPOCHS = 3
+# Both models train the same way: a 3-epoch run never repays a compile warm-up.
 EAGER = ("train.compile=false",)
 
 
@@ -99,19 +100,14 @@ def ensure_fashion_mnist(console: Console) -> None:
 def run_demo(out: str | Path = "runs/demo", overrides: list[str] | None = None) -> list[dict]:
     """Train both models with the recipe's budget, print the comparison, return its rows."""
     from senet.evaluation.compare import compare_runs
-    from senet.train import load_config, train
+    from senet.train import train
 
     console = Console()
     ensure_fashion_mnist(console)
     out = Path(out)
-    path_overrides, choice = fast_path()
-    console.print(f"precision: {choice}")
-    for name in MODELS:
-        console.rule(f"[bold]{name}")
-        config = load_config(
-            RECIPE,
-            [*path_overrides, f"model.name={name}", f"output_dir={out / name}", *(overrides or [])],
-        )
+    configs = demo_configs(out, list(overrides or []))
+    for config in configs:
+        console.rule(f"[bold]{config.model.name}")
         train(config)
     rows, _ = compare_runs([out / name for name in MODELS], plot_path=out / "compare.png")
     console.print(demo_table(rows))
@@ -159,19 +155,42 @@ def demo_table(rows: list[dict]) -> Table:
     return table
 
 
-def fast_path() -> tuple[list[str], str]:
-    """The demo's precision and budget overrides, and a line saying which path and why."""
-    from senet.models.precision import cpu_has_fast_bf16
+def demo_configs(out: Path, overrides: list[str]) -> list[Config]:
+    """Both models' configs in one mode, settled by timing their steps once (never from CPU
+    flags), with an image budget that trains both in about ``TRAIN_SECONDS`` on this machine
+    (unless ``overrides`` set ``data.train_size`` or ``train.epochs``)."""
+    from senet.train import load_config
+    from senet.train.fast_path import settle_for_runs
 
-    if cpu_has_fast_bf16():
-        overrides = ["train.amp=bf16", "train.channels_last=true", *EAGER, *FAST_BUDGET]
-        return (
-            overrides,
-            "bf16 autocast + channels_last (this CPU has bf16 hardware: AMX/AVX512-BF16)",
-        )
-    # Emulated bf16 is slower than fp32, so such CPUs train in fp32 on a smaller budget.
-    overrides = ["train.amp=none", "train.channels_last=false", *EAGER, *FP32_BUDGET]
-    return overrides, "fp32 (this CPU has no bf16 hardware, where bf16 would be slower)"
+    def configs(extra: list[str]) -> list[Config]:
+        return [
+            load_config(RECIPE, [*EAGER, f"model.name={name}", f"output_dir={out / name}", *extra])
+            for name in MODELS
+        ]
+
+    found = configs(overrides)
+    fast = settle_for_runs(found[0].train, found)
+    Console().print("\n".join(fast.log_lines()))
+    budget = []
+    if not any(o.startswith(("data.train_size=", "train.epochs=")) for o in overrides):
+        budget = [f"data.train_size={image_budget(fast, found[0].data.batch_size)}"]
+        budget.append(f"train.epochs={EPOCHS}")
+    settled = [f"train.{key}={str(value).lower()}" for key, value in fast.settings().items()]
+    return configs([*budget, *settled, *overrides])
+
+
+def image_budget(fast: FastPath, batch_size: int) -> int:
+    """Training images per model so that both train ``EPOCHS`` epochs in ``TRAIN_SECONDS``, from
+    the measured step times of the settled mode (a multiple of 1000, 5,000 to 60,000)."""
+    from senet.models.race import RaceResult
+
+    label = fast.mode.label
+    steps = [RaceResult.from_list(rows).step_s(label) for rows in fast.timings.values()]
+    if not steps or None in steps:  # not measured (fallback): the recipe's own budget
+        return 20_000
+    seconds_per_image = sum(steps) / batch_size  # both models, one image each
+    images = TRAIN_SECONDS / (EPOCHS * seconds_per_image)
+    return int(min(60_000, max(5_000, round(images, -3))))
 
 
 def load_study_summary(path: str | Path = STUDY_SUMMARY) -> dict | None:

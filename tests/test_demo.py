@@ -13,13 +13,13 @@ from senet.train import read_weights
 
 
 def top1_of(run_dir: Path) -> float:
-    state, meta = read_weights(run_dir / "last.safetensors")
-    model = senet.create_model(meta["model"], **meta["model_kwargs"])
-    model.load_state_dict(state)
+    weights = run_dir / "last.safetensors"
+    model = senet.create_model(read_weights(weights)[1]["model"], pretrained=weights)
+    meta = read_weights(weights)[1]
     # The weights record every data key; Fashion-MNIST takes only its own options.
     taken = {k: v for k, v in meta["data_args"].items() if k in dataset_options("fashion_mnist")}
-    data, _ = create_dataset("fashion_mnist", "val", size=500, mean=meta["mean"], std=meta["std"],
-                             **taken)  # fmt: skip
+    stats = {"mean": meta["mean"], "std": meta["std"]}
+    data, _ = create_dataset("fashion_mnist", "val", size=500, **stats, **taken)
     x = torch.stack([data[i][0] for i in range(len(data))])
     y = torch.tensor([int(data[i][1]) for i in range(len(data))])
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""The demo's fast-path choice and its reading of the study summary it ships with."""
+"""The demo's fast path (timed, never read from CPU flags) and its reading of the study summary
+it ships with."""
 
 import json
 from pathlib import Path
@@ -6,31 +7,58 @@ from pathlib import Path
 import pytest
 
 import senet
-import senet.models.precision as precision
+import senet.train.fast_path as fast_path_module
 from senet.demo import (
-    FAST_BUDGET,
-    FP32_BUDGET,
-    RECIPE,
+    EPOCHS,
+    MODELS,
     STUDY_SUMMARY,
-    fast_path,
+    TRAIN_SECONDS,
+    demo_configs,
+    image_budget,
     load_study_summary,
     study_summary_text,
 )
-from senet.train import load_config
+from senet.models.precision import Mode
+from senet.models.race import Timing
+from senet.train.fast_path import FastPath
 
 
-@pytest.mark.parametrize("has_bf16", [True, False])
-def test_fast_path_follows_the_cpu(monkeypatch, has_bf16):
-    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: has_bf16)
-    overrides, line = fast_path()
-    config = load_config(RECIPE, overrides)
-    if has_bf16:
-        assert config.train.amp == "bf16" and config.train.channels_last is True
-        assert overrides[-2:] == list(FAST_BUDGET) and line.startswith("bf16 autocast")
-    else:
-        assert config.train.amp == "none" and config.train.channels_last is False
-        assert overrides[-2:] == list(FP32_BUDGET) and line.startswith("fp32")
-    assert config.train.epochs == 3 and config.data.val_size is None  # the full test set
+def _settled(step_s: dict[str, float], amp: str = "bf16") -> FastPath:
+    mode = Mode(amp=amp, channels_last=True, compile="none")
+    rows = {
+        m: [Timing(mode.label, "timed", step_s=s, steps=3).to_dict()] for m, s in step_s.items()
+    }
+    return FastPath(mode, "measured", "fastest", timings=rows)
+
+
+def test_the_budget_follows_the_measured_steps():
+    # 0.1 s + 0.15 s a batch of 128 for both models: 300 s / (3 x 0.25 / 128) = 51,200 images.
+    fast = _settled({"se": 0.1, "plain": 0.15})
+    assert image_budget(fast, 128) == round(TRAIN_SECONDS / (EPOCHS * 0.25 / 128), -3) == 51_000
+    assert image_budget(_settled({"se": 5.0, "plain": 5.0}), 128) == 5_000  # floor
+    assert image_budget(_settled({"se": 0.001, "plain": 0.001}), 128) == 60_000  # all of it
+    assert image_budget(FastPath(fast.mode, "fallback", "measuring failed"), 128) == 20_000
+
+
+@pytest.mark.parametrize("amp", ["bf16", "none"])
+def test_both_models_train_in_the_one_settled_mode(tmp_path, monkeypatch, amp):
+    seen = []
+
+    def settle(t, configs, **kwargs):
+        seen.append([c.model.name for c in configs])
+        return _settled({c.model.name: 0.2 for c in configs}, amp=amp)
+
+    monkeypatch.setattr(fast_path_module, "settle_for_runs", settle)
+    configs = demo_configs(tmp_path, [])
+    assert seen == [list(MODELS)]  # timed once, for both models
+    for config in configs:
+        assert (config.train.amp, config.train.channels_last) == (amp, True)
+        assert config.train.compile is False and config.train.epochs == EPOCHS
+        assert config.data.train_size == image_budget(_settled({"a": 0.2, "b": 0.2}), 128)
+        assert config.data.val_size is None  # the full test set
+    # The user's budget wins over the measured one.
+    mine = demo_configs(tmp_path, ["data.train_size=256", "train.epochs=1"])
+    assert [(c.data.train_size, c.train.epochs) for c in mine] == [(256, 1), (256, 1)]
 
 
 def test_the_shipped_summary_is_a_study_and_the_demo_reads_it():

@@ -417,9 +417,15 @@ class _TimingOptions:
 
     def measure(self, models: list[nn.Module], size: tuple[int, ...], batch: int) -> list[Timing]:
         return measure(
-            models, size, batch_size=batch, device=self.device, warmup=self.warmup,
-            repeats=self.repeats, compile=self.compile, channels_last=self.channels_last,
-        )  # fmt: skip
+            models,
+            size,
+            batch_size=batch,
+            device=self.device,
+            warmup=self.warmup,
+            repeats=self.repeats,
+            compile=self.compile,
+            channels_last=self.channels_last,
+        )
 
 
 def _counted(
@@ -471,9 +477,15 @@ def _with_breakdown(
         counted=counted,
     )
     times, breakdown = measure_breakdown(
-        model, result.input_size, plan, batch_size=result.batch_size, device=options.device,
-        channels_last=options.channels_last, warmup=options.warmup, repeats=options.repeats,
-    )  # fmt: skip
+        model,
+        result.input_size,
+        plan,
+        batch_size=result.batch_size,
+        device=options.device,
+        channels_last=options.channels_last,
+        warmup=options.warmup,
+        repeats=options.repeats,
+    )
     rows = tuple(replace(row, time_ms=times.get(row.name)) for row in result.modules)
     result = replace(result, modules=rows, breakdown=breakdown)
     if options.roofline:

@@ -93,10 +93,21 @@ def _packets(*names: str, inplace: bool = True) -> list[Any]:
 
 
 REDUCTIONS = _packets(
-    "mean", "sum", "amax", "amin", "max", "min",
-    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "_adaptive_avg_pool2d", "adaptive_avg_pool3d",
-    "_adaptive_avg_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
-)  # fmt: skip
+    "mean",
+    "sum",
+    "amax",
+    "amin",
+    "max",
+    "min",
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "_adaptive_avg_pool2d",
+    "adaptive_avg_pool3d",
+    "_adaptive_avg_pool3d",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
+    "adaptive_max_pool3d",
+)
 
 WINDOWED_POOLS: dict[Any, int] = {
     **dict.fromkeys(_packets("avg_pool1d", "max_pool1d", "max_pool1d_with_indices"), 1),
@@ -106,18 +117,48 @@ WINDOWED_POOLS: dict[Any, int] = {
 
 ELEMENTWISE = _packets(
     # gates and activations (the paper's Table 12 compares sigmoid, tanh and ReLU gates)
-    "sigmoid", "hardsigmoid", "tanh", "relu", "clamp", "clamp_min", "clamp_max", "hardtanh",
-    "silu", "hardswish", "gelu", "leaky_relu", "elu", "softmax", "_softmax", "exp",
+    "sigmoid",
+    "hardsigmoid",
+    "tanh",
+    "relu",
+    "clamp",
+    "clamp_min",
+    "clamp_max",
+    "hardtanh",
+    "silu",
+    "hardswish",
+    "gelu",
+    "leaky_relu",
+    "elu",
+    "softmax",
+    "_softmax",
+    "exp",
     # arithmetic: the scale x * s, the CBAM sum, (1 + M) * T, residual adds; addcmul is a scale
     # fused with the residual add that follows it, one op per element like the scale alone
-    "mul", "div", "add", "sub", "rsub", "maximum", "minimum", "addcmul",
+    "mul",
+    "div",
+    "add",
+    "sub",
+    "rsub",
+    "maximum",
+    "minimum",
+    "addcmul",
     # normalisation, one op per element (not counted by the paper: BN folds into the conv)
-    "native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
-    "_native_batch_norm_legit_functional", "cudnn_batch_norm", "miopen_batch_norm",
-    "_batch_norm_with_update", "_batch_norm_no_update", "native_layer_norm", "native_group_norm",
+    "native_batch_norm",
+    "_native_batch_norm_legit",
+    "_native_batch_norm_legit_no_training",
+    "_native_batch_norm_legit_functional",
+    "cudnn_batch_norm",
+    "miopen_batch_norm",
+    "_batch_norm_with_update",
+    "_batch_norm_no_update",
+    "native_layer_norm",
+    "native_group_norm",
     # resampling that computes (nearest-neighbour is a copy, hence free)
-    "upsample_bilinear2d", "upsample_bicubic2d", "grid_sampler_2d",
-)  # fmt: skip
+    "upsample_bilinear2d",
+    "upsample_bicubic2d",
+    "grid_sampler_2d",
+)
 
 ELEMENTWISE_COSTS: dict[Any, Callable[..., int]] = {
     **dict.fromkeys(ELEMENTWISE, output_elements),
@@ -128,9 +169,17 @@ ELEMENTWISE_COSTS: dict[Any, Callable[..., int]] = {
 
 # The ops whose outputs are "activations" in the pycls / fvcore sense: conv and linear outputs.
 ACTIVATION_OPS = _packets(
-    "convolution", "_convolution", "cudnn_convolution", "_slow_conv2d_forward",
-    "convolution_overrideable", "mm", "addmm", "bmm", "baddbmm", inplace=False,
-)  # fmt: skip
+    "convolution",
+    "_convolution",
+    "cudnn_convolution",
+    "_slow_conv2d_forward",
+    "convolution_overrideable",
+    "mm",
+    "addmm",
+    "bmm",
+    "baddbmm",
+    inplace=False,
+)
 
 # Ops that only move data: free in FLOPs, but their bytes count (concatenation, copies, casts,
 # padding, nearest-neighbour resampling, gathers).

@@ -286,9 +286,12 @@ def _module_records(result: ProfileResult, depth: int) -> list[dict[str, Any]]:
 
 
 def render_results(
-    results: Sequence[ProfileResult], format: str = "table", *, by_module: bool = False,
+    results: Sequence[ProfileResult],
+    format: str = "table",
+    *,
+    by_module: bool = False,
     depth: int = 2,
-) -> str:  # fmt: skip
+) -> str:
     """Profile results as ``"table"`` (Rich), ``"json"``, ``"csv"`` or ``"markdown"`` text."""
     check_choice("render", "format", format, FORMATS)
     if format == "json":
