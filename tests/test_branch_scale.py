@@ -67,7 +67,7 @@ def test_bad_arguments_and_input_say_what_was_wrong():
 
 
 def test_control_grid_differs_from_the_depth_grids_resnet110_only_in_the_scale():
-    ablations = REPO / "senet" / "configs" / "ablations"
+    ablations = REPO / "experiments" / "fashion_mnist" / "grids"
     control = load_grid(ablations / "fashion_mnist_depth_scale.yaml")
     depth = load_grid(ablations / "fashion_mnist_depth.yaml")
     twins = {p.run_id: p for p in depth.points if p.run_id.startswith("name=resnet110_cifar__")}

@@ -109,3 +109,18 @@ def test_a_grid_file_s_fast_path_is_checked(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ValueError, match=r"'fast_path' maps train\.amp, train\.channels_last"):
         load_grid(path)
+
+
+def test_a_point_that_cannot_be_built_leaves_the_others_in_fp32_not_failing(monkeypatch):
+    # A point whose data is missing fails when it runs; settling must not abort the grid.
+    import senet.train.fast_path as fast_path
+    from senet.data import DataError
+
+    def missing(configs):
+        raise DataError("image folder /no-data/train does not exist")
+
+    monkeypatch.setattr(fast_path, "config_workloads", missing)
+    config = load_config(None, ["train.amp=auto", "train.channels_last=auto"])
+    fast = fast_path.settle_for_runs(config.train, [config])
+    assert (fast.source, fast.mode) == ("fallback", Mode())
+    assert "/no-data/train does not exist" in fast.reason and "fp32 NCHW" in fast.reason

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from senet.config import Config, ConfigError, TrainConfig
+from senet.data import DataError
 from senet.models.precision import Mode, candidate_modes, reduced_precisions
 from senet.models.race import Clock, NoCandidateRan, RaceResult, timing_table
 from senet.models.speed_cache import SpeedCache
@@ -253,6 +254,11 @@ def settle_for_runs(
     try:
         workloads = config_workloads(configs)
         fast = settle_fast_path(t, workloads, same_process=False, clock=clock, cache=cache)
+    except (ConfigError, DataError) as e:
+        # A point whose data or model cannot be built fails when it runs, with its own error;
+        # the others must not wait on it: they train in fp32, the mode every device runs.
+        reason = f"a run could not be built to time it ({e}); using fp32 NCHW for every run"
+        fast = FastPath(Mode(), "fallback", reason)
     finally:
         torch.set_num_threads(before)
     return fast
