@@ -174,18 +174,11 @@ def _build(
     if world.device.type == "cuda" and not config.train.deterministic:
         torch.backends.cudnn.benchmark = True
     # Data first: a missing dataset is the commonest mistake, and the model needs its shape.
-    train_set, val_set, info, train_loader, val_loader = build_data(config, world)
-    model, model_kwargs, input_size, cost = model_for_data(config.model, info, val_set)
-    workload = run_workload(
-        config,
-        model,
-        model_kwargs=model_kwargs,
-        input_size=input_size,
-        num_classes=info.num_classes,
-        world=world,
-        steps_per_epoch=len(train_loader),
-        val_images=len(val_set),
-    )
+    data = build_data(config, world)
+    train_set, val_set, info, train_loader, val_loader = data
+    built = model_for_data(config.model, info, val_set)
+    model, model_kwargs, input_size, cost = built
+    workload = run_workload(config, world, data, built)
     fast = _settle_fast_path(config, world, resume_state, workload)
     notes += [f"data from {info.source}", *fast.log_lines()]
     # The run folder is made only now: a config that cannot build its model wrote nothing.

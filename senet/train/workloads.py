@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
-
-from torch import nn
 
 from senet.config import Config
 from senet.train.distributed import World, resolve_device
@@ -15,28 +12,21 @@ from senet.train.setup import build_data, model_for_data
 from senet.train.step_race import Workload, workload_key
 
 
-def run_workload(
-    config: Config,
-    model: nn.Module,
-    *,
-    model_kwargs: dict[str, Any],
-    input_size: tuple[int, ...],
-    num_classes: int,
-    world: World,
-    steps_per_epoch: int,
-    val_images: int,
-) -> Workload:
-    """The training step a run of ``config`` takes with ``model``, as ``auto`` times it."""
-    per_rank = val_images // world.world_size
+def run_workload(config: Config, world: World, data: tuple, built: tuple) -> Workload:
+    """The training step a run of ``config`` takes, as ``auto`` times it, from what its job
+    built: ``data`` as ``build_data`` returns it, ``built`` as ``model_for_data`` does."""
+    _, val_set, info, train_loader, _ = data
+    model, model_kwargs, input_size, _ = built
+    per_rank = len(val_set) // world.world_size
     eval_batch = config.data.eval_batch_size or 2 * config.data.batch_size
     partial_eval = per_rank > eval_batch and per_rank % eval_batch != 0
     return Workload(
         model=model,
         config=config,
         input_size=tuple(input_size),
-        num_classes=num_classes,
+        num_classes=info.num_classes,
         device=world.device,
-        steps=config.train.epochs * steps_per_epoch,
+        steps=config.train.epochs * len(train_loader),
         eval_graphs=1 + int(partial_eval),
         key=workload_key(config, model_kwargs, tuple(input_size), world.device, world.world_size),
     )
@@ -62,18 +52,9 @@ def config_workloads(configs: list[Config]) -> list[Workload]:
 
 def _workload(config: Config) -> Workload:
     world = World(device=resolve_device(config.train.device))
-    _, val_set, info, train_loader, _ = build_data(config, world)
-    model, model_kwargs, input_size, _ = model_for_data(config.model, info, val_set)
-    return run_workload(
-        config,
-        model,
-        model_kwargs=model_kwargs,
-        input_size=input_size,
-        num_classes=info.num_classes,
-        world=world,
-        steps_per_epoch=len(train_loader),
-        val_images=len(val_set),
-    )
+    data = build_data(config, world)
+    _, val_set, info, _, _ = data
+    return run_workload(config, world, data, model_for_data(config.model, info, val_set))
 
 
 def _without_seed(config: Config) -> str:
