@@ -112,10 +112,9 @@ class _Plan:
                 value=checkpoint.source,
             )
         saved = dict(checkpoint.meta.get("model_kwargs") or {})
-        self.retrofit = self.retrofit if self.retrofit is not None else saved.pop("retrofit", None)
-        self.stn = self.stn if self.stn is not None else saved.pop("stn", None)
-        saved.pop("retrofit", None)
-        saved.pop("stn", None)
+        retrofit, stn = saved.pop("retrofit", None), saved.pop("stn", None)
+        self.retrofit = self.retrofit if self.retrofit is not None else retrofit
+        self.stn = self.stn if self.stn is not None else stn
         self.kwargs = {**saved, **self.kwargs}
 
 
